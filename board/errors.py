@@ -1,0 +1,81 @@
+"""The one exception tree of kanban.
+
+Every error a user or a model can see is a `KanbanError`. Its message says what went wrong
+and what to do next; subclasses carry the facts as attributes so callers never parse text.
+Foreign errors (sqlite3, git, OS) are wrapped with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+
+class KanbanError(Exception):
+    """Root of every expected failure. The CLI prints it as ``Error: ...`` and exits 1."""
+
+
+class BoardError(KanbanError):
+    """The board file cannot be opened, migrated or written."""
+
+
+class TaskNotFound(KanbanError):
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} does not exist; `kanban list` shows the tasks on the board")
+
+
+class RunNotFound(KanbanError):
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} does not exist")
+
+
+class InvalidTransition(KanbanError):
+    def __init__(self, task_id: str, from_status: str, to_status: str, hint: str = "") -> None:
+        self.task_id = task_id
+        self.from_status = from_status
+        self.to_status = to_status
+        message = f"task {task_id} cannot go from {from_status} to {to_status}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class DependencyCycle(KanbanError):
+    def __init__(self, blocker: str, blocked: str, path: list[str]) -> None:
+        self.blocker = blocker
+        self.blocked = blocked
+        self.path = path
+        chain = " -> ".join(path)
+        super().__init__(
+            f"{blocker} cannot block {blocked}: {blocked} already (transitively) blocks "
+            f"{blocker} ({chain}); remove a link with `kanban unlink` first"
+        )
+
+
+class StaleRun(KanbanError):
+    """A worker presented a run that is no longer its task's live run (fencing)."""
+
+    def __init__(self, task_id: str, run_id: int, reason: str) -> None:
+        self.task_id = task_id
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id} no longer holds task {task_id} ({reason}); this worker must stop: "
+            "its results will not be recorded"
+        )
+
+
+class NotYourTask(KanbanError):
+    """A worker tried to change a task that is neither its own nor one of its subtasks."""
+
+    def __init__(self, task_id: str, own_task_id: str) -> None:
+        self.task_id = task_id
+        self.own_task_id = own_task_id
+        super().__init__(
+            f"task {task_id} is not yours; your task is {own_task_id} "
+            "(you may change only it and the subtasks you created)"
+        )
+
+
+class InvalidInput(KanbanError):
+    """Bad arguments: an unknown status, an empty title, a limit out of range..."""
+
+
+class LimitExceeded(KanbanError):
+    """A configured bound (subtask depth or breadth, batch size) would be exceeded."""
