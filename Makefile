@@ -1,0 +1,57 @@
+# `make test` and `make demo` bootstrap everything they need on a fresh machine:
+# the project's virtualenv, and the real agents (Hermes Agent, Codex CLI) pinned in .tools/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools
+HERMES_VERSION := 0.19.0
+HERMES_MCP_VERSION := 1.26.0
+CODEX_VERSION := 0.169.0
+HERMES := $(TOOLS)/hermes/bin/hermes
+CODEX := $(TOOLS)/node_modules/.bin/codex
+
+export KANBAN_HERMES_BIN := $(abspath $(HERMES))
+export KANBAN_CODEX_BIN := $(abspath $(CODEX))
+
+.PHONY: test demo lint bench tools venv clean
+
+test: venv tools
+	$(PY) -m pytest
+
+demo: venv tools
+	$(PY) -m orchestrator.demo
+
+lint: venv
+	$(PY) -m ruff check board worker orchestrator tests bench
+	$(PY) -m ruff format --check board worker orchestrator tests bench
+
+bench: venv tools
+	$(PY) bench/board.py
+	$(PY) bench/dispatch.py
+	$(PY) bench/mcp_startup.py
+	$(PY) bench/end_to_end.py
+
+venv: $(VENV)/.installed
+tools: $(HERMES) $(CODEX)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Hermes lives in a virtualenv of its own: it pins its own dependencies (the `mcp` 1.x SDK
+# among them), and the project must not inherit them.
+$(HERMES):
+	$(PYTHON) -m venv $(TOOLS)/hermes
+	$(TOOLS)/hermes/bin/pip install -q --upgrade pip
+	$(TOOLS)/hermes/bin/pip install -q hermes-agent==$(HERMES_VERSION) mcp==$(HERMES_MCP_VERSION)
+	touch $@
+
+$(CODEX):
+	mkdir -p $(TOOLS)
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @openai/codex@$(CODEX_VERSION)
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .hypothesis
