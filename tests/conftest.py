@@ -1,0 +1,42 @@
+"""Shared fixtures: every test runs with its own homes, so none touches the user's files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point HOME, the board, HERMES_HOME and CODEX_HOME at tmp_path and pin git's identity.
+
+    Inherited ``GIT_*`` and ``HERMES_KANBAN_*`` variables are removed: a test run from inside a
+    git hook or a kanban worker must behave like any other.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in list(os.environ):
+        if name.startswith(("GIT_", "HERMES_KANBAN_", "KANBAN_")) and name not in (
+            "KANBAN_HERMES_BIN",
+            "KANBAN_CODEX_BIN",
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KANBAN_DB", str(home / ".kanban" / "board.db"))
+    monkeypatch.setenv("HERMES_HOME", str(home / ".hermes"))
+    monkeypatch.setenv("CODEX_HOME", str(home / ".codex"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Kanban Tests\n\temail = tests@kanban.invalid\n"
+        "[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n"
+    )
+    return home
+
+
+@pytest.fixture
+def db_path(isolated_home: Path) -> Path:
+    return isolated_home / ".kanban" / "board.db"
