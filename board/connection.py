@@ -1,0 +1,170 @@
+"""Opening the board and the one helper that opens write transactions.
+
+The dispatcher, the CLI and every MCP server process write the same SQLite file at once, so:
+WAL (readers never block the writer), a generous ``busy_timeout``, ``BEGIN IMMEDIATE`` for
+every write transaction (take the write lock up front instead of failing on upgrade), and short
+transactions. ``synchronous=NORMAL`` in WAL mode survives a crash of any process; only a power
+loss can drop the last commits.
+
+Only SQLite ever opens the board file: closing any other descriptor of it would drop SQLite's
+POSIX locks for the whole process (../shared/benchmarking.md, trap 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from board import errors, migrations, wake
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def default_path() -> Path:
+    """``$KANBAN_DB``, else ``~/.kanban/board.db`` (a home of our own, apart from Hermes')."""
+    env = os.environ.get("KANBAN_DB")
+    return Path(env).expanduser() if env else Path.home() / ".kanban" / "board.db"
+
+
+def connect(path: str | os.PathLike[str] | None = None) -> sqlite_utils.Database:
+    """Open (creating and migrating if needed) the board at `path`.
+
+    Example::
+
+        db = connection.connect("/tmp/board.db")
+        with connection.transaction(db) as tx:
+            tx.execute("...")
+    """
+    target = Path(path).expanduser() if path is not None else default_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise errors.BoardError(
+            f"cannot create the board's directory {target.parent}: {exc.strerror}; "
+            "pass --db (or set KANBAN_DB to) a path in a writable directory"
+        ) from exc
+    if target.is_dir():
+        raise errors.BoardError(f"{target} is a directory; pass --db the path of a board file")
+    try:
+        conn = sqlite3.connect(
+            target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise errors.BoardError(f"cannot switch {target} to WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if migrations.pending(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrations.apply(conn)  # re-reads user_version under the write lock
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise errors.BoardError(_explain(target, exc)) from exc
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > migrations.latest():
+        raise errors.BoardError(
+            f"{target} was written by a newer kanban (schema {version}, this one knows "
+            f"{migrations.latest()}); upgrade kanban"
+        )
+    db = sqlite_utils.Database(conn)
+    db.kanban_path = str(target)  # type: ignore[attr-defined]
+    return db
+
+
+def path_of(db: sqlite_utils.Database) -> str:
+    return db.kanban_path  # type: ignore[attr-defined,no-any-return]
+
+
+def _explain(path: Path, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+        return (
+            f"cannot write the board {path} ({text}); check the file's permissions or pass "
+            "--db a writable path"
+        )
+    if "not a database" in text or "malformed" in text:
+        return f"{path} is not a kanban board ({text}); pass --db the path of a board file"
+    return f"board {path}: {text}"
+
+
+class Tx:
+    """A write transaction in progress: statements, row helpers and one clock reading."""
+
+    __slots__ = ("conn", "now", "wake")
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self.conn = conn
+        self.now = now
+        self.wake = False  # set when a dispatcher should look at the board after commit
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        cursor = self.conn.execute(sql, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    def all(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        return rows(self.conn, sql, params)
+
+    def value(self, sql: str, params: Any = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+
+def rows(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    cursor = conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite_utils.Database, *, now: float | None = None) -> Iterator[Tx]:
+    """The one place that opens and ends write transactions (``BEGIN IMMEDIATE``).
+
+    Rolls back on any exception; wraps SQLite's own errors in `errors.BoardError`; after a
+    commit that changed what dispatchers should do, wakes them (see `wake`).
+    """
+    conn: sqlite3.Connection = db.conn
+    if conn.in_transaction:
+        raise RuntimeError("board transactions do not nest")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise errors.BoardError(_explain(Path(path_of(db)), exc)) from exc
+    tx = Tx(conn, time.time() if now is None else now)
+    try:
+        yield tx
+    except BaseException as exc:
+        conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise errors.BoardError(_explain(Path(path_of(db)), exc)) from exc
+        raise
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise errors.BoardError(_explain(Path(path_of(db)), exc)) from exc
+    if tx.wake:
+        wake.notify(conn)
+
+
+def read(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    """Rows of a read-only query, as dicts (a consistent snapshot, outside any transaction)."""
+    return rows(db.conn, sql, params)

@@ -1,0 +1,164 @@
+"""Numbered schema migrations, applied in order inside one write transaction.
+
+``PRAGMA user_version`` records the last one applied. Each migration is a function
+``mNNN_name(conn)``; add new ones at the end of `MIGRATIONS`, never edit an applied one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from board import states
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _run(conn: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT our transaction; run statement by statement instead.
+    for statement in script.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    statuses = states.sql_list(states.Status)
+    outcomes = states.sql_list(states.Outcome)
+    _run(
+        conn,
+        f"""
+        CREATE TABLE tasks (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL CHECK (length(trim(title)) BETWEEN 1 AND 500),
+            body TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL CHECK (status IN {statuses}),
+            priority INTEGER NOT NULL DEFAULT 0,
+            parent_id INTEGER REFERENCES tasks (id),
+            depth INTEGER NOT NULL DEFAULT 0,
+            repo TEXT,
+            base_ref TEXT,
+            branch TEXT,
+            worktree TEXT,
+            runtime TEXT NOT NULL,
+            runtime_options TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(runtime_options)),
+            max_attempts INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+            attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            next_attempt_at REAL,
+            timeout REAL CHECK (timeout IS NULL OR timeout > 0),
+            summary TEXT,
+            block_reason TEXT,
+            failure_reason TEXT,
+            resume INTEGER NOT NULL DEFAULT 0,
+            current_run_id INTEGER,
+            batch_id TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            ended_at REAL,
+            CHECK (status <> 'running' OR current_run_id IS NOT NULL)
+        );
+        CREATE INDEX tasks_ready ON tasks (priority DESC, id) WHERE status = 'ready';
+        CREATE INDEX tasks_retry_at ON tasks (next_attempt_at)
+            WHERE status = 'ready' AND next_attempt_at IS NOT NULL;
+        CREATE INDEX tasks_status ON tasks (status);
+        CREATE INDEX tasks_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;
+        CREATE INDEX tasks_batch ON tasks (batch_id) WHERE batch_id IS NOT NULL;
+
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL REFERENCES tasks (id),
+            attempt INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('first', 'retry', 'resume')),
+            token TEXT NOT NULL,
+            dispatcher_id INTEGER,
+            shim_pid INTEGER,
+            shim_started_at REAL,
+            pid INTEGER,
+            pid_started_at REAL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL,
+            lease_expires_at REAL,
+            note TEXT,
+            reported_at REAL,
+            exited_at REAL,
+            exit_code INTEGER,
+            signal INTEGER,
+            ended_at REAL,
+            outcome TEXT CHECK (outcome IS NULL OR outcome IN {outcomes}),
+            settled_by TEXT,
+            reason TEXT,
+            summary TEXT,
+            log_path TEXT,
+            worktree TEXT,
+            branch TEXT,
+            commit_sha TEXT
+        );
+        -- One process at a time per task: a run is un-ended until the dispatcher has settled it.
+        CREATE UNIQUE INDEX runs_one_unended ON runs (task_id) WHERE ended_at IS NULL;
+        CREATE INDEX runs_task ON runs (task_id, id);
+
+        CREATE TABLE deps (
+            blocker_id INTEGER NOT NULL REFERENCES tasks (id),
+            blocked_id INTEGER NOT NULL REFERENCES tasks (id),
+            created_at REAL NOT NULL,
+            PRIMARY KEY (blocker_id, blocked_id),
+            CHECK (blocker_id <> blocked_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX deps_blocked ON deps (blocked_id, blocker_id);
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL REFERENCES tasks (id),
+            run_id INTEGER,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            from_status TEXT,
+            to_status TEXT,
+            actor TEXT NOT NULL,
+            data TEXT CHECK (data IS NULL OR json_valid(data))
+        );
+        CREATE INDEX events_task ON events (task_id, id);
+        CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+        CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+        CREATE TABLE comments (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL REFERENCES tasks (id),
+            run_id INTEGER,
+            author TEXT NOT NULL,
+            body TEXT NOT NULL CHECK (length(body) > 0),
+            at REAL NOT NULL
+        );
+        CREATE INDEX comments_task ON comments (task_id, id);
+
+        CREATE TABLE dispatchers (
+            id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            pid_started_at REAL,
+            host TEXT NOT NULL,
+            wake_address TEXT,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        )
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial]
+
+
+def latest() -> int:
+    return len(MIGRATIONS)
+
+
+def pending(conn: sqlite3.Connection) -> list[tuple[int, Migration]]:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    return [(n, m) for n, m in enumerate(MIGRATIONS, start=1) if n > current]
+
+
+def apply(conn: sqlite3.Connection) -> None:
+    """Apply every pending migration. The caller holds the write transaction."""
+    for number, migration in pending(conn):
+        migration(conn)
+        conn.execute(f"PRAGMA user_version = {number:d}")

@@ -1,0 +1,245 @@
+"""Runs: every dispatch attempt of a task, from claim to settlement.
+
+A run's life, and who writes each step:
+
+1. `claim` (dispatcher): the task goes `ready -> running` and a run is created with a random
+   lease token, atomically, so exactly one claimer wins across processes.
+2. `attach` (dispatcher) records the shim's pid; `started` (the shim) records the agent's pid
+   and process start time (pid reuse must never fool a liveness check).
+3. `heartbeat`, and the worker's reports (`tasks.complete` / `tasks.block`), are fenced by the
+   token.
+4. `exited` (the shim) records the exit code or signal the moment the agent ends, so the
+   outcome survives a dispatcher restart.
+5. `settle` (dispatcher), after it has committed the worktree: ends the run with its outcome
+   and moves the task on (done, waiting, a retry, or failed). Until then the run is
+   *un-ended*, and a unique index keeps any second run of the task from starting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from typing import Any
+
+import sqlite_utils
+
+from board import actors, errors, fencing, ids, tasks, transitions
+from board.connection import rows, transaction
+from board.states import Outcome, Status
+
+DEFAULT_LEASE = 900.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    task: dict[str, Any]
+    run_id: int
+    token: str
+    attempt: int
+    kind: str  # first | retry | resume
+
+
+def claim(
+    db: sqlite_utils.Database,
+    *,
+    limit: int = 1,
+    now: float | None = None,
+    dispatcher_id: int | None = None,
+    lease: float = DEFAULT_LEASE,
+    task_id: int | None = None,
+) -> list[Claim]:
+    """Claim up to `limit` ready tasks (highest priority, then oldest) in one transaction."""
+    if limit <= 0:
+        return []
+    claims: list[Claim] = []
+    with transaction(db, now=now) as tx:
+        only = "AND id = ?" if task_id is not None else ""
+        params: list[Any] = [tx.now]
+        if task_id is not None:
+            params.append(task_id)
+        candidates = tx.all(
+            "SELECT * FROM tasks INDEXED BY tasks_ready WHERE status = 'ready'"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            f" {only} AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.task_id = tasks.id"
+            "  AND r.ended_at IS NULL)"
+            f" ORDER BY priority DESC, id LIMIT {int(limit)}",
+            params,
+        )
+        for task in candidates:
+            attempt = task["attempts"] + 1
+            kind = "resume" if task["resume"] else ("retry" if task["attempts"] else "first")
+            token = secrets.token_urlsafe(24)
+            run_id = tx.execute(
+                "INSERT INTO runs (task_id, attempt, kind, token, dispatcher_id, started_at,"
+                " heartbeat_at, lease_expires_at, worktree, branch)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (task["id"], attempt, kind, token, dispatcher_id, tx.now, tx.now,
+                 tx.now + lease, task["worktree"], task["branch"]),
+            ).lastrowid
+            assert run_id is not None
+            transitions.apply(
+                tx, task["id"], Status.RUNNING, actors.Dispatcher(dispatcher_id), run_id=run_id,
+                expect=Status.READY, attempts=attempt, current_run_id=run_id, resume=0,
+                next_attempt_at=None, reason=f"attempt {attempt} ({kind})",
+            )
+            task.update(status=Status.RUNNING, attempts=attempt, current_run_id=run_id)
+            claims.append(Claim(task, run_id, token, attempt, kind))
+    return claims
+
+
+def get(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
+    found = rows(db.conn, "SELECT * FROM runs WHERE id = ?", (run_id,))
+    if not found:
+        raise errors.RunNotFound(run_id)
+    return found[0]
+
+
+def for_task(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
+    return rows(db.conn, "SELECT * FROM runs WHERE task_id = ? ORDER BY id", (task_id,))
+
+
+def unended(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Runs not yet settled: what a (re)starting dispatcher must supervise or settle."""
+    return rows(db.conn, "SELECT * FROM runs WHERE ended_at IS NULL ORDER BY id")
+
+
+def _token_matches(tx: Any, run_id: int, token: str) -> dict[str, Any]:
+    run = tx.one("SELECT * FROM runs WHERE id = ?", (run_id,))
+    if run is None:
+        raise errors.RunNotFound(run_id)
+    if not secrets.compare_digest(run["token"], token):
+        raise errors.StaleRun(ids.format(run["task_id"]), run_id, "wrong token")
+    return run
+
+
+def attach(db: sqlite_utils.Database, run_id: int, *, shim_pid: int, shim_started_at: float,
+           log_path: str, worktree: str | None, branch: str | None) -> None:
+    """The dispatcher has started the run's shim."""
+    with transaction(db) as tx:
+        tx.execute(
+            "UPDATE runs SET shim_pid = ?, shim_started_at = ?, log_path = ?, worktree = ?,"
+            " branch = ? WHERE id = ?",
+            (shim_pid, shim_started_at, log_path, worktree, branch, run_id),
+        )
+
+
+def started(db: sqlite_utils.Database, run_id: int, token: str, *, pid: int,
+            pid_started_at: float) -> None:
+    """The shim has started the agent process."""
+    with transaction(db) as tx:
+        _token_matches(tx, run_id, token)
+        tx.execute("UPDATE runs SET pid = ?, pid_started_at = ? WHERE id = ?",
+                   (pid, pid_started_at, run_id))
+
+
+def exited(db: sqlite_utils.Database, run_id: int, token: str, *, exit_code: int | None,
+           signal: int | None) -> None:
+    """The shim saw the agent process end (recorded once; later calls change nothing)."""
+    with transaction(db) as tx:
+        _token_matches(tx, run_id, token)
+        tx.execute(
+            "UPDATE runs SET exited_at = ?, exit_code = ?, signal = ?"
+            " WHERE id = ? AND exited_at IS NULL",
+            (tx.now, exit_code, signal, run_id),
+        )
+        tx.wake = True
+
+
+def heartbeat(db: sqlite_utils.Database, worker: actors.Worker, note: str | None = None,
+              *, lease: float = DEFAULT_LEASE, now: float | None = None) -> None:
+    """The worker is alive (and optionally says what it is doing). Fenced by the token."""
+    if note is not None and len(note) > 2000:
+        raise errors.InvalidInput("a heartbeat note is at most 2000 characters")
+    with transaction(db, now=now) as tx:
+        cursor = tx.execute(
+            "UPDATE runs SET heartbeat_at = :now, lease_expires_at = :now + :lease,"
+            " note = coalesce(:note, note)"
+            " WHERE id = :run AND task_id = :task AND token = :token AND outcome IS NULL"
+            " AND EXISTS (SELECT 1 FROM tasks WHERE id = :task AND current_run_id = :run"
+            "             AND status = 'running')",
+            {"now": tx.now, "lease": lease, "note": note, "run": worker.run_id,
+             "task": worker.task_id, "token": worker.token},
+        )
+        if cursor.rowcount != 1:
+            fencing.check(tx, worker)  # raises with the precise reason
+            raise errors.StaleRun(ids.format(worker.task_id), worker.run_id, "not the live run")
+        if note:
+            transitions.event(tx, worker.task_id, "heartbeat", worker, run_id=worker.run_id,
+                              data={"note": note})
+
+
+def settle(
+    db: sqlite_utils.Database,
+    run_id: int,
+    outcome: Outcome,
+    *,
+    reason: str | None = None,
+    summary: str | None = None,
+    commit_sha: str | None = None,
+    retry_at: float | None = None,
+    refund: bool = False,
+    actor: actors.Actor = actors.Dispatcher(),
+    now: float | None = None,
+) -> Outcome:
+    """End a run after its process is gone and its work is committed; move the task on.
+
+    A run that already has an outcome (the worker reported, or an operator cancelled or
+    blocked it) keeps it: `outcome` only fills in what nobody reported. For an unreported
+    failure, `retry_at` makes the task `ready` again at that time (with `refund` the attempt is
+    not counted: rate limits), otherwise it is `failed`. Settling twice changes nothing.
+    """
+    with transaction(db, now=now) as tx:
+        run = tx.one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if run is None:
+            raise errors.RunNotFound(run_id)
+        if run["ended_at"] is not None:
+            return Outcome(run["outcome"])
+        final = Outcome(run["outcome"] or outcome)
+        tx.execute(
+            "UPDATE runs SET ended_at = ?, outcome = ?, reason = coalesce(reason, ?),"
+            " summary = coalesce(summary, ?), commit_sha = coalesce(?, commit_sha),"
+            " settled_by = coalesce(settled_by, ?) WHERE id = ?",
+            (tx.now, final, reason, summary, commit_sha, actor.label, run_id),
+        )
+        transitions.event(tx, run["task_id"], "run_ended", actor, run_id=run_id,
+                          data={"outcome": final, "reason": reason, "commit": commit_sha,
+                                "exit_code": run["exit_code"], "signal": run["signal"]})
+        tx.wake = True
+        if run["outcome"] is not None:
+            return final
+        task = tx.one("SELECT * FROM tasks WHERE id = ?", (run["task_id"],))
+        assert task is not None
+        if task["status"] != Status.RUNNING or task["current_run_id"] != run_id:
+            return final
+        if final is Outcome.COMPLETED:
+            tasks.finish_completed(tx, task["id"], summary or "completed", actor, run_id)
+        elif final is Outcome.BLOCKED:
+            transitions.apply(tx, task["id"], Status.BLOCKED, actor, run_id=run_id,
+                              block_reason=reason or "blocked", reason=reason)
+        elif retry_at is not None:
+            attempts = task["attempts"] - 1 if refund else task["attempts"]
+            transitions.apply(tx, task["id"], Status.READY, actor, run_id=run_id,
+                              next_attempt_at=retry_at, attempts=max(attempts, 0),
+                              reason=f"{final}: {reason}" if reason else str(final))
+        else:
+            transitions.apply(tx, task["id"], Status.FAILED, actor, run_id=run_id,
+                              failure_reason=reason or str(final),
+                              reason=f"{final}: {reason}" if reason else str(final))
+        return final
+
+
+def next_retry_at(db: sqlite_utils.Database) -> float | None:
+    """When the earliest delayed retry becomes due (for the dispatcher's timer)."""
+    row = db.conn.execute(
+        "SELECT min(next_attempt_at) FROM tasks WHERE status = 'ready'"
+        " AND next_attempt_at IS NOT NULL"
+    ).fetchone()
+    return row[0]
+
+
+def last_ended(db: sqlite_utils.Database, task_id: int) -> dict[str, Any] | None:
+    """The task's most recent settled run (why the previous attempt ended)."""
+    found = rows(db.conn, "SELECT * FROM runs WHERE task_id = ? AND ended_at IS NOT NULL"
+                 " ORDER BY id DESC LIMIT 1", (task_id,))
+    return found[0] if found else None
+

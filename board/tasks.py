@@ -1,0 +1,363 @@
+"""Creating tasks and everything people and workers do to them.
+
+Every function takes an `actor`. Operators (people, planning agents, the CLI outside a worker)
+may act on any task; a `actors.Worker` is fenced (see `fencing`) and limited to its own task
+and its subtasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlite_utils
+
+from board import actors, deps, errors, fencing, ids, states, transitions
+from board.connection import Tx, transaction
+from board.states import Outcome, Status
+
+RUNTIME_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+MAX_TITLE = 500
+MAX_TEXT = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class NewTask:
+    title: str
+    body: str = ""
+    priority: int = 0
+    repo: str | None = None
+    base_ref: str | None = None
+    runtime: str | None = None  # None: the parent's runtime, else "hermes"
+    runtime_options: Mapping[str, Any] | None = None
+    max_attempts: int = 3
+    timeout: float | None = None
+    after: Sequence[int] = ()
+    parent: int | None = None
+    batch_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Bounds that stop a runaway orchestrator agent from flooding the board."""
+
+    max_depth: int = 3  # a subtask of a subtask of a subtask, no deeper
+    max_children: int = 20  # subtasks per task
+
+
+DEFAULT_RUNTIME = "hermes"
+
+
+def _text(value: str, what: str, limit: int = MAX_TEXT) -> str:
+    if not isinstance(value, str):
+        raise errors.InvalidInput(f"{what} must be text")
+    if len(value) > limit:
+        raise errors.InvalidInput(f"{what} is longer than {limit} characters; shorten it")
+    return value
+
+
+def _validate(spec: NewTask) -> None:
+    title = _text(spec.title, "the title", MAX_TITLE).strip()
+    if not title:
+        raise errors.InvalidInput("a task needs a non-empty title")
+    _text(spec.body, "the body")
+    if spec.runtime is not None and not RUNTIME_NAME.match(spec.runtime):
+        raise errors.InvalidInput(f"{spec.runtime!r} is not a runtime name")
+    if not 1 <= spec.max_attempts <= 100:
+        raise errors.InvalidInput("max attempts must be between 1 and 100")
+    if spec.timeout is not None and not spec.timeout > 0:
+        raise errors.InvalidInput("the timeout must be a positive number of seconds")
+    if not -1_000_000 <= spec.priority <= 1_000_000:
+        raise errors.InvalidInput("the priority must be between -1000000 and 1000000")
+
+
+def insert(
+    tx: Tx, spec: NewTask, actor: actors.Actor = actors.OPERATOR, limits: Limits = Limits()
+) -> int:
+    """Create a task inside the caller's transaction; returns its id."""
+    _validate(spec)
+    parent_id = spec.parent
+    if isinstance(actor, actors.Worker):
+        fencing.check(tx, actor)
+        if parent_id is not None and parent_id != actor.task_id:
+            fencing.check(tx, actor, parent_id)
+        parent_id = actor.task_id if parent_id is None else parent_id
+        for blocker in spec.after:
+            fencing.check(tx, actor, blocker)
+    parent = None
+    if parent_id is not None:
+        parent = tx.one("SELECT * FROM tasks WHERE id = ?", (parent_id,))
+        if parent is None:
+            raise errors.TaskNotFound(ids.format(parent_id))
+        if parent["status"] in states.ENDED:
+            raise errors.InvalidInput(
+                f"task {ids.format(parent_id)} is {parent['status']}; subtasks need an open parent"
+            )
+        if parent["depth"] + 1 > limits.max_depth:
+            raise errors.LimitExceeded(
+                f"subtasks may nest at most {limits.max_depth} deep; "
+                f"{ids.format(parent_id)} is already at depth {parent['depth']}: do this work "
+                "yourself instead of creating another level"
+            )
+        children = tx.value("SELECT count(*) FROM tasks WHERE parent_id = ?", (parent_id,))
+        if children >= limits.max_children:
+            raise errors.LimitExceeded(
+                f"{ids.format(parent_id)} already has {children} subtasks, the limit is "
+                f"{limits.max_children}; group the remaining work into fewer subtasks"
+            )
+    runtime = spec.runtime or (parent["runtime"] if parent else DEFAULT_RUNTIME)
+    options = spec.runtime_options
+    if options is None:
+        same = parent is not None and parent["runtime"] == runtime
+        options = json.loads(parent["runtime_options"]) if same else {}
+    for blocker in spec.after:
+        if tx.value("SELECT 1 FROM tasks WHERE id = ?", (blocker,)) is None:
+            raise errors.TaskNotFound(ids.format(blocker))
+    cursor = tx.execute(
+        "INSERT INTO tasks (title, body, status, priority, parent_id, depth, repo, base_ref,"
+        " runtime, runtime_options, max_attempts, timeout, batch_id, created_at, updated_at)"
+        " VALUES (?, ?, 'todo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            spec.title.strip(), spec.body, spec.priority, parent_id,
+            parent["depth"] + 1 if parent else 0,
+            spec.repo if spec.repo is not None else (parent["repo"] if parent else None),
+            spec.base_ref, runtime, json.dumps(dict(options)), spec.max_attempts,
+            spec.timeout, spec.batch_id, tx.now, tx.now,
+        ),
+    )
+    task_id = cursor.lastrowid
+    assert task_id is not None
+    data = {"parent": ids.format(parent_id)} if parent_id else None
+    transitions.event(tx, task_id, "created", actor, to_status=Status.TODO, data=data)
+    for blocker in dict.fromkeys(spec.after):
+        deps.insert_edge(tx, blocker, task_id, actor)
+    if not transitions.unfinished_blockers(tx, task_id):
+        transitions.apply(tx, task_id, Status.READY, actor, reason="no unfinished blockers")
+    tx.wake = True
+    return task_id
+
+
+def create(
+    db: sqlite_utils.Database,
+    spec: NewTask,
+    actor: actors.Actor = actors.OPERATOR,
+    limits: Limits = Limits(),
+) -> int:
+    """Create one task. Example: ``tasks.create(db, tasks.NewTask("Fix the login bug"))``."""
+    with transaction(db) as tx:
+        return insert(tx, spec, actor, limits)
+
+
+def get(db: sqlite_utils.Database, task_id: int) -> dict[str, Any]:
+    rows = db.conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,))
+    names = [d[0] for d in rows.description]
+    row = rows.fetchone()
+    if row is None:
+        raise errors.TaskNotFound(ids.format(task_id))
+    return dict(zip(names, row, strict=True))
+
+
+def _require(tx: Tx, task_id: int) -> dict[str, Any]:
+    row = tx.one("SELECT * FROM tasks WHERE id = ?", (task_id,))
+    if row is None:
+        raise errors.TaskNotFound(ids.format(task_id))
+    return row
+
+
+def _end_live_run(tx: Tx, task: dict[str, Any], outcome: Outcome, actor: actors.Actor,
+                  reason: str) -> None:
+    """An operator ends a running task's run; its dispatcher then stops the worker."""
+    run_id = task["current_run_id"]
+    if run_id is None:
+        return
+    tx.execute(
+        "UPDATE runs SET outcome = ?, settled_by = ?, reason = ?, reported_at = ?"
+        " WHERE id = ? AND outcome IS NULL",
+        (outcome, actor.label, reason, tx.now, run_id),
+    )
+
+
+def _report(tx: Tx, worker: actors.Worker, outcome: Outcome, **fields: Any) -> None:
+    assignments = ", ".join(f"{k} = ?" for k in fields)
+    tx.execute(
+        f"UPDATE runs SET outcome = ?, settled_by = 'worker', reported_at = ?, {assignments}"
+        " WHERE id = ?",
+        (outcome, tx.now, *fields.values(), worker.run_id),
+    )
+
+
+def finish_completed(tx: Tx, task_id: int, summary: str, actor: actors.Actor,
+                     run_id: int | None = None) -> Status:
+    """A run completed its task: `done`, or `waiting` while subtasks are open."""
+    target = Status.WAITING if transitions.open_children(tx, task_id) else Status.DONE
+    transitions.apply(tx, task_id, target, actor, run_id=run_id, summary=summary,
+                      reason="completed; waiting for subtasks" if target is Status.WAITING
+                      else "completed")
+    return target
+
+
+def complete(db: sqlite_utils.Database, task_id: int, summary: str,
+             actor: actors.Actor = actors.OPERATOR) -> Status:
+    """Report a task complete. Returns the new status (`done`, or `waiting` for subtasks)."""
+    summary = _text(summary, "the summary").strip()
+    if not summary:
+        raise errors.InvalidInput("say what was done: the summary must not be empty")
+    with transaction(db) as tx:
+        if isinstance(actor, actors.Worker):
+            fencing.check(tx, actor, task_id, own_only=True)
+            _report(tx, actor, Outcome.COMPLETED, summary=summary)
+            return finish_completed(tx, task_id, summary, actor, actor.run_id)
+        task = _require(tx, task_id)
+        if task["status"] == Status.RUNNING:
+            _end_live_run(tx, task, Outcome.CANCELLED, actor, "completed by an operator")
+            return finish_completed(tx, task_id, summary, actor, task["current_run_id"])
+        transitions.apply(tx, task_id, Status.DONE, actor, summary=summary,
+                          hint="only open tasks without a live run can be completed",
+                          reason="completed by an operator")
+        return Status.DONE
+
+
+def block(db: sqlite_utils.Database, task_id: int, reason: str,
+          actor: actors.Actor = actors.OPERATOR) -> None:
+    """Block a task: it needs a person or another task; `unblock` returns it to ready."""
+    reason = _text(reason, "the reason").strip()
+    if not reason:
+        raise errors.InvalidInput("say why the task is blocked: the reason must not be empty")
+    with transaction(db) as tx:
+        if isinstance(actor, actors.Worker):
+            fencing.check(tx, actor, task_id, own_only=True)
+            _report(tx, actor, Outcome.BLOCKED, reason=reason)
+            transitions.apply(tx, task_id, Status.BLOCKED, actor, run_id=actor.run_id,
+                              block_reason=reason, reason=reason)
+            return
+        task = _require(tx, task_id)
+        if task["status"] == Status.RUNNING:
+            _end_live_run(tx, task, Outcome.BLOCKED, actor, f"blocked by an operator: {reason}")
+        transitions.apply(tx, task_id, Status.BLOCKED, actor, block_reason=reason,
+                          reason=reason, hint="only todo, ready or running tasks can be blocked")
+
+
+def unblock(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.OPERATOR,
+            comment: str | None = None) -> Status:
+    """Return a blocked task to `ready` (or `todo` while a blocker is unfinished)."""
+    with transaction(db) as tx:
+        if isinstance(actor, actors.Worker):
+            fencing.check(tx, actor, task_id)
+        _require(tx, task_id)
+        if comment:
+            add_comment(tx, task_id, comment, actor)
+        target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
+        transitions.apply(tx, task_id, target, actor, expect=Status.BLOCKED, block_reason=None,
+                          attempts=0, next_attempt_at=None, reason="unblocked",
+                          hint="only blocked tasks can be unblocked")
+        return target
+
+
+def cancel(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.OPERATOR,
+           reason: str = "cancelled by an operator") -> list[int]:
+    """Cancel a task and its open subtasks; their workers are stopped. Returns what changed."""
+    with transaction(db) as tx:
+        if isinstance(actor, actors.Worker):
+            fencing.check(tx, actor, task_id)
+        task = _require(tx, task_id)
+        if task["status"] in states.ENDED:
+            raise errors.InvalidTransition(ids.format(task_id), task["status"], Status.CANCELLED,
+                                           "it has already ended")
+        subtree = tx.all(
+            "WITH RECURSIVE sub(id) AS (SELECT ?"
+            " UNION ALL SELECT t.id FROM tasks t JOIN sub ON t.parent_id = sub.id)"
+            f" SELECT t.* FROM tasks t JOIN sub ON t.id = sub.id"
+            f" WHERE t.status IN {states.sql_list(states.OPEN)} ORDER BY t.depth DESC, t.id",
+            (task_id,),
+        )
+        for row in subtree:
+            if row["status"] == Status.RUNNING:
+                _end_live_run(tx, row, Outcome.CANCELLED, actor, reason)
+            transitions.apply(tx, row["id"], Status.CANCELLED, actor, failure_reason=reason,
+                              reason=reason)
+        return [row["id"] for row in subtree]
+
+
+def retry(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.OPERATOR) -> Status:
+    """Give a failed, cancelled or blocked task a fresh set of attempts."""
+    with transaction(db) as tx:
+        _require(tx, task_id)
+        target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
+        transitions.apply(
+            tx, task_id, target, actor,
+            expect=frozenset({Status.FAILED, Status.CANCELLED, Status.BLOCKED}),
+            attempts=0, next_attempt_at=None, failure_reason=None, block_reason=None,
+            reason="retried", hint="only failed, cancelled or blocked tasks can be retried",
+        )
+        return target
+
+
+def add_comment(tx: Tx, task_id: int, body: str, actor: actors.Actor) -> int:
+    body = _text(body, "the comment").strip()
+    if not body:
+        raise errors.InvalidInput("the comment is empty")
+    run_id = actor.run_id if isinstance(actor, actors.Worker) else None
+    cursor = tx.execute(
+        "INSERT INTO comments (task_id, run_id, author, body, at) VALUES (?, ?, ?, ?, ?)",
+        (task_id, run_id, actor.label, body, tx.now),
+    )
+    return cursor.lastrowid or 0
+
+
+def comment(db: sqlite_utils.Database, task_id: int, body: str,
+            actor: actors.Actor = actors.OPERATOR) -> int:
+    """Add a comment (a note, a question's answer, progress) to a task."""
+    with transaction(db) as tx:
+        if isinstance(actor, actors.Worker):
+            fencing.check(tx, actor, task_id)
+        _require(tx, task_id)
+        return add_comment(tx, task_id, body, actor)
+
+
+def list_tasks(
+    db: sqlite_utils.Database,
+    statuses: Sequence[str] = (),
+    *,
+    parent: int | None = None,
+    batch_id: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Tasks in board order (priority, then age), optionally filtered."""
+    where, params = [], []
+    for status in statuses:
+        if status not in states.Status.__members__.values():
+            raise errors.InvalidInput(
+                f"unknown status {status!r}; use one of: {', '.join(states.Status)}"
+            )
+    if statuses:
+        where.append(f"status IN ({', '.join('?' * len(statuses))})")
+        params.extend(statuses)
+    if parent is not None:
+        where.append("parent_id = ?")
+        params.append(parent)
+    if batch_id is not None:
+        where.append("batch_id = ?")
+        params.append(batch_id)
+    sql = "SELECT * FROM tasks"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY priority DESC, id"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    cursor = db.conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def set_placement(db: sqlite_utils.Database, task_id: int, *, branch: str | None,
+                  worktree: str | None, base_ref: str | None = None) -> None:
+    """Record where the dispatcher put a task's work (its branch and worktree)."""
+    with transaction(db) as tx:
+        tx.execute(
+            "UPDATE tasks SET branch = ?, worktree = ?, base_ref = coalesce(base_ref, ?),"
+            " updated_at = ? WHERE id = ?",
+            (branch, worktree, base_ref, tx.now, task_id),
+        )

@@ -1,0 +1,212 @@
+"""Tasks as people, scripts and models see them: JSON-ready dicts with ids like ``t_12``.
+
+This is the one place that decides the shape of a task object (CLI ``--json``, MCP tools).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import sqlite_utils
+
+from board import ids, runs, tasks
+from board.connection import rows
+from board.states import Status
+
+# Everything a task object has, in this order.
+TASK_FIELDS = (
+    "id", "title", "status", "priority", "parent", "blockers", "dependents", "children",
+    "repo", "base_ref", "branch", "worktree", "runtime", "runtime_options", "attempts",
+    "max_attempts", "next_attempt_at", "timeout", "summary", "block_reason", "failure_reason",
+    "batch_id", "created_at", "updated_at", "ended_at", "body", "why_not_runnable",
+)
+
+
+def when(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    moment = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _relations(db: sqlite_utils.Database, task_ids: list[int]) -> tuple[dict, dict, dict, dict]:
+    blockers: dict[int, list[int]] = defaultdict(list)
+    dependents: dict[int, list[int]] = defaultdict(list)
+    children: dict[int, list[int]] = defaultdict(list)
+    status: dict[int, str] = {}
+    for start in range(0, len(task_ids), 500):
+        chunk = task_ids[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for edge in db.conn.execute(
+            f"SELECT d.blocker_id, d.blocked_id, t.status FROM deps d"
+            f" JOIN tasks t ON t.id = d.blocker_id WHERE d.blocked_id IN ({marks})", chunk
+        ):
+            blockers[edge[1]].append(edge[0])
+            status[edge[0]] = edge[2]
+        for edge in db.conn.execute(
+            f"SELECT blocker_id, blocked_id FROM deps WHERE blocker_id IN ({marks})", chunk
+        ):
+            dependents[edge[0]].append(edge[1])
+        for child in db.conn.execute(
+            f"SELECT parent_id, id FROM tasks WHERE parent_id IN ({marks})", chunk
+        ):
+            children[child[0]].append(child[1])
+    return blockers, dependents, children, status
+
+
+def why_not_runnable(db: sqlite_utils.Database, task: dict[str, Any],
+                     blockers: list[int] | None = None,
+                     blocker_status: dict[int, str] | None = None) -> str | None:
+    """One sentence on why a task will not start now, or None if it can (or did)."""
+    status = task["status"]
+    if status == Status.TODO:
+        if blockers is None or blocker_status is None:
+            found = rows(db.conn, "SELECT t.id, t.status FROM deps d JOIN tasks t"
+                         " ON t.id = d.blocker_id WHERE d.blocked_id = ?", (task["id"],))
+            blockers = [r["id"] for r in found]
+            blocker_status = {r["id"]: r["status"] for r in found}
+        parts = []
+        for blocker in sorted(blockers):
+            state = blocker_status[blocker]
+            if state == Status.DONE:
+                continue
+            if state in (Status.FAILED, Status.CANCELLED):
+                parts.append(f"{ids.format(blocker)} is {state} and will not finish unless it is"
+                             f" retried (`kanban retry {ids.format(blocker)}`) or unlinked")
+            else:
+                parts.append(f"{ids.format(blocker)} is {state}")
+        return "waiting for its blockers: " + "; ".join(parts) if parts else None
+    if status == Status.READY and task["next_attempt_at"]:
+        return f"its next attempt is scheduled for {when(task['next_attempt_at'])}"
+    if status == Status.WAITING:
+        open_children = rows(db.conn, "SELECT id, status FROM tasks WHERE parent_id = ? AND"
+                             " status NOT IN ('done', 'failed', 'cancelled') ORDER BY id",
+                             (task["id"],))
+        names = ", ".join(f"{ids.format(c['id'])} ({c['status']})" for c in open_children)
+        return f"waiting for its subtasks to end: {names}"
+    if status == Status.BLOCKED:
+        return f"blocked: {task['block_reason']}; `kanban unblock {ids.format(task['id'])}`"
+    if status == Status.FAILED:
+        return f"failed: {task['failure_reason']}; `kanban retry {ids.format(task['id'])}`"
+    if status == Status.CANCELLED:
+        return "cancelled"
+    return None
+
+
+def task_objects(db: sqlite_utils.Database, task_rows: Iterable[dict[str, Any]]) -> list[dict]:
+    task_rows = list(task_rows)
+    blockers, dependents, children, status = _relations(db, [t["id"] for t in task_rows])
+    out = []
+    for task in task_rows:
+        tid = task["id"]
+        obj = {
+            "id": ids.format(tid),
+            "title": task["title"],
+            "status": task["status"],
+            "priority": task["priority"],
+            "parent": ids.format(task["parent_id"]) if task["parent_id"] else None,
+            "blockers": [ids.format(b) for b in sorted(blockers[tid])],
+            "dependents": [ids.format(d) for d in sorted(dependents[tid])],
+            "children": [ids.format(c) for c in sorted(children[tid])],
+            "repo": task["repo"],
+            "base_ref": task["base_ref"],
+            "branch": task["branch"],
+            "worktree": task["worktree"],
+            "runtime": task["runtime"],
+            "runtime_options": json.loads(task["runtime_options"]),
+            "attempts": task["attempts"],
+            "max_attempts": task["max_attempts"],
+            "next_attempt_at": when(task["next_attempt_at"]),
+            "timeout": task["timeout"],
+            "summary": task["summary"],
+            "block_reason": task["block_reason"],
+            "failure_reason": task["failure_reason"],
+            "batch_id": task["batch_id"],
+            "created_at": when(task["created_at"]),
+            "updated_at": when(task["updated_at"]),
+            "ended_at": when(task["ended_at"]),
+            "body": task["body"],
+            "why_not_runnable": why_not_runnable(db, task, blockers[tid], status),
+        }
+        out.append(obj)
+    return out
+
+
+def task_object(db: sqlite_utils.Database, task_id: int) -> dict[str, Any]:
+    return task_objects(db, [tasks.get(db, task_id)])[0]
+
+
+def run_object(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": run["id"],
+        "attempt": run["attempt"],
+        "kind": run["kind"],
+        "outcome": run["outcome"],
+        "reason": run["reason"],
+        "exit_code": run["exit_code"],
+        "signal": run["signal"],
+        "pid": run["pid"],
+        "started_at": when(run["started_at"]),
+        "heartbeat_at": when(run["heartbeat_at"]),
+        "ended_at": when(run["ended_at"]),
+        "note": run["note"],
+        "summary": run["summary"],
+        "log_path": run["log_path"],
+        "worktree": run["worktree"],
+        "branch": run["branch"],
+        "commit": run["commit_sha"],
+    }
+
+
+def show(db: sqlite_utils.Database, task_id: int) -> dict[str, Any]:
+    """The task with its runs, events, comments and subtree (what `kanban show` prints)."""
+    obj = task_object(db, task_id)
+    obj["runs"] = [run_object(r) for r in runs.for_task(db, task_id)]
+    obj["events"] = [
+        {
+            "at": when(e["at"]),
+            "kind": e["kind"],
+            "from": e["from_status"],
+            "to": e["to_status"],
+            "actor": e["actor"],
+            "run": e["run_id"],
+            "data": json.loads(e["data"]) if e["data"] else None,
+        }
+        for e in rows(db.conn, "SELECT * FROM events WHERE task_id = ? ORDER BY id", (task_id,))
+    ]
+    obj["comments"] = [
+        {"id": c["id"], "at": when(c["at"]), "author": c["author"], "body": c["body"]}
+        for c in rows(db.conn, "SELECT * FROM comments WHERE task_id = ? ORDER BY id", (task_id,))
+    ]
+    obj["subtasks"] = subtree(db, task_id)
+    return obj
+
+
+def subtree(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
+    """Descendants with their depth below `task_id`, in tree order."""
+    found = rows(
+        db.conn,
+        "WITH RECURSIVE sub(id, level, path) AS ("
+        "  SELECT id, 1, printf('%010d', id) FROM tasks WHERE parent_id = ?"
+        "  UNION ALL SELECT t.id, sub.level + 1, sub.path || '/' || printf('%010d', t.id)"
+        "  FROM tasks t JOIN sub ON t.parent_id = sub.id"
+        ") SELECT t.id, t.title, t.status, t.summary, sub.level FROM sub"
+        " JOIN tasks t ON t.id = sub.id ORDER BY sub.path",
+        (task_id,),
+    )
+    return [{"id": ids.format(r["id"]), "title": r["title"], "status": r["status"],
+             "summary": r["summary"], "level": r["level"]} for r in found]
+
+
+def children_outcomes(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
+    """Each subtask's outcome and summary (for a resumed parent's prompt)."""
+    return [
+        {"id": ids.format(c["id"]), "title": c["title"], "status": c["status"],
+         "summary": c["summary"], "failure_reason": c["failure_reason"],
+         "block_reason": c["block_reason"], "branch": c["branch"]}
+        for c in rows(db.conn, "SELECT * FROM tasks WHERE parent_id = ? ORDER BY id", (task_id,))
+    ]
