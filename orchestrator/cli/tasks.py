@@ -1,0 +1,304 @@
+"""Commands that read and change tasks: create, list, show, board, and the task actions.
+
+Inside a worker (its run's variables set), `complete`, `block`, `comment` and `heartbeat` act
+as that run, fenced by its token, and `create` makes a subtask of the worker's task.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import click
+
+from board import actors, deps, errors, ids, runs, states, tasks, views
+from orchestrator.cli import context
+from worker import runtimes
+
+
+def _echo_task(obj: dict, as_json: bool) -> None:
+    if as_json:
+        context.print_json(obj)
+    else:
+        click.echo(obj["id"])
+
+
+@click.command()
+@click.argument("title")
+@click.option("--body", default="", help="What to do, in detail (the agent's instructions).")
+@click.option("--repo", type=click.Path(file_okay=False), help="Git repository to work in.")
+@click.option("--base", "base", help="Ref the task's branch starts from (default: current HEAD).")
+@click.option("--after", multiple=True, help="A task that must be done first (repeatable).")
+@click.option("--parent", help="Make this a subtask of PARENT.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--runtime", type=click.Choice(runtimes.NAMES),
+              help="How to run it (default: hermes; `command` with --command).")
+@click.option("--command", "command", help="Program and arguments for the `command` runtime "
+              "(split like a shell would, never run through one).")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Wall-clock limit of one attempt, in seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the task object.")
+@click.pass_context
+def create(ctx, title, body, repo, base, after, parent, priority, runtime, command,
+           max_attempts, timeout, as_json):
+    """Create a task and print its id.
+
+    \b
+    Examples:
+      kanban create "Add a --verbose flag" --repo . --body "Use click's count option"
+      kanban create "Nightly checks" --command "make check" --after t_3
+    """
+    from orchestrator import worktrees
+
+    options: dict = {}
+    if command is not None:
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise errors.InvalidInput(f"cannot split --command: {exc}") from exc
+        if not argv:
+            raise errors.InvalidInput("--command is empty")
+        if runtime not in (None, "command"):
+            raise errors.InvalidInput("--command goes with the `command` runtime only")
+        runtime, options = "command", {"argv": argv}
+    elif runtime == "command":
+        raise errors.InvalidInput("the `command` runtime needs --command \"PROGRAM ARGS\"")
+    base_ref = None
+    if repo is not None:
+        repo = str(worktrees.open_repo(repo).working_tree_dir)
+        base_ref = worktrees.resolve_base(repo, base)
+    elif base is not None:
+        raise errors.InvalidInput("--base needs --repo")
+    spec = tasks.NewTask(
+        title=title, body=body, priority=priority, repo=repo, base_ref=base_ref,
+        runtime=runtime, runtime_options=options if runtime else None,
+        max_attempts=max_attempts, timeout=timeout,
+        after=[context.task_id(a) for a in after],
+        parent=context.task_id(parent) if parent else None,
+    )
+    db = context.open_board(ctx)
+    task_id = tasks.create(db, spec, context.actor())
+    _echo_task(views.task_object(db, task_id), as_json)
+
+
+@click.command(name="list")
+@click.option("--status", "statuses", multiple=True, metavar="STATUS",
+              help=f"Only these statuses (repeatable): {', '.join(states.Status)}.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx, statuses, as_json):
+    """List tasks, highest priority first.
+
+    \b
+    Example:
+      kanban list --status ready --status running --json
+    """
+    db = context.open_board(ctx)
+    objects = views.task_objects(db, tasks.list_tasks(db, statuses))
+    if as_json:
+        context.print_json(objects)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "status", "pri", "title", "branch", "note"):
+        table.add_column(column)
+    for obj in objects:
+        style = context.STATUS_STYLE.get(obj["status"], "")
+        note = obj["summary"] or obj["why_not_runnable"] or ""
+        table.add_row(obj["id"], f"[{style}]{obj['status']}[/]", str(obj["priority"]),
+                      obj["title"], obj["branch"] or "", note[:80])
+    context.console().print(table)
+
+
+@click.command()
+@click.argument("task")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx, task, as_json):
+    """Show a task with its runs, events, comments and subtasks.
+
+    \b
+    Example:
+      kanban show t_3
+    """
+    db = context.open_board(ctx)
+    obj = views.show(db, context.task_id(task))
+    if as_json:
+        context.print_json(obj)
+        return
+    out = context.console()
+    style = context.STATUS_STYLE.get(obj["status"], "")
+    out.print(f"[bold]{obj['id']}[/] {obj['title']}  [{style}]{obj['status']}[/]")
+    for key in ("parent", "repo", "branch", "worktree", "runtime", "summary", "block_reason",
+                "failure_reason", "why_not_runnable"):
+        if obj[key]:
+            out.print(f"  {key.replace('_', ' ')}: {obj[key]}", markup=False)
+    out.print(f"  attempts: {obj['attempts']}/{obj['max_attempts']}")
+    for key in ("blockers", "dependents", "children"):
+        if obj[key]:
+            out.print(f"  {key}: {', '.join(obj[key])}")
+    if obj["body"]:
+        out.print("\n" + obj["body"], markup=False)
+    if obj["subtasks"]:
+        out.print("\n[bold]subtasks[/]")
+        for sub in obj["subtasks"]:
+            indent = "  " * sub["level"]
+            out.print(f"{indent}{sub['id']} [{context.STATUS_STYLE.get(sub['status'], '')}]"
+                      f"{sub['status']}[/] {sub['title']}", highlight=False)
+    if obj["runs"]:
+        out.print("\n[bold]runs[/]")
+        for run in obj["runs"]:
+            exit_text = (f"signal {run['signal']}" if run["signal"] is not None
+                         else f"exit {run['exit_code']}" if run["exit_code"] is not None else "")
+            out.print(f"  #{run['id']} attempt {run['attempt']} ({run['kind']}) "
+                      f"{run['outcome'] or 'live'} {exit_text} {run['reason'] or ''}"
+                      f"{'  log: ' + run['log_path'] if run['log_path'] else ''}", markup=False)
+    if obj["comments"]:
+        out.print("\n[bold]comments[/]")
+        for c in obj["comments"]:
+            out.print(f"  {c['at']} {c['author']}: {c['body']}", markup=False)
+    out.print("\n[bold]events[/]")
+    for e in obj["events"]:
+        change = f"{e['from'] or ''} -> {e['to']}" if e["to"] else ""
+        detail = (e["data"] or {}).get("reason") or (e["data"] or {}).get("note") or ""
+        out.print(f"  {e['at']} {e['actor']}: {e['kind']} {change} {detail}", markup=False)
+
+
+def _own(actor: actors.Actor, given: str | None) -> int:
+    if given is not None:
+        return context.task_id(given)
+    if isinstance(actor, actors.Worker):
+        return actor.task_id
+    raise click.UsageError("give the task id (outside a worker there is no default task)")
+
+
+@click.command()
+@click.argument("task")
+@click.argument("text")
+@click.pass_context
+def comment(ctx, task, text):
+    """Add a comment to a task. Example: kanban comment t_3 "Use the v2 API"."""
+    tasks.comment(context.open_board(ctx), context.task_id(task), text, context.actor())
+
+
+@click.command()
+@click.argument("blocker")
+@click.argument("blocked")
+@click.pass_context
+def link(ctx, blocker, blocked):
+    """BLOCKER must be done before BLOCKED runs. Example: kanban link t_1 t_2."""
+    deps.link(context.open_board(ctx), context.task_id(blocker), context.task_id(blocked),
+              context.actor())
+
+
+@click.command()
+@click.argument("blocker")
+@click.argument("blocked")
+@click.pass_context
+def unlink(ctx, blocker, blocked):
+    """Remove the dependency BLOCKER -> BLOCKED. Example: kanban unlink t_1 t_2."""
+    deps.unlink(context.open_board(ctx), context.task_id(blocker), context.task_id(blocked),
+                context.actor())
+
+
+@click.command()
+@click.argument("task")
+@click.argument("reason")
+@click.pass_context
+def block(ctx, task, reason):
+    """Block a task with a reason (a question, a missing decision).
+
+    \b
+    Example:
+      kanban block t_3 "Which database should the cache use?"
+    """
+    tasks.block(context.open_board(ctx), context.task_id(task), reason, context.actor())
+
+
+@click.command()
+@click.argument("task")
+@click.option("--comment", "answer", help="An answer or instruction added as a comment first.")
+@click.pass_context
+def unblock(ctx, task, answer):
+    """Return a blocked task to ready. Example: kanban unblock t_3 --comment "Use Redis"."""
+    status = tasks.unblock(context.open_board(ctx), context.task_id(task), context.actor(),
+                           comment=answer)
+    click.echo(f"{task}: {status}")
+
+
+@click.command()
+@click.argument("task", required=False)
+@click.option("--summary", required=True, help="What was done.")
+@click.pass_context
+def complete(ctx, task, summary):
+    """Report a task complete (inside a worker: its own task, by default).
+
+    \b
+    Example:
+      kanban complete t_3 --summary "Added --verbose; tests pass"
+    """
+    actor = context.actor()
+    status = tasks.complete(context.open_board(ctx), _own(actor, task), summary, actor)
+    click.echo(f"{ids.format(_own(actor, task))}: {status}")
+
+
+@click.command()
+@click.argument("task")
+@click.pass_context
+def cancel(ctx, task):
+    """Cancel a task and its open subtasks; running workers are stopped. Example: kanban cancel t_3."""
+    changed = tasks.cancel(context.open_board(ctx), context.task_id(task), context.actor())
+    click.echo("cancelled: " + ", ".join(ids.format(t) for t in changed))
+
+
+@click.command()
+@click.argument("task")
+@click.pass_context
+def retry(ctx, task):
+    """Give a failed, cancelled or blocked task new attempts. Example: kanban retry t_3."""
+    status = tasks.retry(context.open_board(ctx), context.task_id(task), context.actor())
+    click.echo(f"{task}: {status}")
+
+
+@click.command()
+@click.argument("task", required=False)
+@click.option("--note", help="What the worker is doing right now.")
+@click.pass_context
+def heartbeat(ctx, task, note):
+    """Tell the dispatcher this worker is alive (inside a worker only).
+
+    \b
+    Example:
+      kanban heartbeat --note "running the test suite"
+    """
+    actor = context.worker_from_env()
+    if actor is None:
+        raise errors.InvalidInput(
+            "heartbeat is sent by workers: run it inside a worker (HERMES_KANBAN_TASK set)"
+        )
+    if task is not None and context.task_id(task) != actor.task_id:
+        raise errors.NotYourTask(ids.format(context.task_id(task)), ids.format(actor.task_id))
+    runs.heartbeat(context.open_board(ctx), actor, note)
+
+
+@click.command(name="board")
+@click.option("--json", "as_json", is_flag=True, help="Tasks grouped by status.")
+@click.option("--all", "show_all", is_flag=True, help="Include every ended task.")
+@click.pass_context
+def board_(ctx, as_json, show_all):
+    """The board as columns, subtasks under their parent. Example: kanban board."""
+    from orchestrator import render
+
+    db = context.open_board(ctx)
+    objects = views.task_objects(db, tasks.list_tasks(db))
+    if as_json:
+        grouped = {status: [o for o in objects if o["status"] == status]
+                   for status in states.Status}
+        context.print_json(grouped)
+        return
+    context.console().print(render.board(objects, show_all=show_all))
+
+
+COMMANDS = [create, list_, show, board_, comment, link, unlink, block, unblock, complete,
+            cancel, retry, heartbeat]

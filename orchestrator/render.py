@@ -1,0 +1,85 @@
+"""Drawing the board in a terminal (rich): `kanban board` and the live `kanban watch`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+COLUMNS = ("todo", "ready", "running", "waiting", "blocked", "done", "failed", "cancelled")
+STYLE = {
+    "todo": "dim", "ready": "cyan", "running": "bold yellow", "waiting": "magenta",
+    "blocked": "bold red", "done": "green", "failed": "red", "cancelled": "dim",
+}
+ENDED_SHOWN = 8  # most recent ended tasks per column unless --all
+
+
+def _card(task: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> Text:
+    text = Text()
+    depth = 0
+    parent = task["parent"]
+    while parent and parent in by_id and depth < 5:
+        depth += 1
+        parent = by_id[parent]["parent"]
+    text.append("  " * depth + ("└ " if depth else ""))
+    text.append(task["id"], style="bold")
+    text.append(f" {task['title'][:40]}")
+    if task["status"] == "running" and task.get("branch"):
+        text.append(f"\n{'  ' * depth}  {task['branch']}", style="dim")
+    return text
+
+
+def _ordered(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Subtasks right under their parent when both are in the same column."""
+    ids = {t["id"] for t in tasks}
+    children: dict[str, list[dict[str, Any]]] = {}
+    roots = []
+    for task in tasks:
+        if task["parent"] in ids:
+            children.setdefault(task["parent"], []).append(task)
+        else:
+            roots.append(task)
+    out: list[dict[str, Any]] = []
+
+    def walk(task: dict[str, Any]) -> None:
+        out.append(task)
+        for child in children.get(task["id"], []):
+            walk(child)
+
+    for root in roots:
+        walk(root)
+    return out
+
+
+def board(tasks: list[dict[str, Any]], *, show_all: bool = False) -> Table:
+    by_id = {t["id"]: t for t in tasks}
+    table = Table(expand=True, show_lines=False, header_style="bold", pad_edge=False)
+    cells = []
+    for status in COLUMNS:
+        column = [t for t in tasks if t["status"] == status]
+        hidden = 0
+        if status in ("done", "failed", "cancelled") and not show_all and len(column) > ENDED_SHOWN:
+            hidden = len(column) - ENDED_SHOWN
+            column = sorted(column, key=lambda t: t["updated_at"] or "")[-ENDED_SHOWN:]
+        table.add_column(f"{status} ({len(column) + hidden})", style=STYLE[status], ratio=1)
+        cards: list[Text] = [_card(t, by_id) for t in _ordered(column)]
+        if hidden:
+            cards.append(Text(f"… {hidden} more (--all)", style="dim"))
+        cells.append(Group(*cards) if cards else Text(""))
+    table.add_row(*cells)
+    return table
+
+
+def progress_line(counts: dict[str, int]) -> Text:
+    text = Text()
+    for status in COLUMNS:
+        if counts.get(status):
+            text.append(f"{status} {counts[status]}  ", style=STYLE[status])
+    return text
+
+
+def framed(title: str, body: Any) -> Panel:
+    return Panel(body, title=title, border_style="dim")
