@@ -218,7 +218,10 @@ def settle(
                               block_reason=reason or "blocked", reason=reason)
         elif retry_at is not None:
             attempts = task["attempts"] - 1 if refund else task["attempts"]
-            transitions.apply(tx, task["id"], Status.READY, actor, run_id=run_id,
+            # A blocker linked while the task ran holds the retry back until it is done.
+            target = (Status.TODO if transitions.unfinished_blockers(tx, task["id"])
+                      else Status.READY)
+            transitions.apply(tx, task["id"], target, actor, run_id=run_id,
                               next_attempt_at=retry_at, attempts=max(attempts, 0),
                               reason=f"{final}: {reason}" if reason else str(final))
         else:

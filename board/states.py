@@ -38,8 +38,8 @@ S = Status
 ALLOWED: dict[Status, frozenset[Status]] = {
     S.TODO: frozenset({S.READY, S.BLOCKED, S.DONE, S.CANCELLED}),
     S.READY: frozenset({S.RUNNING, S.TODO, S.BLOCKED, S.DONE, S.CANCELLED}),
-    S.RUNNING: frozenset({S.DONE, S.WAITING, S.BLOCKED, S.READY, S.FAILED, S.CANCELLED}),
-    S.WAITING: frozenset({S.READY, S.CANCELLED}),
+    S.RUNNING: frozenset({S.DONE, S.WAITING, S.BLOCKED, S.READY, S.TODO, S.FAILED, S.CANCELLED}),
+    S.WAITING: frozenset({S.READY, S.TODO, S.CANCELLED}),
     S.BLOCKED: frozenset({S.READY, S.TODO, S.DONE, S.CANCELLED}),
     S.DONE: frozenset(),
     S.FAILED: frozenset({S.READY, S.TODO}),

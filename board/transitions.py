@@ -128,5 +128,7 @@ def _wake_parent(tx: Tx, task_id: int) -> None:
     if parent is None or parent["status"] != Status.WAITING:
         return
     if not open_children(tx, parent["id"]):
-        apply(tx, parent["id"], Status.READY, actors.Dispatcher(),
+        # A blocker linked while the parent ran or waited still holds it back.
+        target = Status.TODO if unfinished_blockers(tx, parent["id"]) else Status.READY
+        apply(tx, parent["id"], target, actors.Dispatcher(),
               reason="all subtasks have ended", resume=1, attempts=0, next_attempt_at=None)
