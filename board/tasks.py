@@ -361,3 +361,11 @@ def set_placement(db: sqlite_utils.Database, task_id: int, *, branch: str | None
             " updated_at = ? WHERE id = ?",
             (branch, worktree, base_ref, tx.now, task_id),
         )
+
+
+def record(db: sqlite_utils.Database, task_id: int, kind: str, data: dict[str, Any],
+           actor: actors.Actor = actors.Dispatcher()) -> None:
+    """Append an informational event (a merge, a commit) to a task's history."""
+    with transaction(db) as tx:
+        _require(tx, task_id)
+        transitions.event(tx, task_id, kind, actor, data=data)

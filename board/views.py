@@ -210,3 +210,24 @@ def children_outcomes(db: sqlite_utils.Database, task_id: int) -> list[dict[str,
          "block_reason": c["block_reason"], "branch": c["branch"]}
         for c in rows(db.conn, "SELECT * FROM tasks WHERE parent_id = ? ORDER BY id", (task_id,))
     ]
+
+
+def children_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
+    """Subtasks ordered so that each comes after the subtasks it depends on (then by id)."""
+    children = {c["id"]: c for c in rows(db.conn, "SELECT * FROM tasks WHERE parent_id = ?",
+                                         (task_id,))}
+    edges = rows(db.conn, "SELECT d.blocker_id, d.blocked_id FROM deps d JOIN tasks t"
+                 " ON t.id = d.blocked_id WHERE t.parent_id = ?", (task_id,))
+    waiting_on: dict[int, set[int]] = {c: set() for c in children}
+    for edge in edges:
+        if edge["blocker_id"] in children:
+            waiting_on[edge["blocked_id"]].add(edge["blocker_id"])
+    ordered: list[dict[str, Any]] = []
+    while waiting_on:
+        free = sorted(c for c, before in waiting_on.items() if not before) or sorted(waiting_on)
+        chosen = free[0]
+        ordered.append(children[chosen])
+        del waiting_on[chosen]
+        for before in waiting_on.values():
+            before.discard(chosen)
+    return ordered

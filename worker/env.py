@@ -18,3 +18,39 @@ LAST_OUTCOME = "KANBAN_LAST_OUTCOME"
 
 # Every variable a worker's MCP server needs; Codex must whitelist exactly these.
 ALL = (TASK, RUN_ID, TOKEN, WORKSPACE, BRANCH, DB)
+
+
+def build(
+    inherited: dict[str, str],
+    *,
+    task: str,
+    run_id: int,
+    token: str,
+    workspace: str,
+    branch: str | None,
+    db_path: str,
+    last_outcome: str | None = None,
+) -> dict[str, str]:
+    """The environment of a worker: the dispatcher's own, cleaned, plus the run's identity.
+
+    Inherited ``GIT_*`` variables are dropped (a dispatcher started from a git hook must not
+    send its workers' git commands to another repository), and so is any kanban identity the
+    dispatcher itself happened to inherit.
+    """
+    environ = {
+        name: value
+        for name, value in inherited.items()
+        if not name.startswith(("GIT_", "HERMES_KANBAN_")) and name not in (DB, LAST_OUTCOME)
+    }
+    environ.update({
+        TASK: task,
+        RUN_ID: str(run_id),
+        TOKEN: token,
+        WORKSPACE: workspace,
+        DB: db_path,
+    })
+    if branch:
+        environ[BRANCH] = branch
+    if last_outcome:
+        environ[LAST_OUTCOME] = last_outcome
+    return environ

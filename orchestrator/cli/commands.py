@@ -6,7 +6,14 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from orchestrator.cli import setup, tasks
+    from orchestrator.cli import dispatch, tasks
 
-    for command in (*tasks.COMMANDS, *setup.COMMANDS):
-        group.add_command(command)
+    modules = [tasks, dispatch]
+    for name in ("setup", "mcp"):  # written in parallel; registered once they exist
+        try:
+            modules.append(__import__(f"orchestrator.cli.{name}", fromlist=["COMMANDS"]))
+        except ModuleNotFoundError:
+            pass
+    for module in modules:
+        for command in module.COMMANDS:
+            group.add_command(command)

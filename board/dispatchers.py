@@ -1,0 +1,59 @@
+"""Running dispatchers, as the board knows them: who they are, how to wake them, who is alive.
+
+Each run records the dispatcher that supervises it. A run whose dispatcher is gone (its
+process ended, or it stopped beating) is *orphaned*: another dispatcher adopts it with a
+compare-and-set, so exactly one takes it over.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlite_utils
+
+from board.connection import rows, transaction
+
+
+def register(db: sqlite_utils.Database, *, pid: int, pid_started_at: float | None, host: str,
+             wake_address: str | None) -> int:
+    with transaction(db) as tx:
+        cursor = tx.execute(
+            "INSERT INTO dispatchers (pid, pid_started_at, host, wake_address, started_at,"
+            " heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (pid, pid_started_at, host, wake_address, tx.now, tx.now),
+        )
+        return cursor.lastrowid or 0
+
+
+def beat(db: sqlite_utils.Database, dispatcher_id: int) -> None:
+    with transaction(db) as tx:
+        tx.execute("UPDATE dispatchers SET heartbeat_at = ? WHERE id = ?", (tx.now, dispatcher_id))
+
+
+def unregister(db: sqlite_utils.Database, dispatcher_id: int) -> None:
+    with transaction(db) as tx:
+        tx.execute("DELETE FROM dispatchers WHERE id = ?", (dispatcher_id,))
+
+
+def forget(db: sqlite_utils.Database, dispatcher_ids: list[int]) -> None:
+    """Drop the registrations of dispatchers known to be dead."""
+    if not dispatcher_ids:
+        return
+    with transaction(db) as tx:
+        tx.execute(f"DELETE FROM dispatchers WHERE id IN ({', '.join('?' * len(dispatcher_ids))})",
+                   dispatcher_ids)
+
+
+def all_(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    return rows(db.conn, "SELECT * FROM dispatchers ORDER BY id")
+
+
+def adopt(db: sqlite_utils.Database, run_id: int, new_owner: int, old_owner: int | None) -> bool:
+    """Take over an orphaned run; False if someone else already did (or it ended)."""
+    with transaction(db) as tx:
+        cursor = tx.execute(
+            "UPDATE runs SET dispatcher_id = ? WHERE id = ? AND ended_at IS NULL"
+            " AND dispatcher_id IS ?",
+            (new_owner, run_id, old_owner),
+        )
+        return cursor.rowcount == 1

@@ -1,0 +1,178 @@
+"""Running and watching workers: dispatch, logs, watch, gc."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from board import errors, ids, runs, tasks, views
+from orchestrator import config
+from orchestrator.cli import context
+
+
+def settings_from(ctx: click.Context, **overrides) -> config.Settings:
+    return config.resolve(config.load().with_overrides(**overrides))
+
+
+@click.command()
+@click.option("--max-workers", type=click.IntRange(1, 256), envvar="KANBAN_MAX_WORKERS",
+              help="Workers running at once (default 4).")
+@click.option("--until-idle", is_flag=True,
+              help="Exit 0 once nothing is ready, running, or waiting for a retry.")
+@click.option("--stall-timeout", type=click.FloatRange(min=0, min_open=True),
+              envvar="KANBAN_STALL_TIMEOUT",
+              help="Kill a worker with no heartbeat and no output for this long (s).")
+@click.option("--retry-delay", type=click.FloatRange(min=0, min_open=True),
+              envvar="KANBAN_RETRY_DELAY", help="First retry's delay (s); doubles each time.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.pass_context
+def dispatch(ctx, max_workers, until_idle, stall_timeout, retry_delay, quiet):
+    """Run the dispatcher in the foreground: start workers for ready tasks and supervise them.
+
+    Settings come from ~/.kanban/config.toml, then environment variables, then these options.
+    Ctrl-C once: start no new workers and wait for the running ones; twice: stop them.
+
+    \b
+    Examples:
+      kanban dispatch --max-workers 8
+      kanban dispatch --until-idle          # for scripts: returns when all work is done
+    """
+    import anyio
+
+    from orchestrator import dispatcher
+
+    settings = settings_from(ctx, max_workers=max_workers, stall_timeout=stall_timeout,
+                             retry_delay=retry_delay)
+    db_path = context.board_path(ctx)
+
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(f"{time.strftime('%H:%M:%S')} {message}", err=True)
+
+    runner = dispatcher.Dispatcher(settings, db_path, until_idle=until_idle, on_event=say)
+    ctx.exit(anyio.run(runner.run))
+
+
+def _run_for(db, task_id: int, run_id: int | None) -> dict:
+    history = runs.for_task(db, task_id)
+    if run_id is not None:
+        chosen = [r for r in history if r["id"] == run_id]
+        if not chosen:
+            raise errors.InvalidInput(f"run {run_id} is not a run of {ids.format(task_id)}")
+        return chosen[0]
+    if not history:
+        raise errors.InvalidInput(f"{ids.format(task_id)} has not run yet; no log to show")
+    return history[-1]
+
+
+@click.command()
+@click.argument("task")
+@click.option("--run", "run_id", type=int, help="Which run (default: the latest).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows.")
+@click.pass_context
+def logs(ctx, task, run_id, follow):
+    """Show a run's log (stdout and stderr of its worker).
+
+    \b
+    Example:
+      kanban logs t_3 --follow
+    """
+    db = context.open_board(ctx)
+    task_id = context.task_id(task)
+    run = _run_for(db, task_id, run_id)
+    if not run["log_path"]:
+        raise errors.InvalidInput(f"run {run['id']} has no log (it never started a process)")
+    path = Path(run["log_path"])
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - kept open while following
+    except OSError as exc:
+        raise errors.InvalidInput(f"cannot read the log {path}: {exc.strerror}") from exc
+    with handle:
+        out = sys.stdout.buffer
+        while True:
+            chunk = handle.read(65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if not follow or runs.get(db, run["id"])["ended_at"] is not None:
+                return
+            time.sleep(0.2)
+
+
+@click.command()
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True)
+@click.option("--all", "show_all", is_flag=True, help="Include every ended task.")
+@click.pass_context
+def watch(ctx, interval, show_all):
+    """A live view of the board while a dispatcher runs (Ctrl-C to leave).
+
+    \b
+    Example:
+      kanban watch
+    """
+    from rich.live import Live
+
+    from orchestrator import render
+
+    db = context.open_board(ctx)
+
+    def frame():
+        objects = views.task_objects(db, tasks.list_tasks(db))
+        return render.board(objects, show_all=show_all)
+
+    with Live(frame(), console=context.console(), refresh_per_second=4, screen=False) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(frame())
+        except KeyboardInterrupt:
+            return
+
+
+@click.command()
+@click.option("--force", is_flag=True,
+              help="Also remove dirty worktrees and delete unmerged branches.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def gc(ctx, force, as_json):
+    """Remove the worktrees of ended tasks whose content is on their branch.
+
+    Branches are deleted only when merged (into the repository's HEAD), unless --force.
+
+    \b
+    Example:
+      kanban gc
+    """
+    from orchestrator import worktrees
+
+    db = context.open_board(ctx)
+    by_repo: dict[str, list[tuple[str, str]]] = {}
+    for task in tasks.list_tasks(db, ("done", "failed", "cancelled")):
+        if task["repo"] and task["worktree"] and task["branch"]:
+            by_repo.setdefault(task["repo"], []).append((task["worktree"], task["branch"]))
+    report = {"removed_worktrees": [], "kept_worktrees": [], "deleted_branches": [],
+              "kept_branches": [], "problems": []}
+    for repo, pairs in by_repo.items():
+        if not Path(repo).is_dir():
+            report["problems"].append(f"{repo}: repository is gone")
+            continue
+        result = worktrees.gc(repo, pairs, force=force)
+        for key in report:
+            report[key].extend(str(x) for x in getattr(result, key))
+    if as_json:
+        context.print_json(report)
+    else:
+        for key, values in report.items():
+            for value in values:
+                click.echo(f"{key.replace('_', ' ')}: {value}")
+        if not any(report.values()):
+            click.echo("nothing to collect")
+    if report["problems"]:
+        ctx.exit(1)
+
+
+COMMANDS = [dispatch, logs, watch, gc]

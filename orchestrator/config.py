@@ -1,0 +1,148 @@
+"""The dispatcher's settings: the one owner of ``~/.kanban/config.toml``.
+
+Precedence: command-line options, then environment variables (``KANBAN_MAX_WORKERS``...), then
+the config file (``$KANBAN_CONFIG``, else ``~/.kanban/config.toml``), then defaults. Errors name the file and the key.
+
+Example ``~/.kanban/config.toml``::
+
+    [dispatch]
+    max_workers = 4
+    stall_timeout = 600
+    worktree_root = "~/kanban-worktrees"
+    branch_prefix = "kanban/"
+
+    [runtimes]
+    hermes_bin = "/opt/hermes/bin/hermes"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from board import errors, tasks
+from worker.runtimes import base
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    max_workers: int = 4
+    stall_timeout: float = 900.0  # no heartbeat and no output for this long: stalled
+    kill_grace: float = 5.0  # SIGTERM, then SIGKILL after this
+    report_grace: float = 60.0  # a worker that reported may take this long to exit
+    retry_delay: float = 10.0  # first retry after about this long, doubling each time
+    retry_max_delay: float = 900.0
+    rate_limit_delay: float = 60.0
+    poll_interval: float = 5.0  # fallback re-read of the board when no wake-up arrives
+    lease: float = 900.0
+    worktree_root: Path = Path("~/.kanban/worktrees")
+    scratch_root: Path = Path("~/.kanban/scratch")
+    logs_dir: Path | None = None  # default: `logs/` beside the board
+    branch_prefix: str = "kanban/"
+    limits: tasks.Limits = tasks.Limits()
+    runtimes: base.Settings = base.Settings()
+
+    def with_overrides(self, **values: Any) -> Settings:
+        given = {k: v for k, v in values.items() if v is not None}
+        return dataclasses.replace(self, **given)
+
+
+_DISPATCH_KEYS = {
+    "max_workers": int, "stall_timeout": float, "kill_grace": float, "report_grace": float,
+    "retry_delay": float, "retry_max_delay": float, "rate_limit_delay": float,
+    "poll_interval": float, "lease": float, "worktree_root": Path, "scratch_root": Path,
+    "logs_dir": Path, "branch_prefix": str,
+}
+_LIMIT_KEYS = {"max_depth": int, "max_children": int}
+_RUNTIME_KEYS = {"hermes_bin": str, "codex_bin": str, "claude_bin": str, "hermes_home": str,
+                 "codex_home": str}
+
+
+def config_path() -> Path:
+    env = os.environ.get("KANBAN_CONFIG")
+    return Path(env).expanduser() if env else Path.home() / ".kanban" / "config.toml"
+
+
+def _convert(value: Any, kind: type, where: str) -> Any:
+    try:
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int | str)):
+            raise TypeError
+        if kind is float and isinstance(value, bool):
+            raise TypeError
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidInput(f"{where}: {value!r} is not a valid {kind.__name__}") from exc
+
+
+def _section(data: Mapping[str, Any], name: str, keys: Mapping[str, type], path: Path) -> dict:
+    section = data.get(name, {})
+    if not isinstance(section, dict):
+        raise errors.InvalidInput(f"{path}: [{name}] must be a table")
+    unknown = set(section) - set(keys)
+    if unknown:
+        raise errors.InvalidInput(
+            f"{path}: unknown key(s) in [{name}]: {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(keys)}"
+        )
+    return {k: _convert(v, keys[k], f"{path} [{name}] {k}") for k, v in section.items()}
+
+
+def _from_env() -> tuple[dict, dict]:
+    dispatch, runtime = {}, {}
+    for key, kind in _DISPATCH_KEYS.items():
+        name = f"KANBAN_{key.upper()}"
+        if name in os.environ:
+            dispatch[key] = _convert(os.environ[name], kind, f"${name}")
+    for key in _RUNTIME_KEYS:
+        name = f"KANBAN_{key.upper()}"
+        if os.environ.get(name):
+            runtime[key] = os.environ[name]
+    return dispatch, runtime
+
+
+def load(path: Path | None = None) -> Settings:
+    """Settings from the config file and the environment (command-line options come later)."""
+    path = path or config_path()
+    data: dict[str, Any] = {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.InvalidInput(f"cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.InvalidInput(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
+    unknown = set(data) - {"dispatch", "limits", "runtimes"}
+    if unknown:
+        raise errors.InvalidInput(
+            f"{path}: unknown section(s) {', '.join(sorted(unknown))}; "
+            "known: [dispatch], [limits], [runtimes]"
+        )
+    dispatch = _section(data, "dispatch", _DISPATCH_KEYS, path)
+    limits = _section(data, "limits", _LIMIT_KEYS, path)
+    runtime = _section(data, "runtimes", _RUNTIME_KEYS, path)
+    env_dispatch, env_runtime = _from_env()
+    dispatch.update(env_dispatch)
+    runtime.update(env_runtime)
+    settings = Settings(**dispatch, limits=tasks.Limits(**limits),
+                        runtimes=base.Settings(**runtime))
+    return resolve(settings)
+
+
+def resolve(settings: Settings) -> Settings:
+    """Expand ``~`` in paths and check ranges."""
+    if settings.max_workers < 1:
+        raise errors.InvalidInput("max_workers must be at least 1")
+    for name in ("stall_timeout", "kill_grace", "retry_delay", "poll_interval", "lease"):
+        if getattr(settings, name) <= 0:
+            raise errors.InvalidInput(f"{name} must be a positive number of seconds")
+    return dataclasses.replace(
+        settings,
+        worktree_root=Path(settings.worktree_root).expanduser(),
+        scratch_root=Path(settings.scratch_root).expanduser(),
+        logs_dir=Path(settings.logs_dir).expanduser() if settings.logs_dir else None,
+    )

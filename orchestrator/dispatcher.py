@@ -1,0 +1,207 @@
+"""The dispatcher: claims ready tasks and supervises their workers until told to stop.
+
+One task group runs the dispatch loop, the wake-up listener, the reaper (which adopts the runs
+of dead dispatchers and beats this one's heartbeat) and the signal handler. If one of them
+fails, the group is cancelled and the dispatcher stops with the error instead of limping on.
+
+It is event-driven: anyone who commits a change a dispatcher cares about sends it a datagram
+(`board.wake`), and the loop claims within milliseconds. Polling (`poll_interval`) is only the
+fallback. A delayed retry is a timer, not a poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+from board import dispatchers, ids, runs, wake
+from orchestrator import boardio, config, processes, supervisor
+
+log = logging.getLogger("kanban.dispatcher")
+
+REAP_INTERVAL = 5.0
+
+
+class Dispatcher:
+    def __init__(self, settings: config.Settings, db_path: str | None, *,
+                 until_idle: bool = False, on_event: Callable[[str], None] | None = None,
+                 idle_scope: Callable[[boardio.Board], bool] | None = None) -> None:
+        self.settings = settings
+        self.board = boardio.Board(db_path)
+        self.until_idle = until_idle
+        self.on_event = on_event or (lambda message: None)
+        # For `kanban run`: stop when this says the work we care about is finished.
+        self.idle_scope = idle_scope
+        self.id = 0
+        self.stopping = False
+        self._wakeup = anyio.Event()
+        self.supervisor: supervisor.Supervisor | None = None
+        self.extra_tasks: list[Callable[[Dispatcher], object]] = []
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until stopped (or idle with `until_idle`); returns the exit code."""
+        sock, address = _wake_socket()
+        me = os.getpid()
+        self.id = await self.board.call(
+            dispatchers.register, pid=me, pid_started_at=processes.start_time(me),
+            host=socket.gethostname(), wake_address=address)
+        logs_dir = self.settings.logs_dir or Path(self.board.path).parent / "logs"
+        self.supervisor = supervisor.Supervisor(self.board, self.settings, self.id, logs_dir)
+        self.on_event(f"dispatcher {self.id} started (pid {me}, board {self.board.path})")
+        try:
+            async with anyio.create_task_group() as group:
+                if sock is not None:
+                    group.start_soon(self._listen, sock)
+                group.start_soon(self._signals, group)
+                group.start_soon(self._reaper, group)
+                for extra in self.extra_tasks:
+                    group.start_soon(extra, self)
+                await self._loop(group)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.board.call(dispatchers.unregister, self.id)
+            if sock is not None:
+                sock.close()
+            self.board.close()
+        return 0
+
+    async def _loop(self, group: anyio.abc.TaskGroup) -> None:
+        assert self.supervisor is not None
+        while True:
+            self._wakeup = anyio.Event()
+            if not self.stopping:
+                free = self.settings.max_workers - len(self.supervisor.watched)
+                if free > 0:
+                    claims = await self.board.call(
+                        runs.claim, limit=free, dispatcher_id=self.id, lease=self.settings.lease)
+                    for claim in claims:
+                        self.on_event(f"{ids.format(claim.task['id'])}: attempt {claim.attempt} ({claim.kind}) started")
+                        group.start_soon(self._supervise, claim)
+            if self.stopping and not self.supervisor.watched:
+                return
+            if self.until_idle and not self.supervisor.watched and await self._idle():
+                return
+            await self._sleep()
+
+    async def _supervise(self, claim: runs.Claim) -> None:
+        assert self.supervisor is not None
+        try:
+            await self.supervisor.start(claim)
+        finally:
+            self.wake()  # a slot is free
+
+    async def _sleep(self) -> None:
+        timeout = self.settings.poll_interval
+        due = await self.board.call(runs.next_retry_at)
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - time.time() + 0.01))
+        with anyio.move_on_after(timeout):
+            await self._wakeup.wait()
+
+    async def _idle(self) -> bool:
+        if self.idle_scope is not None:
+            return await anyio.to_thread.run_sync(self.idle_scope, self.board)
+        counts = await self.board.call(_active_counts)
+        return counts == (0, 0)
+
+    # -- wake-ups, signals, orphans -------------------------------------------------------
+
+    async def _listen(self, sock: socket.socket) -> None:
+        while True:
+            await anyio.wait_readable(sock)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sock.recv(64)
+            self.wake()
+            if self.supervisor is not None:
+                self.supervisor.poke_all()  # a cancel or a report may concern a worker
+
+    async def _signals(self, group: anyio.abc.TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                assert self.supervisor is not None
+                name = signal.Signals(signum).name
+                if not self.stopping:
+                    self.stopping = True
+                    running = len(self.supervisor.watched)
+                    self.on_event(f"{name}: starting no new workers; waiting for {running} "
+                                  "running worker(s) (send it again to stop them)")
+                else:
+                    self.supervisor.stopping_workers = True
+                    self.on_event(f"{name} again: stopping the running workers")
+                    self.supervisor.poke_all()
+                self.wake()
+
+    async def _reaper(self, group: anyio.abc.TaskGroup) -> None:
+        """Adopt runs whose dispatcher is gone; keep our own registration fresh."""
+        assert self.supervisor is not None
+        while True:
+            live, dead = await anyio.to_thread.run_sync(self._partition_dispatchers)
+            if dead:
+                await self.board.call(dispatchers.forget, dead)
+            for run in await self.board.call(runs.unended):
+                if run["dispatcher_id"] in live or run["id"] in self.supervisor.watched:
+                    continue
+                if self.stopping:
+                    break
+                if await self.board.call(dispatchers.adopt, run["id"], self.id,
+                                         run["dispatcher_id"]):
+                    self.on_event(f"adopting run {run['id']} of task t_{run['task_id']}")
+                    group.start_soon(self._adopt, run)
+            await anyio.sleep(REAP_INTERVAL)
+            await self.board.call(dispatchers.beat, self.id)
+
+    async def _adopt(self, run: dict) -> None:
+        assert self.supervisor is not None
+        try:
+            await self.supervisor.adopt(run)
+        finally:
+            self.wake()
+
+    def _partition_dispatchers(self) -> tuple[set[int], list[int]]:
+        host = socket.gethostname()
+        stale_after = max(60.0, 12 * REAP_INTERVAL)
+        live, dead = {self.id}, []
+        for row in dispatchers.all_(self.board.db):
+            if row["id"] == self.id:
+                continue
+            if row["host"] == host:
+                alive = processes.alive(row["pid"], row["pid_started_at"])
+            else:
+                alive = time.time() - row["heartbeat_at"] < stale_after
+            (live.add(row["id"]) if alive else dead.append(row["id"]))
+        return live, dead
+
+
+def _active_counts(db) -> tuple[int, int]:
+    ready_or_running = db.conn.execute(
+        "SELECT count(*) FROM tasks WHERE status IN ('ready', 'running')").fetchone()[0]
+    unended = db.conn.execute("SELECT count(*) FROM runs WHERE ended_at IS NULL").fetchone()[0]
+    return ready_or_running, unended
+
+
+def _wake_socket() -> tuple[socket.socket | None, str | None]:
+    if not wake.SUPPORTED:
+        return None, None
+    name = f"kanban-dispatcher-{os.getpid()}-{secrets.token_hex(6)}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(wake.address(name))
+    sock.setblocking(False)
+    return sock, name
+

@@ -1,0 +1,107 @@
+"""Process identity, liveness and killing whole process trees (psutil).
+
+A pid alone identifies nothing: pids are reused. A process is identified by its pid together
+with its start time (`psutil.Process.create_time()`), recorded in the board when it starts;
+`alive` answers for that pair only. Killing a worker kills its process group *and* every
+descendant psutil can find (an agent may start children in sessions of their own), politely
+first (SIGTERM), then with SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+
+# create_time() is rounded differently by different readers; a pid reused within this
+# tolerance of the original start is not a risk worth a false "dead".
+_START_TOLERANCE = 0.05
+
+
+def start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def alive(pid: int | None, started_at: float | None) -> bool:
+    """Is the process `pid` that started at `started_at` still running (not a zombie)?"""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if started_at is not None and abs(proc.create_time() - started_at) > _START_TOLERANCE:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def tree(pid: int, started_at: float | None = None) -> list[psutil.Process]:
+    """The process and all its descendants (empty if it is gone or is another process)."""
+    if not alive(pid, started_at):
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_tree(pid: int, started_at: float | None = None, *, grace: float = 5.0) -> list[int]:
+    """SIGTERM the process group and tree of `pid`, SIGKILL what is left after `grace`.
+
+    Returns the pids that had to be killed with SIGKILL. Blocking: call it from a thread.
+    """
+    procs = tree(pid, started_at)
+    if not procs:
+        return []
+    groups = set()
+    for proc in procs:
+        try:
+            groups.add(os.getpgid(proc.pid))
+        except ProcessLookupError:
+            pass
+    groups.discard(os.getpgrp())  # never our own group
+    _signal_all(procs, groups, signal.SIGTERM)
+    _, survivors = psutil.wait_procs(procs, timeout=grace)
+    # Children forked during the grace period are found again before the final blow.
+    survivors = _refresh(survivors, pid, started_at)
+    if not survivors:
+        return []
+    _signal_all(survivors, groups, signal.SIGKILL)
+    psutil.wait_procs(survivors, timeout=grace)
+    return [p.pid for p in survivors]
+
+
+def _refresh(survivors: list[psutil.Process], pid: int, started_at: float | None) -> list:
+    found = {p.pid: p for p in survivors if p.is_running()}
+    for proc in tree(pid, started_at):
+        found.setdefault(proc.pid, proc)
+    return list(found.values())
+
+
+def _signal_all(procs: list[psutil.Process], groups: set[int], sig: int) -> None:
+    for group in groups:
+        try:
+            os.killpg(group, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+def wait_gone(pid: int, started_at: float | None, timeout: float) -> bool:
+    """Poll until the process is gone; True if it went within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while alive(pid, started_at):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True

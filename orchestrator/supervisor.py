@@ -1,0 +1,373 @@
+"""Supervising one run: place it, start it under the shim, watch it, end it, settle it.
+
+`Supervisor.start` handles a fresh claim; `Supervisor.adopt` takes over a run whose
+dispatcher is gone. Both end in `_finish`: commit whatever the worker left in its worktree,
+judge the outcome (`judge`), and settle the run in the board with the retry policy applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from board import errors, ids, runs, tasks, views
+from board.states import Outcome
+from orchestrator import boardio, config, processes, retry, worktrees
+from worker import env, prompt, runtimes
+from worker.runtimes import base
+
+LOG_TAIL_BYTES = 8192
+
+
+@dataclasses.dataclass
+class Watched:
+    """A run this dispatcher is responsible for."""
+
+    run_id: int
+    task_id: int
+    runtime: base.Runtime | None
+    workspace: str | None
+    repo: str | None
+    log_path: str | None
+    started: float
+    timeout: float | None
+    kill_cause: Outcome | None = None
+    poke: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    reason: str | None
+    summary: str | None = None
+    retry_at: float | None = None
+    refund: bool = False
+
+
+def log_tail(path: str | None, limit: int = LOG_TAIL_BYTES) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - limit))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def judge(run: dict[str, Any], task: dict[str, Any], runtime: base.Runtime | None,
+          kill_cause: Outcome | None, tail: str, settings: config.Settings, now: float) -> Verdict:
+    """The outcome of a run whose process is gone, and whether the task gets another go."""
+    if run["outcome"] is not None:  # reported by the worker, or ended by an operator
+        return Verdict(Outcome(run["outcome"]), run["reason"])
+    code, sig = run["exit_code"], run["signal"]
+    exit_text = (f"killed by signal {sig}" if sig is not None
+                 else f"exit code {code}" if code is not None else "no exit status recorded")
+    if kill_cause is Outcome.STALLED:
+        verdict = (Outcome.STALLED, f"no heartbeat and no output for {settings.stall_timeout:g} s")
+    elif kill_cause is Outcome.TIMED_OUT:
+        verdict = (Outcome.TIMED_OUT, f"ran longer than its timeout of {task['timeout']:g} s")
+    elif kill_cause is not None:
+        verdict = (kill_cause, "stopped by the dispatcher")
+    elif run["exited_at"] is None:
+        verdict = (Outcome.LOST, "the worker vanished without an exit status")
+    elif run["pid"] is None and code == 127:
+        return Verdict(Outcome.SPAWN_FAILED, _last_line(tail) or "the worker could not start")
+    elif runtime is not None and (code != 0 or runtime.reports) and runtime.rate_limited(tail):
+        delay = retry.backoff(task["attempts"], settings.rate_limit_delay,
+                              settings.retry_max_delay)
+        return Verdict(Outcome.RATE_LIMITED, f"rate limited ({exit_text})",
+                       retry_at=now + delay, refund=True)
+    elif runtime is not None and not runtime.reports:
+        if code == 0:
+            return Verdict(Outcome.COMPLETED, None, summary=_summary(tail))
+        verdict = (Outcome.CRASHED, exit_text)
+    elif code == 0:
+        verdict = (Outcome.EXITED_WITHOUT_REPORT,
+                   "the agent exited without calling kanban_complete or kanban_block")
+    else:
+        verdict = (Outcome.CRASHED, exit_text)
+    outcome, reason = verdict
+    if outcome in retry.RETRYABLE and task["attempts"] < task["max_attempts"]:
+        delay = retry.backoff(task["attempts"], settings.retry_delay, settings.retry_max_delay)
+        return Verdict(outcome, reason, retry_at=now + delay)
+    if outcome in retry.RETRYABLE:
+        reason = f"{reason}; all {task['max_attempts']} attempts used"
+    return Verdict(outcome, reason)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][-500:] if lines else ""
+
+
+def _summary(tail: str) -> str:
+    lines = tail.strip().splitlines()[-20:]
+    text = "\n".join(lines).strip()
+    return text[-2000:] if text else "exited 0 with no output"
+
+
+class Supervisor:
+    def __init__(self, board: boardio.Board, settings: config.Settings, dispatcher_id: int,
+                 logs_dir: Path) -> None:
+        self.board = board
+        self.settings = settings
+        self.dispatcher_id = dispatcher_id
+        self.logs_dir = logs_dir
+        self.watched: dict[int, Watched] = {}
+        self.stopping_workers = False
+
+    # -- fresh claims -------------------------------------------------------------------
+
+    async def start(self, claim: runs.Claim) -> None:
+        task, run_id = claim.task, claim.run_id
+        watched = Watched(run_id, task["id"], None, None, task["repo"], None, time.time(),
+                          task["timeout"])
+        self.watched[run_id] = watched
+        try:
+            try:
+                runtime = runtimes.get(task["runtime"])
+                watched.runtime = runtime
+                workspace, branch, merges = await self._place(task, claim.kind)
+                watched.workspace = workspace
+                text = await self.board.call(
+                    prompt.render, task, attempt=claim.attempt, kind=claim.kind,
+                    workspace=workspace, branch=branch, merges=merges)
+                last = await self.board.call(runs.last_ended, task["id"])
+                context = base.Context(
+                    task=task, run_id=run_id, token=claim.token, attempt=claim.attempt,
+                    kind=claim.kind, workspace=workspace, branch=branch,
+                    db_path=self.board.path, prompt=text, settings=self.settings.runtimes)
+                launch = runtime.launch(context)
+            except errors.KanbanError as exc:
+                await self.board.call(runs.settle, run_id, Outcome.SPAWN_FAILED, reason=str(exc))
+                return
+            log_path = self.logs_dir / ids.format(task["id"]) / f"run-{run_id}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            watched.log_path = str(log_path)
+            environ = env.build(
+                dict(os.environ), task=ids.format(task["id"]), run_id=run_id, token=claim.token,
+                workspace=workspace, branch=branch, db_path=self.board.path,
+                last_outcome=last["outcome"] if last else None)
+            environ.update(launch.env)
+            argv = [sys.executable, "-m", "worker.shim", "--db", self.board.path,
+                    "--run", str(run_id), "--cwd", launch.cwd, "--", *launch.argv]
+            with open(log_path, "ab") as log:
+                process = await anyio.open_process(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environ,
+                    cwd=launch.cwd, start_new_session=True)
+            await self.board.call(
+                runs.attach, run_id, shim_pid=process.pid,
+                shim_started_at=processes.start_time(process.pid) or time.time(),
+                log_path=str(log_path), worktree=workspace, branch=branch)
+            await self._watch(watched, process.wait, process.pid)
+            await self._finish(watched)
+        finally:
+            self.watched.pop(run_id, None)
+
+    async def _place(self, task: dict[str, Any], kind: str
+                     ) -> tuple[str, str | None, list[prompt.Merge]]:
+        """The task's worktree and branch (created, or reused as they are), and merges."""
+        tid = ids.format(task["id"])
+        if not task["repo"]:
+            scratch = self.settings.scratch_root / tid
+            scratch.mkdir(parents=True, exist_ok=True)
+            return str(scratch), None, []
+        repo = task["repo"]
+        branch = task["branch"] or f"{self.settings.branch_prefix}{tid}"
+        path = task["worktree"] or str(
+            worktrees.worktree_root(repo, self.settings.worktree_root) / tid)
+        base_ref = task["base_ref"]
+        if task["parent_id"] and not task["branch"]:
+            parent = await self.board.call(tasks.get, task["parent_id"])
+            if parent["worktree"] and parent["branch"] and parent["repo"] == repo:
+                await anyio.to_thread.run_sync(
+                    _commit_quietly, parent["worktree"],
+                    f"kanban: {ids.format(parent['id'])} work so far, before {tid} branched off")
+                base_ref = parent["branch"]
+        if base_ref is None:
+            base_ref = await anyio.to_thread.run_sync(worktrees.resolve_base, repo, None)
+        tree = await anyio.to_thread.run_sync(
+            worktrees.ensure_worktree, repo, Path(path), branch, base_ref)
+        await self.board.call(tasks.set_placement, task["id"], branch=branch,
+                              worktree=str(tree.path), base_ref=base_ref)
+        merges: list[prompt.Merge] = []
+        if kind == "resume":
+            merges = await self._merge_children(task, str(tree.path))
+        return str(tree.path), branch, merges
+
+    async def _merge_children(self, task: dict[str, Any], path: str) -> list[prompt.Merge]:
+        order = await self.board.call(views.children_in_dependency_order, task["id"])
+        branches = [c["branch"] for c in order if c["branch"]]
+        missing = [prompt.Merge(f"{c['id']} (no branch)", "missing") for c in order
+                   if not c["branch"]]
+        if not branches:
+            return missing
+        outcomes = await anyio.to_thread.run_sync(
+            lambda: worktrees.merge_branches(
+                path, branches, lambda b: f"kanban: merge {b} into {ids.format(task['id'])}"))
+        merges = [prompt.Merge(o.branch, o.status, tuple(o.conflicts)) for o in outcomes]
+        await self.board.call(tasks.record, task["id"], "merged",
+                              {"merges": [dataclasses.asdict(m) for m in merges]})
+        return merges + missing
+
+    # -- adopted runs -------------------------------------------------------------------
+
+    async def adopt(self, run: dict[str, Any]) -> None:
+        task = await self.board.call(tasks.get, run["task_id"])
+        try:
+            runtime = runtimes.get(task["runtime"])
+        except errors.KanbanError:
+            runtime = None
+        watched = Watched(run["id"], task["id"], runtime, run["worktree"], task["repo"],
+                          run["log_path"], run["started_at"], task["timeout"])
+        self.watched[run["id"]] = watched
+        try:
+            if run["exited_at"] is None:
+                if processes.alive(run["shim_pid"], run["shim_started_at"]):
+                    pid, started = run["shim_pid"], run["shim_started_at"]
+                elif processes.alive(run["pid"], run["pid_started_at"]):
+                    pid, started = run["pid"], run["pid_started_at"]
+                else:
+                    pid = started = None
+                if pid is not None:
+                    await self._watch(watched, _waiter(pid, started), pid)
+            await self._finish(watched)
+        finally:
+            self.watched.pop(run["id"], None)
+
+    # -- watching -----------------------------------------------------------------------
+
+    async def _watch(self, watched: Watched, wait_exit, shim_pid: int) -> None:
+        """Wait for the process to end; kill it on a stall, a timeout or a cancel."""
+        done = anyio.Event()
+        killed_at: float | None = None
+
+        async def waiter() -> None:
+            await wait_exit()
+            done.set()
+            watched.poke.set()
+
+        interval = min(2.0, self.settings.stall_timeout / 4)
+        async with anyio.create_task_group() as group:
+            group.start_soon(waiter)
+            while not done.is_set():
+                with anyio.move_on_after(interval):
+                    await watched.poke.wait()
+                watched.poke = anyio.Event()
+                if done.is_set():
+                    break
+                run = await self.board.call(runs.get, watched.run_id)
+                now = time.time()
+                cause = self._kill_cause(watched, run, now)
+                if cause is not None and watched.kill_cause is None:
+                    watched.kill_cause = cause
+                    killed_at = now
+                    await self._kill(run, shim_pid)
+                elif killed_at is not None and now - killed_at > 3 * self.settings.kill_grace:
+                    # The shim itself did not go: take it down too, then give up waiting.
+                    await anyio.to_thread.run_sync(
+                        lambda: processes.kill_tree(shim_pid, None, grace=self.settings.kill_grace))
+                    killed_at = now
+            group.cancel_scope.cancel()
+
+    def _kill_cause(self, watched: Watched, run: dict[str, Any], now: float) -> Outcome | None:
+        if run["outcome"] is not None:
+            if run["settled_by"] != "worker":
+                return Outcome.CANCELLED  # an operator cancelled or blocked it
+            if run["reported_at"] and now - run["reported_at"] > self.settings.report_grace:
+                return Outcome.COMPLETED  # reported, then lingered: its report stands
+            return None
+        if self.stopping_workers:
+            return Outcome.LOST
+        if watched.timeout and now - watched.started > watched.timeout:
+            return Outcome.TIMED_OUT
+        activity = max(run["heartbeat_at"] or 0, run["started_at"], _mtime(watched.log_path))
+        if now - activity > self.settings.stall_timeout:
+            return Outcome.STALLED
+        return None
+
+    async def _kill(self, run: dict[str, Any], shim_pid: int) -> None:
+        grace = self.settings.kill_grace
+        if run["pid"] is not None:
+            await anyio.to_thread.run_sync(
+                lambda: processes.kill_tree(run["pid"], run["pid_started_at"], grace=grace))
+        else:  # the agent's pid is not recorded yet: everything below the shim
+            for proc in processes.tree(shim_pid)[1:]:
+                await anyio.to_thread.run_sync(
+                    lambda p=proc: processes.kill_tree(p.pid, None, grace=grace))
+
+    # -- the end ------------------------------------------------------------------------
+
+    async def _finish(self, watched: Watched) -> None:
+        run = await self.board.call(runs.get, watched.run_id)
+        task = await self.board.call(tasks.get, watched.task_id)
+        commit, note = None, None
+        if watched.repo and watched.workspace and Path(watched.workspace).is_dir():
+            message = (f"kanban: {ids.format(task['id'])} run {run['id']} "
+                       f"(attempt {run['attempt']}): work left in the worktree")
+            try:
+                await anyio.to_thread.run_sync(worktrees.commit_all, watched.workspace, message)
+                commit = await anyio.to_thread.run_sync(worktrees.head, watched.workspace)
+            except errors.KanbanError as exc:
+                note = f"could not commit the worktree: {exc}"
+        tail = await anyio.to_thread.run_sync(log_tail, watched.log_path)
+        cause = None if watched.kill_cause is Outcome.COMPLETED else watched.kill_cause
+        if self.stopping_workers and cause is Outcome.LOST:
+            verdict = Verdict(Outcome.LOST, "the dispatcher was stopped", retry_at=time.time(),
+                              refund=True)
+        else:
+            verdict = judge(run, task, watched.runtime, cause, tail, self.settings, time.time())
+        reason = verdict.reason if note is None else f"{verdict.reason or ''}; {note}".strip("; ")
+        await self.board.call(
+            runs.settle, watched.run_id, verdict.outcome, reason=reason, summary=verdict.summary,
+            commit_sha=commit, retry_at=verdict.retry_at, refund=verdict.refund)
+
+    def poke_all(self) -> None:
+        for watched in list(self.watched.values()):
+            watched.poke.set()
+
+
+def _commit_quietly(path: str, message: str) -> None:
+    try:
+        worktrees.commit_all(path, message)
+    except errors.KanbanError:
+        pass  # the parent's own run will commit it at its end; the child starts from HEAD
+
+
+def _mtime(path: str | None) -> float:
+    if not path:
+        return 0.0
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _waiter(pid: int, started: float | None):
+    """Wait for a process that is not our child (an adopted run's shim)."""
+
+    async def wait() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            while processes.alive(pid, started):
+                await anyio.sleep(0.2)
+            return
+        try:
+            if processes.alive(pid, started):
+                await anyio.wait_readable(fd)
+        finally:
+            os.close(fd)
+
+    return wait
