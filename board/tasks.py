@@ -284,6 +284,8 @@ def cancel(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors
 def retry(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.OPERATOR) -> Status:
     """Give a failed, cancelled or blocked task a fresh set of attempts."""
     with transaction(db) as tx:
+        if isinstance(actor, actors.Worker):
+            fencing.check(tx, actor, task_id)
         _require(tx, task_id)
         target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
         transitions.apply(
