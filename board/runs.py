@@ -186,7 +186,8 @@ def settle(
     A run that already has an outcome (the worker reported, or an operator cancelled or
     blocked it) keeps it: `outcome` only fills in what nobody reported. For an unreported
     failure, `retry_at` makes the task `ready` again at that time (with `refund` the attempt is
-    not counted: rate limits), otherwise it is `failed`. Settling twice changes nothing.
+    not counted: rate limits), unless its attempts are exhausted; otherwise it is `failed`.
+    Settling twice changes nothing.
     """
     with transaction(db, now=now) as tx:
         run = tx.one("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -216,7 +217,7 @@ def settle(
         elif final is Outcome.BLOCKED:
             transitions.apply(tx, task["id"], Status.BLOCKED, actor, run_id=run_id,
                               block_reason=reason or "blocked", reason=reason)
-        elif retry_at is not None:
+        elif retry_at is not None and (refund or task["attempts"] < task["max_attempts"]):
             attempts = task["attempts"] - 1 if refund else task["attempts"]
             # A blocker linked while the task ran holds the retry back until it is done.
             target = (Status.TODO if transitions.unfinished_blockers(tx, task["id"])
