@@ -145,7 +145,42 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial]
+def m002_batches_and_schedules(conn: sqlite3.Connection) -> None:
+    _run(
+        conn,
+        """
+        CREATE TABLE batches (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            idempotency_key TEXT UNIQUE,
+            source TEXT,
+            schedule TEXT,
+            fire_at REAL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE schedules (
+            name TEXT PRIMARY KEY,
+            cron TEXT NOT NULL,
+            batch_path TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            last_fire_at REAL
+        );
+        -- Exactly once per fire time: the primary key is the claim.
+        CREATE TABLE schedule_fires (
+            schedule TEXT NOT NULL,
+            fire_at REAL NOT NULL,
+            fired_at REAL NOT NULL,
+            batch_id INTEGER REFERENCES batches (id),
+            error TEXT,
+            PRIMARY KEY (schedule, fire_at)
+        ) WITHOUT ROWID;
+        ALTER TABLE tasks ADD COLUMN batch_key TEXT
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_batches_and_schedules]
 
 
 def latest() -> int:

@@ -125,7 +125,8 @@ def insert(
             parent["depth"] + 1 if parent else 0,
             spec.repo if spec.repo is not None else (parent["repo"] if parent else None),
             spec.base_ref, runtime, json.dumps(dict(options)), spec.max_attempts,
-            spec.timeout, spec.batch_id, tx.now, tx.now,
+            spec.timeout, spec.batch_id or (parent["batch_id"] if parent else None),
+            tx.now, tx.now,
         ),
     )
     task_id = cursor.lastrowid

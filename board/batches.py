@@ -1,0 +1,118 @@
+"""Batches: a set of tasks submitted together, atomically (all or none), at most once per key.
+
+A batch entry names its task by a local key and its dependencies by keys of the same batch.
+Scheduled batches claim their fire time in the same transaction that creates the tasks, so a
+schedule fires exactly once per fire time however many dispatchers race for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import sqlite_utils
+
+from board import actors, errors, tasks
+from board.connection import Tx, rows, transaction
+
+PREFIX = "b_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    key: str
+    task: tasks.NewTask  # its `after` holds ids of existing tasks, if any
+    after: tuple[str, ...] = ()  # keys of entries of the same batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Submitted:
+    batch_id: str | None  # None: a scheduled fire that another dispatcher already made
+    created: bool
+    task_ids: dict[str, int]
+
+
+def format_id(number: int) -> str:
+    return f"{PREFIX}{number}"
+
+
+def _order(entries: Sequence[Entry]) -> list[Entry]:
+    by_key = {}
+    for entry in entries:
+        if entry.key in by_key:
+            raise errors.InvalidInput(f"task key {entry.key!r} appears twice in the batch")
+        by_key[entry.key] = entry
+    for entry in entries:
+        for key in entry.after:
+            if key not in by_key:
+                raise errors.InvalidInput(
+                    f"task {entry.key!r} comes after {key!r}, which is not in the batch")
+    ordered: list[Entry] = []
+    placed: set[str] = set()
+    visiting: list[str] = []
+
+    def visit(entry: Entry) -> None:
+        if entry.key in placed:
+            return
+        if entry.key in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(entry.key):], entry.key])
+            raise errors.InvalidInput(f"the batch's dependencies form a cycle: {cycle}")
+        visiting.append(entry.key)
+        for key in entry.after:
+            visit(by_key[key])
+        visiting.pop()
+        placed.add(entry.key)
+        ordered.append(entry)
+
+    for entry in entries:
+        visit(entry)
+    return ordered
+
+
+def _existing(tx: Tx, key: str) -> Submitted | None:
+    row = tx.one("SELECT id FROM batches WHERE idempotency_key = ?", (key,))
+    if row is None:
+        return None
+    batch_id = format_id(row["id"])
+    made = tx.all("SELECT id, batch_key FROM tasks WHERE batch_id = ? AND batch_key IS NOT NULL"
+                  " ORDER BY id", (batch_id,))
+    return Submitted(batch_id, False, {r["batch_key"]: r["id"] for r in made})
+
+
+def insert(tx: Tx, entries: Sequence[Entry], *, name: str, idempotency_key: str | None = None,
+           source: str | None = None, schedule: str | None = None,
+           fire_at: float | None = None, actor: actors.Actor = actors.OPERATOR) -> Submitted:
+    if not entries:
+        raise errors.InvalidInput("the batch has no tasks")
+    ordered = _order(entries)
+    if idempotency_key is not None:
+        found = _existing(tx, idempotency_key)
+        if found is not None:
+            return found
+    cursor = tx.execute(
+        "INSERT INTO batches (name, idempotency_key, source, schedule, fire_at, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (name, idempotency_key, source, schedule, fire_at, tx.now),
+    )
+    batch_id = format_id(cursor.lastrowid or 0)
+    made: dict[str, int] = {}
+    for entry in ordered:
+        spec = dataclasses.replace(
+            entry.task, batch_id=batch_id,
+            after=(*entry.task.after, *(made[key] for key in entry.after)))
+        made[entry.key] = tasks.insert(tx, spec, actor)
+        tx.execute("UPDATE tasks SET batch_key = ? WHERE id = ?", (entry.key, made[entry.key]))
+    return Submitted(batch_id, True, made)
+
+
+def submit(db: sqlite_utils.Database, entries: Sequence[Entry], *, name: str,
+           idempotency_key: str | None = None, source: str | None = None) -> Submitted:
+    """Create every task of the batch, or none; with a key already used, create nothing."""
+    with transaction(db) as tx:
+        return insert(tx, entries, name=name, idempotency_key=idempotency_key, source=source)
+
+
+def tasks_of(db: sqlite_utils.Database, batch_id: str) -> list[dict[str, Any]]:
+    """Every task of the batch, subtasks its workers created included."""
+    return rows(db.conn, "SELECT * FROM tasks WHERE batch_id = ? ORDER BY id", (batch_id,))
