@@ -59,7 +59,7 @@ def _text(value: str, what: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
-def _validate(spec: NewTask) -> None:
+def validate(spec: NewTask) -> None:
     title = _text(spec.title, "the title", MAX_TITLE).strip()
     if not title:
         raise errors.InvalidInput("a task needs a non-empty title")
@@ -78,7 +78,7 @@ def insert(
     tx: Tx, spec: NewTask, actor: actors.Actor = actors.OPERATOR, limits: Limits = Limits()
 ) -> int:
     """Create a task inside the caller's transaction; returns its id."""
-    _validate(spec)
+    validate(spec)
     parent_id = spec.parent
     if isinstance(actor, actors.Worker):
         fencing.check(tx, actor)

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import sqlite_utils
 
 from board import dispatchers, ids, runs, wake
-from orchestrator import boardio, config, processes, supervisor
+from orchestrator import boardio, config, processes, schedules, supervisor
 
 log = logging.getLogger("kanban.dispatcher")
 
@@ -35,7 +36,7 @@ REAP_INTERVAL = 5.0
 class Dispatcher:
     def __init__(self, settings: config.Settings, db_path: str | None, *,
                  until_idle: bool = False, on_event: Callable[[str], None] | None = None,
-                 idle_scope: Callable[[boardio.Board], bool] | None = None) -> None:
+                 idle_scope: Callable[[sqlite_utils.Database], bool] | None = None) -> None:
         self.settings = settings
         self.board = boardio.Board(db_path)
         self.until_idle = until_idle
@@ -47,6 +48,7 @@ class Dispatcher:
         self._wakeup = anyio.Event()
         self.supervisor: supervisor.Supervisor | None = None
         self.extra_tasks: list[Callable[[Dispatcher], object]] = []
+        self.clock: Callable[[], float] = time.time
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -69,6 +71,7 @@ class Dispatcher:
                     group.start_soon(self._listen, sock)
                 group.start_soon(self._signals, group)
                 group.start_soon(self._reaper, group)
+                group.start_soon(self._scheduler)
                 for extra in self.extra_tasks:
                     group.start_soon(extra, self)
                 await self._loop(group)
@@ -116,7 +119,7 @@ class Dispatcher:
 
     async def _idle(self) -> bool:
         if self.idle_scope is not None:
-            return await anyio.to_thread.run_sync(self.idle_scope, self.board)
+            return await self.board.call(self.idle_scope)
         counts = await self.board.call(_active_counts)
         return counts == (0, 0)
 
@@ -166,6 +169,17 @@ class Dispatcher:
                     group.start_soon(self._adopt, run)
             await anyio.sleep(REAP_INTERVAL)
             await self.board.call(dispatchers.beat, self.id)
+
+    async def _scheduler(self) -> None:
+        """Fire due cron schedules; sleeps until the next fire time (or a board change)."""
+        while True:
+            if not self.stopping:
+                now = self.clock()
+                for name, fire_at, batch_id in await self.board.call(schedules.fire_due, now):
+                    self.on_event(f"schedule {name} fired for {time.ctime(fire_at)}"
+                                  + (f": batch {batch_id}" if batch_id else " (batch file error)"))
+            wait = await self.board.call(schedules.seconds_until_next, self.clock())
+            await anyio.sleep(min(wait if wait is not None else 60.0, 60.0) + 0.01)
 
     async def _adopt(self, run: dict) -> None:
         assert self.supervisor is not None

@@ -6,9 +6,9 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from orchestrator.cli import dispatch, tasks
+    from orchestrator.cli import batch, dispatch, schedule, tasks
 
-    modules = [tasks, dispatch]
+    modules = [tasks, dispatch, batch, schedule]
     for name in ("setup", "mcp"):  # written in parallel; registered once they exist
         try:
             modules.append(__import__(f"orchestrator.cli.{name}", fromlist=["COMMANDS"]))

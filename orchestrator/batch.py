@@ -1,0 +1,213 @@
+"""Batch files: a TOML description of tasks and their dependencies, for `kanban run`.
+
+Example ``nightly.toml``::
+
+    name = "nightly"                 # optional; defaults to the file's name
+
+    [defaults]                       # optional; applies to every task
+    repo = "."                       # relative to this file
+    runtime = "command"
+    max_attempts = 2
+
+    [tasks.lint]
+    title = "Lint"
+    command = "ruff check ."
+
+    [tasks.test]
+    title = "Unit tests"
+    command = ["pytest", "-q"]
+    after = ["lint"]                 # keys of this batch
+
+    [tasks.review]
+    title = "Review today's changes"
+    runtime = "hermes"
+    body = "Read the diff of the last day and list risky changes."
+    after = ["test"]
+
+A malformed file is refused before anything is created, with the line and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from board import batches, errors, tasks
+from worker import runtimes
+
+TASK_KEYS = {"title", "body", "repo", "base", "runtime", "command", "after", "priority",
+             "max_attempts", "timeout"}
+DEFAULT_KEYS = TASK_KEYS - {"title", "after"}
+KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class BatchError(errors.InvalidInput):
+    def __init__(self, path: Path, line: int | None, reason: str) -> None:
+        self.path = path
+        self.line = line
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {reason}; nothing was submitted")
+
+
+def _line_of(text: str, key: str | None, field: str | None = None) -> int | None:
+    """The line of ``[tasks.KEY]`` (or of `field` inside it, or of a top-level `field`)."""
+    lines = text.splitlines()
+    start = 0
+    if key is not None:
+        header = re.compile(rf"^\s*\[\s*tasks\s*\.\s*[\"']?{re.escape(key)}[\"']?\s*\]")
+        for number, line in enumerate(lines):
+            if header.match(line):
+                start = number
+                break
+        else:
+            return None
+        if field is None:
+            return start + 1
+    pattern = re.compile(rf"^\s*{re.escape(field or '')}\s*=")
+    for number in range(start, len(lines)):
+        if number > start and key is not None and lines[number].lstrip().startswith("["):
+            break
+        if pattern.match(lines[number]):
+            return number + 1
+    return start + 1 if key is not None else None
+
+
+def load(path: str | Path) -> tuple[str, list[batches.Entry]]:
+    """Parse and check a batch file; returns its name and entries, or raises BatchError."""
+    path = Path(path).expanduser().resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BatchError(path, None, f"cannot read the file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise BatchError(path, None, "the file is not UTF-8 text") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise BatchError(path, int(match.group(1)) if match else None,
+                         f"not valid TOML: {exc}") from exc
+    unknown = set(data) - {"name", "defaults", "tasks"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise BatchError(path, _line_of(text, None, field) or _table_line(text, field),
+                         f"unknown top-level key {field!r}; use name, [defaults] and [tasks.KEY]")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise BatchError(path, _line_of(text, None, "name"), "name must be non-empty text")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise BatchError(path, _line_of(text, None, "defaults"), "[defaults] must be a table")
+    bad = set(defaults) - DEFAULT_KEYS
+    if bad:
+        raise BatchError(path, _table_line(text, "defaults"),
+                         f"[defaults] cannot set {', '.join(sorted(bad))}; "
+                         f"it may set {', '.join(sorted(DEFAULT_KEYS))}")
+    table = data.get("tasks")
+    if not isinstance(table, dict) or not table:
+        raise BatchError(path, None, "the batch has no tasks: add [tasks.KEY] tables")
+    entries = []
+    resolved: dict[tuple[str, str | None], tuple[str, str]] = {}
+    for key, spec in table.items():
+        if not isinstance(spec, dict):
+            raise BatchError(path, _line_of(text, None, key), f"tasks.{key} must be a table")
+        line = _line_of(text, key)
+        if not KEY.match(key):
+            raise BatchError(path, line, f"task key {key!r} may use letters, digits, - and _")
+        merged = {**defaults, **spec}
+        try:
+            entries.append(_entry(path, key, merged, table, resolved))
+        except BatchError:
+            raise
+        except errors.KanbanError as exc:
+            field = _field_of(exc, merged)
+            raise BatchError(path, _line_of(text, key, field) if field else line,
+                             f"task {key!r}: {exc}") from exc
+    return name.strip(), entries
+
+
+def _table_line(text: str, name: str) -> int | None:
+    for number, line in enumerate(text.splitlines()):
+        if re.match(rf"^\s*\[\s*{re.escape(name)}\s*\]", line):
+            return number + 1
+    return None
+
+
+def _field_of(exc: Exception, spec: dict[str, Any]) -> str | None:
+    message = str(exc)
+    for field in spec:
+        if field.replace("_", " ") in message or field in message:
+            return field
+    return None
+
+
+def _entry(path: Path, key: str, spec: dict[str, Any], table: dict[str, Any],
+           resolved: dict[tuple[str, str | None], tuple[str, str]]) -> batches.Entry:
+    from orchestrator import worktrees
+
+    unknown = set(spec) - TASK_KEYS
+    if unknown:
+        raise errors.InvalidInput(
+            f"unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TASK_KEYS))}")
+    title = spec.get("title", key)
+    after = spec.get("after", [])
+    if isinstance(after, str):
+        after = [after]
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise errors.InvalidInput("after must be a list of task keys")
+    for other in after:
+        if other not in table:
+            raise errors.InvalidInput(f"after names {other!r}, which is not a task of this batch")
+    runtime = spec.get("runtime")
+    command = spec.get("command")
+    options = None
+    if command is not None:
+        if isinstance(command, str):
+            try:
+                argv = shlex.split(command)
+            except ValueError as exc:
+                raise errors.InvalidInput(f"cannot split command: {exc}") from exc
+        elif isinstance(command, list) and all(isinstance(a, str) for a in command):
+            argv = list(command)
+        else:
+            raise errors.InvalidInput("command must be a string or a list of strings")
+        if not argv:
+            raise errors.InvalidInput("command is empty")
+        if runtime not in (None, "command"):
+            raise errors.InvalidInput("command goes with runtime = \"command\" only")
+        runtime, options = "command", {"argv": argv}
+    elif runtime == "command":
+        raise errors.InvalidInput("runtime \"command\" needs a command")
+    if runtime is not None and runtime not in runtimes.NAMES:
+        raise errors.InvalidInput(f"runtime {runtime!r} is unknown; use one of "
+                                  f"{', '.join(runtimes.NAMES)}")
+    repo, base_ref = None, None
+    if spec.get("repo") is not None:
+        if not isinstance(spec["repo"], str):
+            raise errors.InvalidInput("repo must be a path")
+        where = (path.parent / Path(spec["repo"]).expanduser()).resolve()
+        cache_key = (str(where), spec.get("base"))
+        if cache_key not in resolved:
+            top = str(worktrees.open_repo(where).path)
+            resolved[cache_key] = (top, worktrees.resolve_base(top, spec.get("base")))
+        repo, base_ref = resolved[cache_key]
+    elif spec.get("base") is not None:
+        raise errors.InvalidInput("base needs repo")
+    for field, kind in (("priority", int), ("max_attempts", int)):
+        if field in spec and (isinstance(spec[field], bool) or not isinstance(spec[field], kind)):
+            raise errors.InvalidInput(f"{field} must be a whole number")
+    timeout = spec.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
+        raise errors.InvalidInput("timeout must be a number of seconds")
+    if not isinstance(title, str) or not isinstance(spec.get("body", ""), str):
+        raise errors.InvalidInput("title and body must be text")
+    task = tasks.NewTask(
+        title=title, body=spec.get("body", ""), priority=spec.get("priority", 0), repo=repo,
+        base_ref=base_ref, runtime=runtime, runtime_options=options,
+        max_attempts=spec.get("max_attempts", 3), timeout=timeout,
+    )
+    tasks.validate(task)
+    return batches.Entry(key, task, tuple(after))

@@ -1,0 +1,139 @@
+"""`kanban run`: submit a batch, run it to the end, report, and exit 0 only if all is done."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from board import batches, dispatchers
+from orchestrator import batch as batch_files
+from orchestrator import report as reports
+from orchestrator.cli import context
+from orchestrator.cli.dispatch import settings_from
+
+
+@click.command()
+@click.argument("batch_file", type=click.Path(dir_okay=False))
+@click.option("--idempotency-key", help="Submitting twice with the same key creates it once.")
+@click.option("--no-dispatch", is_flag=True,
+              help="Submit and wait; a dispatcher already running on the board does the work.")
+@click.option("--max-workers", type=click.IntRange(1, 256), envvar="KANBAN_MAX_WORKERS")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Also write the report to this file (Markdown).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress, only the report.")
+@click.pass_context
+def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, report_path, quiet):
+    """Submit BATCH_FILE (TOML), run it to the end and print a report.
+
+    Exit code 0 only if every task of the batch is done, 1 otherwise: fit for cron.
+
+    \b
+    Examples:
+      kanban run nightly.toml --report nightly.md
+      kanban run nightly.toml --idempotency-key "nightly-$(date +%F)"
+    """
+    name, entries = batch_files.load(batch_file)
+    db = context.open_board(ctx)
+    submitted = batches.submit(db, entries, name=name, idempotency_key=idempotency_key,
+                               source=str(Path(batch_file).resolve()))
+    say = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    if submitted.created:
+        say(f"submitted batch {submitted.batch_id} ({name}): {len(entries)} task(s)")
+    else:
+        say(f"batch {submitted.batch_id} was already submitted with this idempotency key; "
+            "nothing new was created")
+    batch_id = submitted.batch_id
+    assert batch_id is not None
+    show_progress = not quiet and sys.stderr.isatty()
+    if no_dispatch:
+        _wait(db, batch_id, say, show_progress)
+    else:
+        _dispatch(ctx, batch_id, max_workers, say, show_progress)
+    result = reports.build(db, batch_id)
+    if report_path:
+        Path(report_path).write_text(reports.markdown(result, name), encoding="utf-8")
+    if as_json:
+        context.print_json(result)
+    else:
+        _print(result)
+    ctx.exit(0 if result["ok"] else 1)
+
+
+def _progress(show: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    console=Console(stderr=True), disable=not show, transient=False)
+
+
+def _update(progress, bar, db, batch_id: str) -> None:
+    from orchestrator import render
+
+    counts = reports.counts(db, batch_id)
+    ended = sum(counts.get(s, 0) for s in ("done", "failed", "cancelled"))
+    progress.update(bar, total=sum(counts.values()), completed=ended,
+                    description=render.progress_line(counts).markup or "starting")
+
+
+def _dispatch(ctx, batch_id: str, max_workers, say, show_progress) -> None:
+    import anyio
+
+    from orchestrator import dispatcher
+
+    settings = settings_from(ctx, max_workers=max_workers)
+    runner = dispatcher.Dispatcher(
+        settings, context.board_path(ctx), until_idle=True,
+        on_event=say if not show_progress else (lambda m: None),
+        idle_scope=lambda db: reports.finished(db, batch_id))
+    with _progress(show_progress) as progress:
+        bar = progress.add_task("starting", total=None)
+
+        async def refresh(d: dispatcher.Dispatcher) -> None:
+            while True:
+                await d.board.call(lambda db: _update(progress, bar, db, batch_id))
+                await anyio.sleep(0.25)
+
+        runner.extra_tasks.append(refresh)
+        anyio.run(runner.run)
+        _update(progress, bar, context.open_board(ctx), batch_id)
+
+
+def _wait(db, batch_id: str, say, show_progress) -> None:
+    from orchestrator import processes
+
+    if not any(processes.alive(d["pid"], d["pid_started_at"]) for d in dispatchers.all_(db)):
+        say("no dispatcher is running on this board yet; waiting (start one with "
+            "`kanban dispatch`)")
+    with _progress(show_progress) as progress:
+        bar = progress.add_task("waiting", total=None)
+        while True:
+            _update(progress, bar, db, batch_id)
+            if reports.finished(db, batch_id):
+                return
+            time.sleep(0.25)
+
+
+def _print(result: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"batch {result['batch']}: "
+                  + ("all tasks done" if result["ok"] else "NOT all tasks done"),
+                  header_style="bold", title_justify="left")
+    for column in ("task", "status", "attempts", "duration", "branch", "summary"):
+        table.add_column(column, overflow="fold")
+    for e in result["tasks"]:
+        style = context.STATUS_STYLE.get(e["status"], "")
+        duration = f"{e['duration_s']:.1f}s" if e["duration_s"] is not None else ""
+        text = (e["summary"] or e["reason"] or "").strip().splitlines()
+        table.add_row(f"{e['id']} {e['title']}", f"[{style}]{e['status']}[/]",
+                      str(e["attempts"]), duration, e["branch"] or "",
+                      (text[-1] if text else "")[:120])
+    context.console().print(table)
+
+
+COMMANDS = [run]

@@ -1,0 +1,93 @@
+"""`kanban schedule`: cron schedules that submit a batch file from the running dispatcher."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from board import batches, schedules, views
+from orchestrator import batch as batch_files
+from orchestrator import schedules as firing
+from orchestrator.cli import context
+
+
+@click.group()
+def schedule():
+    """Cron schedules: a running `kanban dispatch` fires each one exactly once per fire time.
+
+    \b
+    Example:
+      kanban schedule add nightly --cron "0 3 * * *" nightly.toml
+    """
+
+
+@schedule.command()
+@click.argument("name")
+@click.argument("batch_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--cron", "cron", required=True, help='Cron expression, e.g. "0 3 * * *".')
+@click.pass_context
+def add(ctx, name, batch_file, cron):
+    """Add a schedule that submits BATCH_FILE at every fire time of --cron.
+
+    The file is read at each fire, so edits apply to the next one. It is checked now.
+
+    \b
+    Example:
+      kanban schedule add nightly --cron "0 3 * * *" nightly.toml
+    """
+    firing.check_cron(cron)
+    batch_files.load(batch_file)
+    path = str(Path(batch_file).resolve())
+    db = context.open_board(ctx)
+    schedules.add(db, name, cron, path)
+    nxt = firing.next_after(cron, time.time())
+    click.echo(f"schedule {name}: next fire at {views.when(nxt)}")
+
+
+@schedule.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx, as_json):
+    """List schedules with their last and next fire times. Example: kanban schedule list."""
+    db = context.open_board(ctx)
+    now = time.time()
+    items = [{
+        "name": s["name"], "cron": s["cron"], "batch_file": s["batch_path"],
+        "enabled": bool(s["enabled"]), "last_fire_at": views.when(s["last_fire_at"])
+        if s["last_fire_at"] != s["created_at"] else None,
+        "next_fire_at": views.when(firing.next_after(s["cron"], max(now, s["last_fire_at"] or 0))),
+    } for s in schedules.all_(db)]
+    if as_json:
+        context.print_json(items)
+        return
+    if not items:
+        click.echo("no schedules; add one with `kanban schedule add NAME --cron EXPR FILE`")
+    for item in items:
+        click.echo(f"{item['name']}  {item['cron']!r}  {item['batch_file']}  "
+                   f"last: {item['last_fire_at'] or 'never'}  next: {item['next_fire_at']}")
+
+
+@schedule.command()
+@click.argument("name")
+@click.pass_context
+def remove(ctx, name):
+    """Remove a schedule (batches it already submitted stay). Example: kanban schedule remove nightly."""
+    schedules.remove(context.open_board(ctx), name)
+    click.echo(f"removed schedule {name}")
+
+
+@schedule.command(name="run-now")
+@click.argument("name")
+@click.pass_context
+def run_now(ctx, name):
+    """Submit the schedule's batch now (a dispatcher runs it). Example: kanban schedule run-now nightly."""
+    db = context.open_board(ctx)
+    item = schedules.get(db, name)
+    batch_name, entries = batch_files.load(item["batch_path"])
+    submitted = batches.submit(db, entries, name=f"{name} (run-now)", source=item["batch_path"])
+    click.echo(f"submitted batch {submitted.batch_id} ({batch_name}): {len(entries)} task(s)")
+
+
+COMMANDS = [schedule]

@@ -1,0 +1,76 @@
+"""Firing cron schedules from the dispatcher (croniter), exactly once per fire time.
+
+`due(schedule, now)` is the latest fire time in ``(last_fire_at, now]``: a dispatcher that was
+down for a day fires a missed schedule once on start, not once per missed slot. `fire_due`
+claims and submits in one board transaction (`board.schedules.fire`), so any number of
+dispatchers may call it at once. The clock is a parameter: tests control it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import sqlite_utils
+from croniter import croniter
+
+from board import errors, schedules
+from orchestrator import batch
+
+log = logging.getLogger("kanban.schedules")
+
+
+def check_cron(expression: str) -> str:
+    if not croniter.is_valid(expression):
+        raise errors.InvalidInput(
+            f"{expression!r} is not a cron expression; e.g. \"0 3 * * *\" (03:00 daily) or "
+            "\"*/15 * * * *\" (every 15 minutes)")
+    return expression
+
+
+def _moment(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).astimezone()
+
+
+def next_after(expression: str, after: float) -> float:
+    return float(croniter(expression, _moment(after)).get_next(float))
+
+
+def due(schedule: dict[str, Any], now: float) -> float | None:
+    """The most recent fire time after the last fire and not after `now`, if any."""
+    last = schedule["last_fire_at"] or schedule["created_at"]
+    first = next_after(schedule["cron"], last)
+    if first > now:
+        return None
+    # Jump straight to the latest slot <= now (no replay of every missed slot).
+    latest = float(croniter(schedule["cron"], _moment(now + 1e-6)).get_prev(float))
+    return max(first, latest)
+
+
+def fire_due(db: sqlite_utils.Database, now: float) -> list[tuple[str, float, str | None]]:
+    """Fire every due schedule; returns (name, fire time, batch id or None) for each claim."""
+    fired = []
+    for schedule in schedules.all_(db):
+        if not schedule["enabled"]:
+            continue
+        fire_at = due(schedule, now)
+        if fire_at is None:
+            continue
+        try:
+            name, entries = batch.load(schedule["batch_path"])
+            error = None
+        except errors.KanbanError as exc:
+            entries, error = None, str(exc)
+        submitted = schedules.fire(db, schedule["name"], fire_at, entries, error=error, now=now)
+        if submitted.created or error:
+            fired.append((schedule["name"], fire_at, submitted.batch_id))
+            if error:
+                log.warning("schedule %s could not fire: %s", schedule["name"], error)
+    return fired
+
+
+def seconds_until_next(db: sqlite_utils.Database, now: float) -> float | None:
+    upcoming = [next_after(s["cron"], s["last_fire_at"] or s["created_at"])
+                for s in schedules.all_(db) if s["enabled"]]
+    return max(0.0, min(upcoming) - now) if upcoming else None
