@@ -65,7 +65,7 @@ def create(ctx, title, body, repo, base, after, parent, priority, runtime, comma
         raise errors.InvalidInput("the `command` runtime needs --command \"PROGRAM ARGS\"")
     base_ref = None
     if repo is not None:
-        repo = str(worktrees.open_repo(repo).working_tree_dir)
+        repo = str(worktrees.open_repo(repo).path)
         base_ref = worktrees.resolve_base(repo, base)
     elif base is not None:
         raise errors.InvalidInput("--base needs --repo")
