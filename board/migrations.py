@@ -180,7 +180,14 @@ def m002_batches_and_schedules(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_batches_and_schedules]
+def m003_settings(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL"
+        " CHECK (json_valid(value)), updated_at REAL NOT NULL)"
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_batches_and_schedules, m003_settings]
 
 
 def latest() -> int:

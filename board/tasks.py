@@ -49,6 +49,26 @@ class Limits:
 
 
 DEFAULT_RUNTIME = "hermes"
+_LIMITS_KEY = "limits"
+
+
+def stored_limits(tx: Tx) -> Limits:
+    value = tx.value("SELECT value FROM settings WHERE key = ?", (_LIMITS_KEY,))
+    if value is None:
+        return Limits()
+    known = {f.name for f in dataclasses.fields(Limits)}
+    return Limits(**{k: v for k, v in json.loads(value).items() if k in known})
+
+
+def store_limits(db: sqlite_utils.Database, limits: Limits) -> None:
+    """Make `limits` the board's bounds for subtasks (the dispatcher does this at start)."""
+    with transaction(db) as tx:
+        tx.execute(
+            "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at",
+            (_LIMITS_KEY, json.dumps(dataclasses.asdict(limits)), tx.now),
+        )
 
 
 def _text(value: str, what: str, limit: int = MAX_TEXT) -> str:
@@ -75,9 +95,13 @@ def validate(spec: NewTask) -> None:
 
 
 def insert(
-    tx: Tx, spec: NewTask, actor: actors.Actor = actors.OPERATOR, limits: Limits = Limits()
+    tx: Tx, spec: NewTask, actor: actors.Actor = actors.OPERATOR, limits: Limits | None = None
 ) -> int:
-    """Create a task inside the caller's transaction; returns its id."""
+    """Create a task inside the caller's transaction; returns its id.
+
+    `limits` default to the board's own (`stored_limits`), which the dispatcher keeps in step
+    with its configuration, so every process that creates subtasks enforces the same bounds.
+    """
     validate(spec)
     parent_id = spec.parent
     if isinstance(actor, actors.Worker):
@@ -89,6 +113,7 @@ def insert(
             fencing.check(tx, actor, blocker)
     parent = None
     if parent_id is not None:
+        limits = limits or stored_limits(tx)
         parent = tx.one("SELECT * FROM tasks WHERE id = ?", (parent_id,))
         if parent is None:
             raise errors.TaskNotFound(ids.format(parent_id))
@@ -145,7 +170,7 @@ def create(
     db: sqlite_utils.Database,
     spec: NewTask,
     actor: actors.Actor = actors.OPERATOR,
-    limits: Limits = Limits(),
+    limits: Limits | None = None,
 ) -> int:
     """Create one task. Example: ``tasks.create(db, tasks.NewTask("Fix the login bug"))``."""
     with transaction(db) as tx:

@@ -25,7 +25,7 @@ import anyio
 import anyio.abc
 import sqlite_utils
 
-from board import dispatchers, ids, runs, wake
+from board import dispatchers, ids, runs, tasks, wake
 from orchestrator import boardio, config, processes, schedules, supervisor
 
 log = logging.getLogger("kanban.dispatcher")
@@ -62,6 +62,7 @@ class Dispatcher:
         self.id = await self.board.call(
             dispatchers.register, pid=me, pid_started_at=processes.start_time(me),
             host=socket.gethostname(), wake_address=address)
+        await self.board.call(tasks.store_limits, self.settings.limits)
         logs_dir = self.settings.logs_dir or Path(self.board.path).parent / "logs"
         self.supervisor = supervisor.Supervisor(self.board, self.settings, self.id, logs_dir)
         self.on_event(f"dispatcher {self.id} started (pid {me}, board {self.board.path})")

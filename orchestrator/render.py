@@ -19,14 +19,17 @@ ENDED_SHOWN = 8  # most recent ended tasks per column unless --all
 
 def _card(task: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> Text:
     text = Text()
+    # Indented under its parent when the parent is drawn just above it (same column).
     depth = 0
     parent = task["parent"]
-    while parent and parent in by_id and depth < 5:
+    while parent and parent in by_id and by_id[parent]["status"] == task["status"] and depth < 5:
         depth += 1
         parent = by_id[parent]["parent"]
     text.append("  " * depth + ("└ " if depth else ""))
     text.append(task["id"], style="bold")
     text.append(f" {task['title'][:40]}")
+    if task["parent"] and not depth:
+        text.append(f" (subtask of {task['parent']})", style="dim")
     if task["status"] == "running" and task.get("branch"):
         text.append(f"\n{'  ' * depth}  {task['branch']}", style="dim")
     return text
