@@ -54,7 +54,9 @@ def print_json(value: Any) -> None:
 def console():  # rich is imported only by commands that draw
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False, file=sys.stdout)
+    # Piped output is read by scripts and people's pagers: do not wrap it at 80 columns.
+    width = None if sys.stdout.isatty() else 200
+    return Console(highlight=False, soft_wrap=False, file=sys.stdout, width=width)
 
 
 STATUS_STYLE = {
