@@ -144,17 +144,18 @@ class Supervisor:
                     prompt.render, task, attempt=claim.attempt, kind=claim.kind,
                     workspace=workspace, branch=branch, merges=merges)
                 last = await self.board.call(runs.last_ended, task["id"])
+                log_path = self.logs_dir / ids.format(task["id"]) / f"run-{run_id}.log"
+                log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                watched.log_path = str(log_path)
                 context = base.Context(
                     task=task, run_id=run_id, token=claim.token, attempt=claim.attempt,
                     kind=claim.kind, workspace=workspace, branch=branch,
-                    db_path=self.board.path, prompt=text, settings=self.settings.runtimes)
+                    db_path=self.board.path, prompt=text, settings=self.settings.runtimes,
+                    private_dir=str(log_path.parent))
                 launch = runtime.launch(context)
             except errors.KanbanError as exc:
                 await self.board.call(runs.settle, run_id, Outcome.SPAWN_FAILED, reason=str(exc))
                 return
-            log_path = self.logs_dir / ids.format(task["id"]) / f"run-{run_id}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            watched.log_path = str(log_path)
             environ = env.build(
                 dict(os.environ), task=ids.format(task["id"]), run_id=run_id, token=claim.token,
                 workspace=workspace, branch=branch, db_path=self.board.path,

@@ -44,6 +44,7 @@ class Context:
     db_path: str
     prompt: str
     settings: Settings
+    private_dir: str  # for the run's private files (mode 0700; not in the worktree)
 
 
 @dataclasses.dataclass(frozen=True)
