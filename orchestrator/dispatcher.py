@@ -156,10 +156,13 @@ class Dispatcher:
         """Adopt runs whose dispatcher is gone; keep our own registration fresh."""
         assert self.supervisor is not None
         while True:
+            # Runs before dispatchers: a dispatcher that registers after this read owns none
+            # of these runs, so its fresh claims are never mistaken for orphans.
+            unended = await self.board.call(runs.unended)
             live, dead = await anyio.to_thread.run_sync(self._partition_dispatchers)
             if dead:
                 await self.board.call(dispatchers.forget, dead)
-            for run in await self.board.call(runs.unended):
+            for run in unended:
                 if run["dispatcher_id"] in live or run["id"] in self.supervisor.watched:
                     continue
                 if self.stopping:
