@@ -67,20 +67,45 @@ def kill_tree(pid: int, started_at: float | None = None, *, grace: float = 5.0) 
             pass
     groups.discard(os.getpgrp())  # never our own group
     _signal_all(procs, groups, signal.SIGTERM)
-    _, survivors = psutil.wait_procs(procs, timeout=grace)
+    survivors = _wait_dead(procs, grace)
     # Children forked during the grace period are found again before the final blow.
     survivors = _refresh(survivors, pid, started_at)
     if not survivors:
         return []
     _signal_all(survivors, groups, signal.SIGKILL)
-    psutil.wait_procs(survivors, timeout=grace)
+    _wait_dead(survivors, grace)
     return [p.pid for p in survivors]
 
 
+def _running(proc: psutil.Process) -> bool:
+    # A zombie has already died: only its parent's (or a slow init's) wait() is missing, and
+    # no signal can hurry that. Counting it as alive made every kill wait out both graces.
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_dead(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Poll until every process has died (zombies count as dead); returns the survivors.
+
+    Not `psutil.wait_procs`: it waits for zombies to be reaped, and it reaps our own children,
+    stealing the exit status from whoever else waits for them (the supervisor's shim)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        survivors = [p for p in procs if _running(p)]
+        if not survivors or time.monotonic() >= deadline:
+            return survivors
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def _refresh(survivors: list[psutil.Process], pid: int, started_at: float | None) -> list:
-    found = {p.pid: p for p in survivors if p.is_running()}
+    found = {p.pid: p for p in survivors if _running(p)}
     for proc in tree(pid, started_at):
-        found.setdefault(proc.pid, proc)
+        if _running(proc):
+            found.setdefault(proc.pid, proc)
     return list(found.values())
 
 
