@@ -1,9 +1,9 @@
 """The `claude` runtime: Claude Code in print mode, with our MCP server as its MCP config.
 
 The server's entry carries the worker's variables (Claude Code starts MCP servers with the
-``env`` of their entry), so the config holds the run's token: it is written to a private file
-(mode 0600) in the run's private directory beside its log, never passed on the command line where any
-local user could read it in the process list.
+``env`` of their entry), so the config holds the run's token: it is written to a private
+file (mode 0600) in the run's private directory beside its log, never passed on the command
+line where any local user could read it in the process list.
 """
 
 from __future__ import annotations

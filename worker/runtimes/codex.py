@@ -8,6 +8,11 @@ scrubbed environment). stdin is /dev/null (``codex exec`` would wait for it to c
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
+from worker import env
 from worker.runtimes import base
 from worker.setup import codex as codex_setup
 
@@ -25,6 +30,46 @@ def codex_home_ready(codex_home: str | None) -> str:
     return str(codex_setup.codex_home(codex_home))
 
 
+def temporary_dirs() -> list[Path]:
+    """Directories Codex's workspace-write sandbox leaves writable besides the workspace."""
+    found = [Path("/tmp")]
+    if os.environ.get("TMPDIR"):
+        found.append(Path(os.environ["TMPDIR"]))
+    found.append(Path(tempfile.gettempdir()))
+    return [Path(os.path.realpath(p)) for p in found]
+
+
+def in_temporary_dir(path: str) -> bool:
+    directory = Path(os.path.realpath(path)).parent
+    return any(directory == t or t in directory.parents for t in temporary_dirs())
+
+
+def temporary_dirs_excluded(codex_home: str) -> bool:
+    """Does the user's Codex config take /tmp and $TMPDIR out of the sandbox?"""
+    import tomllib
+
+    try:
+        data = tomllib.loads((Path(codex_home) / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    table = data.get("sandbox_workspace_write", {})
+    return table.get("exclude_slash_tmp") is True and table.get("exclude_tmpdir_env_var") is True
+
+
+def protect_board(db_path: str) -> tuple[str, ...]:
+    """``-c`` overrides that keep the sandboxed shell away from the board and the token.
+
+    The sandbox makes /tmp and $TMPDIR writable; a board there would be writable by the
+    model's shell, so for such a board those two roots are taken out of the sandbox. The lease
+    token is hidden from the shell (the MCP server still receives it through ``env_vars``).
+    """
+    overrides = ["-c", f"shell_environment_policy.exclude=[\"{env.TOKEN}\"]"]
+    if in_temporary_dir(db_path):
+        overrides += ["-c", "sandbox_workspace_write.exclude_slash_tmp=true",
+                      "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true"]
+    return tuple(overrides)
+
+
 class CodexRuntime:
     name = "codex"
     reports = True
@@ -38,6 +83,7 @@ class CodexRuntime:
             "--sandbox", "workspace-write",
             "--skip-git-repo-check",  # scratch directories are not repositories
             "--cd", ctx.workspace,
+            *protect_board(ctx.db_path),
             *ctx.settings.extra_args.get(self.name, ()),
             ctx.prompt,
         )

@@ -28,17 +28,27 @@ class HermesRuntime:
         codex_bin = base.find_binary(ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex",
                                      codex_runtime.INSTALL_HINT)
         codex_home = codex_runtime.codex_home_ready(ctx.settings.codex_home)
+        if codex_runtime.in_temporary_dir(ctx.db_path) and not (
+            codex_runtime.temporary_dirs_excluded(codex_home)
+        ):
+            # Hermes starts Codex itself, so the exclusions cannot be passed on its command line.
+            raise base.RuntimeUnavailable(
+                f"the board {ctx.db_path} is in a temporary directory, which Codex's sandbox lets "
+                "the agent's shell write; move the board out of it (--db / KANBAN_DB), or set "
+                "exclude_slash_tmp = true and exclude_tmpdir_env_var = true under "
+                f"[sandbox_workspace_write] in {codex_home}/config.toml"
+            )
         status = hermes_setup.status(ctx.settings.hermes_home)
         if not status.state == hermes_setup.codex.State.CURRENT:
             raise base.RuntimeUnavailable(
                 f"the Hermes home for kanban workers is not ready ({status.detail}); "
                 f"{status.fix or 'run `kanban setup hermes`'}"
             )
-        # Hermes makes this directory a writable root of Codex's sandbox; bwrap fails every
-        # sandboxed command if it is missing.
-        (status.home / "kanban").mkdir(parents=True, exist_ok=True)
         environ = hermes_setup.runtime_env(status.home, codex_home=codex_home,
                                            codex_bin=codex_bin)
+        # Hermes adds one writable root to Codex's sandbox (with HERMES_KANBAN_TASK set):
+        # naming the worktree itself exposes nothing beyond what the sandbox already allows.
+        environ["HERMES_KANBAN_ROOT"] = ctx.workspace
         argv = (binary, "chat", "-Q", *ctx.settings.extra_args.get(self.name, ()),
                 "-q", ctx.prompt)
         return base.Launch(argv=argv, env=environ, cwd=ctx.workspace)
