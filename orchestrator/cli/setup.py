@@ -1,0 +1,346 @@
+"""Preparing and checking the agents' configuration: `kanban setup codex|hermes`, `kanban doctor`.
+
+Homes and binaries come from the same settings the dispatcher uses (options, then
+``KANBAN_*`` variables, then ``~/.kanban/config.toml``), so what `doctor` checks is what the
+workers will get.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+import click
+
+from board import connection, errors, migrations
+from orchestrator import config
+from orchestrator.cli import context
+from worker.runtimes import base
+from worker.setup import codex, hermes
+
+VERSION_TIMEOUT = 20  # seconds; `hermes --version` imports a lot of Python
+
+
+def _model_provider(url: str | None, model: str | None) -> codex.ModelProvider | None:
+    if (url is None) != (model is None):
+        raise click.UsageError("--model-provider-url and --model go together")
+    return codex.ModelProvider(url, model) if url and model else None
+
+
+@click.group()
+def setup() -> None:
+    """Register kanban with the agents: Codex's config block, a Hermes home for workers.
+
+    \b
+    Examples:
+      kanban setup codex && kanban setup hermes
+      kanban doctor
+    """
+
+
+@setup.command("codex")
+@click.option(
+    "--codex-home",
+    type=click.Path(file_okay=False),
+    help="Codex's home. Default: the dispatcher's codex_home, else $CODEX_HOME, else ~/.codex.",
+)
+@click.option(
+    "--python",
+    "python",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Interpreter that runs the MCP server (must import kanban). Default: the "
+    "one running this command.",
+)
+@click.option("--remove", is_flag=True, help="Take kanban's block out again.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Remove kanban's own leftovers first when its block is damaged (as after "
+    "`codex mcp add`), keeping everything else.",
+)
+@click.option(
+    "--model-provider-url",
+    metavar="URL",
+    help="Point Codex at this Responses-API endpoint (offline or scripted runs).",
+)
+@click.option("--model", metavar="NAME", help="The model to ask that endpoint for.")
+@click.option(
+    "--startup-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=codex.DEFAULT_STARTUP_TIMEOUT_SEC,
+    show_default=True,
+    help="Seconds Codex waits for the MCP server to start.",
+)
+@click.option(
+    "--tool-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=codex.DEFAULT_TOOL_TIMEOUT_SEC,
+    show_default=True,
+    help="Seconds Codex waits for one kanban tool call.",
+)
+def setup_codex(
+    codex_home, python, remove, repair, model_provider_url, model, startup_timeout, tool_timeout
+):
+    """Write kanban's managed block into $CODEX_HOME/config.toml (idempotent).
+
+    The block registers kanban's MCP server with the worker variables whitelisted and its
+    tools approved. Everything outside the block is kept byte for byte, the previous file is
+    saved as config.toml.kanban-backup, and a file that is not valid TOML is refused.
+
+    \b
+    Examples:
+      kanban setup codex
+      kanban setup codex --model-provider-url http://127.0.0.1:8000/v1 --model scripted
+      kanban setup codex --remove
+    """
+    provider = _model_provider(model_provider_url, model)
+    home = codex_home or _runtime_settings().codex_home
+    if remove:
+        if provider or python:
+            raise click.UsageError("--remove takes no --python, --model-provider-url or --model")
+        change = codex.remove(home, repair=repair)
+        click.echo(
+            f"Removed kanban's block from {change.path}."
+            if change.changed
+            else f"{change.path} has no kanban block; nothing to do."
+        )
+    else:
+        change = codex.install(
+            home,
+            python=python,
+            startup_timeout_sec=startup_timeout,
+            tool_timeout_sec=tool_timeout,
+            model_provider=provider,
+            repair=repair,
+        )
+        click.echo(
+            f"Wrote kanban's block to {change.path}."
+            if change.changed
+            else f"{change.path} already has the current kanban block; nothing to do."
+        )
+    if change.backup:
+        click.echo(f"The previous file is saved as {change.backup}.")
+
+
+@setup.command("hermes")
+@click.option(
+    "--hermes-home",
+    type=click.Path(file_okay=False),
+    help="The workers' own Hermes home. Default: the dispatcher's hermes_home "
+    "($KANBAN_HERMES_HOME), else ~/.kanban/hermes. Never your own ~/.hermes.",
+)
+@click.option(
+    "--model-provider-url",
+    metavar="URL",
+    help="Hermes' own endpoint for offline runs (the model turns go through Codex).",
+)
+@click.option("--model", metavar="NAME", help="The default model name for that endpoint.")
+def setup_hermes(hermes_home, model_provider_url, model):
+    """Prepare a Hermes home of kanban's own for the `hermes` runtime (idempotent).
+
+    It selects Hermes' Codex app-server runtime and creates the directory Codex's sandbox
+    needs. Your own Hermes home and settings are never read or changed. Workers also need
+    `kanban setup codex`: on this runtime Codex serves the model and kanban's tools.
+
+    \b
+    Examples:
+      kanban setup hermes
+      kanban setup hermes --hermes-home /srv/kanban/hermes
+    """
+    provider = _model_provider(model_provider_url, model)
+    change = hermes.install(hermes_home or _runtime_settings().hermes_home, model_provider=provider)
+    click.echo(
+        f"Wrote {change.path}." if change.changed else f"{change.path} is current; nothing to do."
+    )
+    if change.backup:
+        click.echo(f"The previous file is saved as {change.backup}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as a JSON list.")
+@click.pass_context
+def doctor(ctx, as_json):
+    """Check everything workers need, and say how to fix what is wrong. Exit 1 on a problem.
+
+    Checks git, the hermes and codex programs (and their versions), kanban's block in Codex's
+    config, that its interpreter can import the MCP server, the workers' Hermes home, and the
+    board (opened read-only, with an integrity check).
+
+    \b
+    Examples:
+      kanban doctor
+      kanban doctor --json | jq '.[] | select(.ok | not)'
+    """
+    checks = _checks((ctx.find_root().obj or {}).get("db_path"))
+    if as_json:
+        context.print_json([dataclasses.asdict(check) for check in checks])
+    else:
+        width = max(len(check.name) for check in checks)
+        for check in checks:
+            click.echo(f"{'ok ' if check.ok else 'BAD'}  {check.name:<{width}}  {check.detail}")
+            if not check.ok and check.fix:
+                click.echo(f"     {'':<{width}}  fix: {check.fix}")
+    problems = sum(not check.ok for check in checks)
+    if problems:
+        click.echo(f"Error: {problems} problem(s) found; see the fixes above.", err=True)
+        ctx.exit(1)
+
+
+def _runtime_settings() -> base.Settings:
+    return config.load().runtimes
+
+
+def _checks(db_path: str | None) -> list[Check]:
+    try:
+        runtimes = _runtime_settings()
+        settings_check = None
+    except errors.KanbanError as exc:
+        runtimes = base.Settings()
+        settings_check = Check("kanban config", False, str(exc), fix="fix the file it names")
+    checks = [settings_check] if settings_check else []
+    checks.append(_program("git", None, None, "install git"))
+    checks.append(
+        _program(
+            "hermes",
+            runtimes.hermes_bin,
+            "KANBAN_HERMES_BIN",
+            "install Hermes Agent (`pip install hermes-agent`)",
+        )
+    )
+    checks.append(
+        _program(
+            "codex",
+            runtimes.codex_bin,
+            "KANBAN_CODEX_BIN",
+            "install the Codex CLI (`npm install -g @openai/codex`)",
+        )
+    )
+    block = codex.status(runtimes.codex_home)
+    checks.append(Check("codex config", block.ok, f"{block.path}: {block.detail}", block.fix))
+    if block.command:
+        checks.append(_server_importable(block.command))
+    home = hermes.status(runtimes.hermes_home)
+    checks.append(Check("hermes home", home.ok, home.detail, home.fix))
+    checks.append(_board(db_path))
+    return checks
+
+
+def _program(name: str, explicit: str | None, env_var: str | None, hint: str) -> Check:
+    if env_var is None:
+        path = shutil.which(name)
+        if path is None:
+            return Check(name, False, f"{name} is not on PATH", fix=hint)
+    else:
+        try:
+            path = base.find_binary(explicit, env_var, name, hint)
+        except errors.KanbanError:
+            wanted = explicit or os.environ.get(env_var) or name
+            return Check(name, False, f"{wanted!r} not found", fix=f"{hint}, or set {env_var}")
+    # `hermes --version` writes logs and an update stamp into its home: give it a throwaway
+    # one, so checking never touches the user's ~/.hermes (or creates ours).
+    with tempfile.TemporaryDirectory(prefix="kanban-doctor-") as scratch:
+        return _version(name, path, hint, {**os.environ, "HERMES_HOME": scratch})
+
+
+def _version(name: str, path: str, hint: str, environ: dict[str, str]) -> Check:
+    try:
+        done = subprocess.run(
+            [path, "--version"],
+            env=environ,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=VERSION_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check(name, False, f"{path} does not run: {exc}", fix=f"reinstall it ({hint})")
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return Check(
+            name,
+            False,
+            f"`{path} --version` failed (exit {done.returncode})",
+            fix=f"reinstall it ({hint})",
+        )
+    return Check(name, True, f"{lines[0]} ({path})")
+
+
+def _server_importable(python: str) -> Check:
+    # -P as in the block: the check must not find `worker` through the current directory.
+    probe = (
+        f"import importlib.util, sys; sys.exit(importlib.util.find_spec({codex.MODULE!r}) is None)"
+    )
+    fix = (
+        "install kanban into that interpreter's environment, or run `kanban setup codex "
+        "--python PATH` with one that has it"
+    )
+    try:
+        done = subprocess.run(
+            [python, "-P", "-c", probe],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=VERSION_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("mcp server", False, f"{python} does not run: {exc}", fix=fix)
+    if done.returncode != 0:
+        return Check("mcp server", False, f"{python} cannot import {codex.MODULE}", fix=fix)
+    return Check("mcp server", True, f"{python} imports {codex.MODULE}")
+
+
+def _board(db_path: str | None) -> Check:
+    path = Path(db_path).expanduser() if db_path else connection.default_path()
+    if not path.exists():
+        return Check("board", True, f"{path} does not exist yet (created on first use)")
+    # Read-only through SQLite only: any other descriptor on the board, once closed, would drop
+    # SQLite's locks for this whole process (../shared/benchmarking.md, trap 1).
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5)
+        try:
+            verdict = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return Check(
+            "board",
+            False,
+            f"{path}: {exc}",
+            fix="check the file's permissions, or pass --db the board's path",
+        )
+    if verdict != ["ok"]:
+        return Check(
+            "board",
+            False,
+            f"{path} is damaged: {'; '.join(verdict[:3])}",
+            fix="restore the board from a backup (`sqlite3 BOARD .recover` may help)",
+        )
+    if version > migrations.latest():
+        return Check(
+            "board",
+            False,
+            f"{path} has schema {version}, newer than this kanban's {migrations.latest()}",
+            fix="upgrade kanban",
+        )
+    return Check("board", True, f"{path}: integrity ok, schema {version}")
+
+
+COMMANDS = [setup, doctor]

@@ -1,0 +1,221 @@
+"""`kanban setup codex|hermes` and `kanban doctor`: messages, exit codes, files left alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from board import connection
+from orchestrator.cli import main, setup
+from tests.conftest import REPO_ROOT
+from worker.setup import codex
+
+PYTHON = os.path.abspath(sys.executable)
+
+
+@pytest.fixture
+def kanban(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    main.cli.add_command(setup.setup)
+    main.cli.add_command(setup.doctor)
+    # The dispatcher's settings file, which names homes and binaries, is the test's own.
+    monkeypatch.setenv("KANBAN_CONFIG", str(tmp_path / "kanban-config.toml"))
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(main.cli, list(args), catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def fake_agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-ins for hermes and codex that only know --version (doctor's unit tests)."""
+    for name in ("hermes", "codex"):
+        program = tmp_path / "bin" / name
+        program.parent.mkdir(exist_ok=True)
+        program.write_text(f"#!/bin/sh\necho '{name} 9.9.9'\n")
+        program.chmod(0o755)
+        monkeypatch.setenv(f"KANBAN_{name.upper()}_BIN", str(program))
+
+
+def _codex_config(home: Path) -> Path:
+    return home / ".codex" / "config.toml"
+
+
+def test_setup_codex_writes_the_block_then_has_nothing_to_do(kanban, isolated_home: Path) -> None:
+    first = kanban("setup", "codex")
+    assert first.exit_code == 0, first.output
+    assert f"Wrote kanban's block to {_codex_config(isolated_home)}" in first.output
+    data = tomllib.loads(_codex_config(isolated_home).read_text())
+    assert data["mcp_servers"]["kanban"]["command"] == PYTHON
+    second = kanban("setup", "codex")
+    assert second.exit_code == 0
+    assert "nothing to do" in second.output
+
+
+def test_setup_codex_refuses_invalid_toml_with_an_error_and_leaves_the_file(
+    kanban, isolated_home: Path
+) -> None:
+    path = _codex_config(isolated_home)
+    path.parent.mkdir()
+    path.write_text('model = "o3\n')
+    stamp = path.stat().st_mtime_ns
+    result = kanban("setup", "codex")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {path} is not valid TOML")
+    assert "Traceback" not in result.output
+    assert path.read_text() == 'model = "o3\n' and path.stat().st_mtime_ns == stamp
+    assert sorted(os.listdir(path.parent)) == ["config.toml"]
+
+
+def test_setup_codex_with_a_model_provider_and_remove(kanban, tmp_path: Path) -> None:
+    home = tmp_path / "ch"
+    result = kanban(
+        "setup",
+        "codex",
+        "--codex-home",
+        str(home),
+        "--model-provider-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "scripted",
+    )
+    assert result.exit_code == 0, result.output
+    data = tomllib.loads((home / "config.toml").read_text())
+    assert data["model"] == "scripted"
+    assert data["model_providers"]["kanban"]["base_url"] == "http://127.0.0.1:9/v1"
+    removed = kanban("setup", "codex", "--codex-home", str(home), "--remove")
+    assert removed.exit_code == 0 and "Removed kanban's block" in removed.output
+    assert "previous file is saved" in removed.output
+    assert (home / "config.toml").read_text() == ""
+
+
+def test_setup_codex_usage_errors_exit_2(kanban) -> None:
+    assert kanban("setup", "codex", "--model", "m").exit_code == 2
+    assert kanban("setup", "codex", "--remove", "--python", PYTHON).exit_code == 2
+
+
+def test_setup_codex_follows_the_dispatchers_codex_home(kanban, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KANBAN_CODEX_HOME", str(tmp_path / "workers-codex"))
+    assert kanban("setup", "codex").exit_code == 0
+    assert (tmp_path / "workers-codex" / "config.toml").exists()
+
+
+def test_setup_codex_repair_after_the_markers_are_lost(kanban, isolated_home: Path) -> None:
+    kanban("setup", "codex")
+    path = _codex_config(isolated_home)
+    path.write_text(path.read_text().replace(codex.START + "\n", ""))
+    refused = kanban("setup", "codex")
+    assert refused.exit_code == 1 and "--repair" in refused.stderr
+    repaired = kanban("setup", "codex", "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert codex.status().ok
+
+
+def test_setup_hermes_creates_the_workers_home(kanban, isolated_home: Path) -> None:
+    result = kanban("setup", "hermes")
+    assert result.exit_code == 0, result.output
+    config = isolated_home / ".kanban" / "hermes" / "config.yaml"
+    assert f"Wrote {config}" in result.output
+    assert json.loads(config.read_text())["model"]["api_mode"] == "codex_app_server"
+    assert not (isolated_home / ".hermes").exists()
+    assert "nothing to do" in kanban("setup", "hermes").output
+
+
+def test_setup_hermes_refuses_the_users_own_hermes_home(kanban, isolated_home: Path) -> None:
+    result = kanban("setup", "hermes", "--hermes-home", str(isolated_home / ".hermes"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and "own Hermes home" in result.stderr
+
+
+def test_doctor_exits_0_when_everything_is_ready(kanban, fake_agents, isolated_home) -> None:
+    assert kanban("setup", "codex").exit_code == 0
+    assert kanban("setup", "hermes").exit_code == 0
+    db = connection.connect(isolated_home / ".kanban" / "board.db")
+    db.conn.close()
+    result = kanban("doctor")
+    assert result.exit_code == 0, result.output
+    for name in ("git", "hermes", "codex", "codex config", "mcp server", "hermes home", "board"):
+        assert any(
+            line.startswith("ok ") and f" {name} " in line + " "
+            for line in result.output.splitlines()
+        ), (name, result.output)
+    assert "hermes 9.9.9" in result.output and "integrity ok" in result.output
+    assert not (isolated_home / ".hermes").exists()  # checking never creates the user's Hermes
+
+
+def test_doctor_exits_1_and_says_what_to_run(kanban, fake_agents, monkeypatch) -> None:
+    monkeypatch.setenv("KANBAN_CODEX_BIN", "/nonexistent/codex")
+    result = kanban("doctor", "--json")
+    assert result.exit_code == 1
+    checks = {check["name"]: check for check in json.loads(result.stdout)}
+    assert checks["codex"]["ok"] is False and "KANBAN_CODEX_BIN" in checks["codex"]["fix"]
+    assert checks["codex config"]["fix"] == "run `kanban setup codex`"
+    assert checks["hermes home"]["fix"] == "run `kanban setup hermes`"
+    assert checks["hermes"]["ok"] is True
+    assert checks["board"]["ok"] is True  # not created yet is fine
+    assert "problem(s) found" in result.stderr
+
+
+def test_doctor_reports_a_damaged_board_without_writing_it(
+    kanban, fake_agents, tmp_path: Path
+) -> None:
+    board = tmp_path / "broken.db"
+    board.write_bytes(b"this is not a database" * 100)
+    before = board.read_bytes()
+    result = kanban("--db", str(board), "doctor", "--json")
+    assert result.exit_code == 1
+    check = next(c for c in json.loads(result.stdout) if c["name"] == "board")
+    assert check["ok"] is False and str(board) in check["detail"]
+    assert board.read_bytes() == before
+    assert not (tmp_path / "broken.db-wal").exists()
+
+
+def test_doctor_reports_an_invalid_codex_config(kanban, fake_agents, isolated_home) -> None:
+    path = _codex_config(isolated_home)
+    path.parent.mkdir()
+    path.write_text("[oops\n")
+    result = kanban("doctor", "--json")
+    assert result.exit_code == 1
+    check = next(c for c in json.loads(result.stdout) if c["name"] == "codex config")
+    assert "not valid TOML" in check["detail"]
+
+
+@pytest.mark.e2e
+def test_the_installed_kanban_command_sets_up_and_checks_with_the_real_agents(
+    isolated_home: Path,
+) -> None:
+    kanban_bin = Path(sys.executable).parent / "kanban"
+    environ = {
+        **os.environ,
+        "KANBAN_CONFIG": str(isolated_home / "none.toml"),
+        "KANBAN_HERMES_BIN": os.environ.get(
+            "KANBAN_HERMES_BIN", str(REPO_ROOT / ".tools" / "hermes" / "bin" / "hermes")
+        ),
+        "KANBAN_CODEX_BIN": os.environ.get(
+            "KANBAN_CODEX_BIN", str(REPO_ROOT / ".tools" / "node_modules" / ".bin" / "codex")
+        ),
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(kanban_bin), *args],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    assert run("setup", "codex").returncode == 0
+    assert run("setup", "hermes").returncode == 0
+    doctor = run("doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "Hermes Agent v" in doctor.stdout and "codex-cli" in doctor.stdout

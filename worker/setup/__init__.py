@@ -1,0 +1,1 @@
+"""Preparing the agents' own configuration (Codex's config.toml, a Hermes home) for kanban."""
