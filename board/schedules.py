@@ -31,6 +31,7 @@ def add(db: sqlite_utils.Database, name: str, cron: str, batch_path: str, *,
         # Fire times before the schedule existed are not "missed".
         tx.execute("INSERT INTO schedules (name, cron, batch_path, created_at, last_fire_at)"
                    " VALUES (?, ?, ?, ?, ?)", (name, cron, batch_path, tx.now, tx.now))
+        tx.wake = True  # running dispatchers recompute their next fire time
 
 
 def remove(db: sqlite_utils.Database, name: str) -> None:

@@ -46,6 +46,7 @@ class Dispatcher:
         self.id = 0
         self.stopping = False
         self._wakeup = anyio.Event()
+        self._board_changed = anyio.Event()
         self.supervisor: supervisor.Supervisor | None = None
         self.extra_tasks: list[Callable[[Dispatcher], object]] = []
         self.clock: Callable[[], float] = time.time
@@ -133,6 +134,7 @@ class Dispatcher:
                 while True:
                     sock.recv(64)
             self.wake()
+            self._board_changed.set()
             if self.supervisor is not None:
                 self.supervisor.poke_all()  # a cancel or a report may concern a worker
 
@@ -159,7 +161,8 @@ class Dispatcher:
             # Runs before dispatchers: a dispatcher that registers after this read owns none
             # of these runs, so its fresh claims are never mistaken for orphans.
             unended = await self.board.call(runs.unended)
-            live, dead = await anyio.to_thread.run_sync(self._partition_dispatchers)
+            registered = await self.board.call(dispatchers.all_)
+            live, dead = await anyio.to_thread.run_sync(self._partition_dispatchers, registered)
             if dead:
                 await self.board.call(dispatchers.forget, dead)
             for run in unended:
@@ -183,7 +186,10 @@ class Dispatcher:
                     self.on_event(f"schedule {name} fired for {time.ctime(fire_at)}"
                                   + (f": batch {batch_id}" if batch_id else " (batch file error)"))
             wait = await self.board.call(schedules.seconds_until_next, self.clock())
-            await anyio.sleep(min(wait if wait is not None else 60.0, 60.0) + 0.01)
+            self._board_changed = anyio.Event()
+            # A schedule added meanwhile wakes the board listener, and with it this loop.
+            with anyio.move_on_after(min(wait if wait is not None else 60.0, 60.0) + 0.01):
+                await self._board_changed.wait()
 
     async def _adopt(self, run: dict) -> None:
         assert self.supervisor is not None
@@ -192,11 +198,11 @@ class Dispatcher:
         finally:
             self.wake()
 
-    def _partition_dispatchers(self) -> tuple[set[int], list[int]]:
+    def _partition_dispatchers(self, registered: list[dict]) -> tuple[set[int], list[int]]:
         host = socket.gethostname()
         stale_after = max(60.0, 12 * REAP_INTERVAL)
         live, dead = {self.id}, []
-        for row in dispatchers.all_(self.board.db):
+        for row in registered:
             if row["id"] == self.id:
                 continue
             if row["host"] == host:
