@@ -112,6 +112,11 @@ def install(
         raise codex.SetupError(f"cannot create {home_path / 'kanban'}: {exc.strerror}") from exc
     model = {k: v for k, v in (model or {}).items() if k not in OWNED_MODEL_KEYS}
     config["model"] = model_settings(model_provider) | model
+    # Tirith screens Hermes' own terminal tool, which never runs here (Codex's sandbox runs the
+    # commands); left on, it tries a download at every start and prints a warning on stdout.
+    security = config.get("security")
+    if security is None or isinstance(security, dict):
+        config["security"] = {"tirith_enabled": False} | (security or {})
     text = json.dumps(config, indent=2) + "\n"
     if text == before:
         return codex.Change(path, changed=False)
