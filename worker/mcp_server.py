@@ -570,17 +570,15 @@ def _create(board: Board, ident: Identity, args: dict[str, Any]) -> Result:
         runtime, options = "command", {"argv": args["command"]}
     elif runtime == "command":
         raise errors.InvalidInput("the `command` runtime needs `command`: the program and its args")
+    given = {k: args[k] for k in ("body", "priority", "max_attempts", "timeout") if k in args}
     spec = tasks.NewTask(
         title=args["title"],
-        body=args.get("body", ""),
-        priority=args.get("priority", 0),
         repo=repo,
         runtime=runtime,
         runtime_options=options,
-        max_attempts=args.get("max_attempts", 3),
-        timeout=args.get("timeout"),
         after=[ids.parse(a) for a in args.get("after", ())],
         parent=ids.parse(args["parent"]) if "parent" in args else None,
+        **given,
     )
     db = board.get()
     obj = views.task_object(db, tasks.create(db, spec, ident.actor()))
