@@ -8,8 +8,10 @@ against 127.0.0.1.
 
 A script is a list of scenarios. Each has a ``match`` marker, looked for in the user text of a
 request (e.g. a task's title, so each task of a batch follows its own scenario; the first
-scenario whose marker occurs wins; an empty marker matches anything), and a list of turns. A
-turn is a list of actions, answered together as one model response:
+scenario whose marker occurs wins; an empty marker matches anything), and a list of turns.
+``match`` may also be a list of markers that must all occur (``["being resumed", "T1"]``: put
+such a scenario before a plainer one it refines). A turn is a list of actions, answered
+together as one model response:
 
     {"shell": "echo hi > f"}                 a shell command: Codex's ``exec_command``, Hermes'
                                              ``terminal``; optional "workdir", and "args"
@@ -80,8 +82,17 @@ class ScriptError(ValueError):
 
 @dataclass(frozen=True)
 class Scenario:
-    match: str
+    match: str | tuple[str, ...]  # a tuple: every marker must occur
     turns: tuple[tuple[Action, ...], ...]
+
+    def matches(self, text: str) -> bool:
+        markers = (self.match,) if isinstance(self.match, str) else self.match
+        return all(marker in text for marker in markers)
+
+    @property
+    def label(self) -> str:
+        """The marker, or the markers joined with " & ", as requests are recorded."""
+        return self.match if isinstance(self.match, str) else " & ".join(self.match)
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,10 @@ class Script:
     def to_data(self) -> dict[str, Any]:
         return {
             "scenarios": [
-                {"match": s.match, "turns": [[dict(a) for a in turn] for turn in s.turns]}
+                {
+                    "match": s.match if isinstance(s.match, str) else list(s.match),
+                    "turns": [[dict(a) for a in turn] for turn in s.turns],
+                }
                 for s in self.scenarios
             ]
         }
@@ -118,8 +132,10 @@ def _scenario(where: str, data: Any) -> Scenario:
     if not isinstance(data, Mapping) or not isinstance(data.get("turns"), list):
         raise ScriptError(f'{where}: a scenario is {{"match": "...", "turns": [[action, ...]]}}')
     match = data.get("match", "")
-    if not isinstance(match, str):
-        raise ScriptError(f"{where}: match must be a string")
+    if isinstance(match, list) and match and all(isinstance(m, str) for m in match):
+        match = tuple(match)
+    elif not isinstance(match, str):
+        raise ScriptError(f"{where}: match must be a string or a non-empty list of strings")
     for t, turn in enumerate(data["turns"]):
         if not isinstance(turn, list) or not turn:
             raise ScriptError(f"{where} turn {t}: a turn is a non-empty list of actions")
@@ -159,7 +175,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: Any  # the parsed JSON body, or None
-    scenario: str | None  # the matched scenario's marker
+    scenario: str | None  # the matched scenario's marker (markers joined with " & ")
     turn: int | None
     answer: str  # "models", "calls", "message", "hang", "status 429", "no scenario", ...
     time: float = field(default_factory=time.time)
@@ -480,7 +496,7 @@ class ScriptedModel:
             handler.path,
             dict(handler.headers.items()),
             body,
-            scenario.match if scenario else None,
+            scenario.label if scenario else None,
             turn,
             answer,
         )
@@ -509,18 +525,18 @@ class ScriptedModel:
             return
         text = "\n".join(_user_texts(body))
         index, scenario = next(
-            ((i, s) for i, s in enumerate(self.script.scenarios) if s.match in text), (-1, None)
+            ((i, s) for i, s in enumerate(self.script.scenarios) if s.matches(text)), (-1, None)
         )
         if scenario is None:
             self._record(handler, body, None, None, "no scenario")
-            markers = ", ".join(repr(s.match) for s in self.script.scenarios)
+            markers = ", ".join(repr(s.label) for s in self.script.scenarios)
             message = f"scripted model: no scenario matches this request (markers: {markers})"
             self._reply(handler, api, body, -1, -1, [{"message": message}])
             return
         turn = _turn_of(body, index, scenario)
         if turn >= len(scenario.turns):
             self._record(handler, body, scenario, turn, "script exhausted")
-            message = f"scripted model: scenario {scenario.match!r} has no turn {turn}"
+            message = f"scripted model: scenario {scenario.label!r} has no turn {turn}"
             self._reply(handler, api, body, index, turn, [{"message": message}])
             return
         actions = scenario.turns[turn]

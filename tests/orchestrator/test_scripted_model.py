@@ -178,6 +178,23 @@ def test_each_request_follows_the_scenario_its_marker_selects() -> None:
     assert [r.scenario for r in server.requests] == ["TASK-B", "TASK-A"]
 
 
+def test_a_list_of_markers_matches_only_when_all_occur_and_wins_when_listed_first() -> None:
+    script = {
+        "scenarios": [
+            {"match": ["being resumed", "TASK-A"], "turns": [[{"message": "resumed A"}]]},
+            {"match": "TASK-A", "turns": [[{"message": "first A"}]]},
+        ]
+    }
+    with scripted_model.serve(script) as server:
+        url = server.base_url + "/responses"
+        first = output_items(post(url, responses_request("Do TASK-A"))[2])
+        resumed = output_items(post(url, responses_request("TASK-A: you are being resumed"))[2])
+    assert first[0]["content"][0]["text"] == "first A"
+    assert resumed[0]["content"][0]["text"] == "resumed A"
+    assert [r.scenario for r in server.requests] == ["TASK-A", "being resumed & TASK-A"]
+    assert scripted_model.Script.from_data(script).to_data() == script
+
+
 def test_a_request_matching_no_scenario_gets_a_message_saying_so() -> None:
     with scripted_model.serve(SCRIPT) as server:
         items = output_items(post(server.base_url + "/responses", responses_request("TASK-Z"))[2])
@@ -361,6 +378,7 @@ def test_script_loads_from_a_json_file(tmp_path: Path) -> None:
         ({"scenarios": [{"turns": [[{"status": 200}]]}]}, "malformed status"),
         ({"scenarios": [{"turns": [[]]}]}, "scenario 0 turn 0"),
         ({"scenarios": [{"match": 3, "turns": []}]}, "match must be a string"),
+        ({"scenarios": [{"match": [], "turns": []}]}, "non-empty list of strings"),
         ({"scenario": []}, "a script is"),
     ],
 )
