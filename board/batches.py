@@ -37,7 +37,8 @@ def format_id(number: int) -> str:
     return f"{PREFIX}{number}"
 
 
-def _order(entries: Sequence[Entry]) -> list[Entry]:
+def order(entries: Sequence[Entry]) -> list[Entry]:
+    """The entries with every one after those it depends on; refuses cycles and unknown keys."""
     by_key = {}
     for entry in entries:
         if entry.key in by_key:
@@ -85,7 +86,7 @@ def insert(tx: Tx, entries: Sequence[Entry], *, name: str, idempotency_key: str 
            fire_at: float | None = None, actor: actors.Actor = actors.OPERATOR) -> Submitted:
     if not entries:
         raise errors.InvalidInput("the batch has no tasks")
-    ordered = _order(entries)
+    ordered = order(entries)
     if idempotency_key is not None:
         found = _existing(tx, idempotency_key)
         if found is not None:

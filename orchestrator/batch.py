@@ -120,13 +120,24 @@ def load(path: str | Path) -> tuple[str, list[batches.Entry]]:
         merged = {**defaults, **spec}
         try:
             entries.append(_entry(path, key, merged, table, resolved))
-        except BatchError:
-            raise
+        except _Problem as exc:
+            where = _line_of(text, key, exc.field) if exc.field in spec else line
+            raise BatchError(path, where, f"task {key!r}: {exc}") from exc
         except errors.KanbanError as exc:
-            field = _field_of(exc, merged)
-            raise BatchError(path, _line_of(text, key, field) if field else line,
-                             f"task {key!r}: {exc}") from exc
+            raise BatchError(path, line, f"task {key!r}: {exc}") from exc
+    try:
+        batches.order(entries)
+    except errors.KanbanError as exc:
+        raise BatchError(path, None, str(exc)) from exc
     return name.strip(), entries
+
+
+class _Problem(errors.InvalidInput):
+    """A bad value, with the key it is under (to point at its line)."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 def _table_line(text: str, name: str) -> int | None:
@@ -136,31 +147,24 @@ def _table_line(text: str, name: str) -> int | None:
     return None
 
 
-def _field_of(exc: Exception, spec: dict[str, Any]) -> str | None:
-    message = str(exc)
-    for field in spec:
-        if field.replace("_", " ") in message or field in message:
-            return field
-    return None
-
-
 def _entry(path: Path, key: str, spec: dict[str, Any], table: dict[str, Any],
            resolved: dict[tuple[str, str | None], tuple[str, str]]) -> batches.Entry:
     from orchestrator import worktrees
 
     unknown = set(spec) - TASK_KEYS
     if unknown:
-        raise errors.InvalidInput(
+        raise _Problem(
+            sorted(unknown)[0],
             f"unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TASK_KEYS))}")
     title = spec.get("title", key)
     after = spec.get("after", [])
     if isinstance(after, str):
         after = [after]
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
-        raise errors.InvalidInput("after must be a list of task keys")
+        raise _Problem("after", "after must be a list of task keys")
     for other in after:
         if other not in table:
-            raise errors.InvalidInput(f"after names {other!r}, which is not a task of this batch")
+            raise _Problem("after", f"after names {other!r}, which is not a task of this batch")
     runtime = spec.get("runtime")
     command = spec.get("command")
     options = None
@@ -169,41 +173,44 @@ def _entry(path: Path, key: str, spec: dict[str, Any], table: dict[str, Any],
             try:
                 argv = shlex.split(command)
             except ValueError as exc:
-                raise errors.InvalidInput(f"cannot split command: {exc}") from exc
+                raise _Problem("command", f"cannot split command: {exc}") from exc
         elif isinstance(command, list) and all(isinstance(a, str) for a in command):
             argv = list(command)
         else:
-            raise errors.InvalidInput("command must be a string or a list of strings")
+            raise _Problem("command", "command must be a string or a list of strings")
         if not argv:
-            raise errors.InvalidInput("command is empty")
+            raise _Problem("command", "command is empty")
         if runtime not in (None, "command"):
-            raise errors.InvalidInput("command goes with runtime = \"command\" only")
+            raise _Problem("runtime", "command goes with runtime = \"command\" only")
         runtime, options = "command", {"argv": argv}
     elif runtime == "command":
-        raise errors.InvalidInput("runtime \"command\" needs a command")
+        raise _Problem("runtime", "runtime \"command\" needs a command")
     if runtime is not None and runtime not in runtimes.NAMES:
-        raise errors.InvalidInput(f"runtime {runtime!r} is unknown; use one of "
-                                  f"{', '.join(runtimes.NAMES)}")
+        raise _Problem("runtime", f"runtime {runtime!r} is unknown; use one of "
+                       f"{', '.join(runtimes.NAMES)}")
     repo, base_ref = None, None
     if spec.get("repo") is not None:
         if not isinstance(spec["repo"], str):
-            raise errors.InvalidInput("repo must be a path")
+            raise _Problem("repo", "repo must be a path")
         where = (path.parent / Path(spec["repo"]).expanduser()).resolve()
         cache_key = (str(where), spec.get("base"))
         if cache_key not in resolved:
-            top = str(worktrees.open_repo(where).path)
-            resolved[cache_key] = (top, worktrees.resolve_base(top, spec.get("base")))
+            try:
+                top = str(worktrees.open_repo(where).path)
+                resolved[cache_key] = (top, worktrees.resolve_base(top, spec.get("base")))
+            except errors.KanbanError as exc:
+                raise _Problem("repo", str(exc)) from exc
         repo, base_ref = resolved[cache_key]
     elif spec.get("base") is not None:
-        raise errors.InvalidInput("base needs repo")
+        raise _Problem("base", "base needs repo")
     for field, kind in (("priority", int), ("max_attempts", int)):
         if field in spec and (isinstance(spec[field], bool) or not isinstance(spec[field], kind)):
-            raise errors.InvalidInput(f"{field} must be a whole number")
+            raise _Problem(field, f"{field} must be a whole number")
     timeout = spec.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
-        raise errors.InvalidInput("timeout must be a number of seconds")
+        raise _Problem("timeout", "timeout must be a number of seconds")
     if not isinstance(title, str) or not isinstance(spec.get("body", ""), str):
-        raise errors.InvalidInput("title and body must be text")
+        raise _Problem("title", "title and body must be text")
     task = tasks.NewTask(
         title=title, body=spec.get("body", ""), priority=spec.get("priority", 0), repo=repo,
         base_ref=base_ref, runtime=runtime, runtime_options=options,

@@ -1,0 +1,151 @@
+"""`kanban run`: batches submitted atomically, run to the end, reported, with an exit code."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from board import connection, tasks
+
+KANBAN = str(Path(sys.executable).with_name("kanban"))
+PY = sys.executable
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([KANBAN, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir()
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(["git", "-C", str(path), *args], check=True)
+    return path
+
+
+def command(code: str) -> str:
+    return json.dumps(shlex.join([PY, "-c", code]))
+
+
+BATCH = """
+name = "nightly"
+
+[defaults]
+repo = "repo"
+runtime = "command"
+max_attempts = 1
+
+[tasks.lint]
+title = "Lint"
+command = {lint}
+
+[tasks.test]
+title = "Test"
+command = {test}
+
+[tasks.package]
+title = "Package"
+command = {package}
+after = ["lint", "test"]
+"""
+
+
+def write_batch(tmp_path: Path, *, failing: bool) -> Path:
+    make_repo(tmp_path / "repo")
+    batch = tmp_path / "nightly.toml"
+    batch.write_text(BATCH.format(
+        lint=command("print('lint clean')"),
+        test=command("import sys; print('2 tests failed'); sys.exit(1)" if failing
+                     else "print('all tests pass')"),
+        package=command("open('dist.txt', 'w').write('pkg'); print('packaged')"),
+    ))
+    return batch
+
+
+def test_a_batch_that_succeeds_exits_0_with_a_report(tmp_path):
+    batch = write_batch(tmp_path, failing=False)
+    report_file = tmp_path / "report.md"
+    result = run("run", str(batch), "--json", "--report", str(report_file))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert {t["key"]: t["status"] for t in report["tasks"]} == {
+        "lint": "done", "test": "done", "package": "done"}
+    package = next(t for t in report["tasks"] if t["key"] == "package")
+    assert package["summary"] == "packaged" and package["branch"] == "kanban/t_3"
+    assert package["attempts"] == 1 and package["duration_s"] is not None
+    markdown = report_file.read_text()
+    assert "all tasks done" in markdown and "| t_3 Package | package | done |" in markdown
+
+
+def test_a_batch_with_a_failing_task_exits_1_and_reports_it(tmp_path):
+    batch = write_batch(tmp_path, failing=True)
+    result = run("run", str(batch), "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    by_key = {t["key"]: t for t in report["tasks"]}
+    assert by_key["test"]["status"] == "failed"
+    assert "exit code 1" in by_key["test"]["reason"]
+    # Its dependent can never run; the run ends anyway and says so.
+    assert by_key["package"]["status"] == "todo"
+    assert by_key["lint"]["status"] == "done"
+    human = run("run", str(batch))  # a second submission, printed for people
+    assert human.returncode == 1
+    assert "NOT all tasks done" in human.stdout
+
+
+def test_resubmitting_with_the_same_idempotency_key_creates_nothing(tmp_path, db_path):
+    batch = write_batch(tmp_path, failing=False)
+    first = run("run", str(batch), "--idempotency-key", "nightly-2026-11-24", "-q")
+    assert first.returncode == 0, first.stderr
+    second = run("run", str(batch), "--idempotency-key", "nightly-2026-11-24")
+    assert second.returncode == 0
+    assert "already submitted" in second.stderr
+    db = connection.connect(db_path)
+    assert len(tasks.list_tasks(db)) == 3
+    assert db.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ('[tasks.a]\ntitle = "A"\ncommand = "true"\n[tasks.b\n', 4, "not valid TOML"),
+        ('[tasks.a]\ntitle = "A"\ncommand = "true"\n\n[tasks.b]\ntitle = "B"\n'
+         'command = "true"\nafter = ["zz"]\n', 8, "which is not a task of this batch"),
+        ('[tasks.a]\ntitle = "A"\ncolour = "blue"\n', 3, "unknown key(s) colour"),
+        ('[tasks.a]\ntitle = "A"\nruntime = "command"\n', 3, "needs a command"),
+        ('[tasks.a]\ntitle = "A"\ncommand = "true"\nafter = ["b"]\n'
+         '[tasks.b]\ntitle = "B"\ncommand = "true"\nafter = ["a"]\n', None, "cycle"),
+        ('[tasks.a]\ntitle = "A"\nrepo = "nowhere"\n', 3, "nowhere"),
+        ('name = "x"\n', None, "no tasks"),
+    ],
+)
+def test_a_malformed_batch_is_refused_before_anything_is_created(tmp_path, db_path, text,
+                                                                 line, reason):
+    batch = tmp_path / "bad.toml"
+    batch.write_text(text)
+    result = run("run", str(batch))
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
+    assert reason in result.stderr
+    if line is not None:
+        assert f"bad.toml:{line}:" in result.stderr
+    assert "nothing was submitted" in result.stderr
+    assert tasks.list_tasks(connection.connect(db_path)) == []
+
+
+def test_no_dispatch_waits_for_a_dispatcher_already_running(tmp_path):
+    batch = write_batch(tmp_path, failing=False)
+    dispatcher = subprocess.Popen([KANBAN, "dispatch", "-q"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    try:
+        result = run("run", str(batch), "--no-dispatch", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["ok"] is True
+    finally:
+        dispatcher.terminate()
+        assert dispatcher.wait(timeout=30) == 0
