@@ -39,3 +39,22 @@ def test_every_command_has_a_docstring_with_an_example():
         if isinstance(command, click.Group) and command.name != "schedule":
             continue
         assert command.help and "xample" in command.help, name
+
+
+def test_every_config_key_is_in_the_config_reference():
+    from orchestrator import config
+
+    text = (REPO_ROOT / "docs" / "config.md").read_text()
+    for keys in (config._DISPATCH_KEYS, config._LIMIT_KEYS, config._RUNTIME_KEYS):
+        for key in keys:
+            assert re.search(rf"^{key} = ", text, re.MULTILINE), key
+
+
+def test_every_mcp_tool_is_in_the_tool_reference():
+    from worker import mcp_server
+
+    text = (REPO_ROOT / "docs" / "mcp-tools.md").read_text()
+    names = [spec.name for spec in mcp_server.tool_specs(mcp_server.identity_from_env({}))]
+    assert len(names) == 9
+    for name in names:
+        assert f"`{name}`" in text, name

@@ -153,6 +153,9 @@ def render_block(
     env_vars.extend(env.ALL)
     server.add("env_vars", env_vars.multiline(True))
     server.add("default_tools_approval_mode", APPROVAL)
+    # Without it Codex does not wait for the server: under load a worker's first model turns
+    # went out without the kanban tools, and its reports failed as "unsupported call".
+    server.add("required", True)
     server.add("startup_timeout_sec", startup_timeout_sec)
     server.add("tool_timeout_sec", tool_timeout_sec)
     servers = tomlkit.table(is_super_table=True)
@@ -251,6 +254,8 @@ def status(home: str | os.PathLike[str] | None = None, *, python: str | None = N
         wrong.append(f"env_vars are {table.get('env_vars')}, expected {list(env.ALL)}")
     if table.get("default_tools_approval_mode") != APPROVAL:
         wrong.append(f"default_tools_approval_mode is not {APPROVAL!r}")
+    if table.get("required") is not True:
+        wrong.append("required is not true (Codex would not wait for the server to start)")
     if isinstance(command, str) and not os.access(command, os.X_OK):
         wrong.append(f"{command} does not exist or is not executable")
     if wrong:
