@@ -6,14 +6,8 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from orchestrator.cli import batch, dispatch, schedule, tasks
+    from orchestrator.cli import batch, dispatch, mcp, schedule, setup, tasks
 
-    modules = [tasks, dispatch, batch, schedule]
-    for name in ("setup", "mcp"):  # written in parallel; registered once they exist
-        try:
-            modules.append(__import__(f"orchestrator.cli.{name}", fromlist=["COMMANDS"]))
-        except ModuleNotFoundError:
-            pass
-    for module in modules:
+    for module in (tasks, dispatch, batch, schedule, setup, mcp):
         for command in module.COMMANDS:
             group.add_command(command)
