@@ -62,6 +62,12 @@ def claim(
             " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
             f" {only} AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.task_id = tasks.id"
             "  AND r.ended_at IS NULL)"
+            # A child or blocker is done when its worker reports, but its work reaches its
+            # branch only when its run ends (the dispatcher commits the worktree then): a
+            # resumed parent merging that branch, or a dependent reading it, must wait.
+            " AND NOT EXISTS (SELECT 1 FROM runs r JOIN tasks c ON c.id = r.task_id"
+            "  WHERE r.ended_at IS NULL AND (c.parent_id = tasks.id OR c.id IN"
+            "  (SELECT d.blocker_id FROM deps d WHERE d.blocked_id = tasks.id)))"
             f" ORDER BY priority DESC, id LIMIT {int(limit)}",
             params,
         )

@@ -134,6 +134,33 @@ def test_a_failed_subtask_still_wakes_its_parent_which_decides(tmp_path, db_path
     assert '"breaks": failed' in prompt and "exit code 3" in prompt
 
 
+LINGERER = textwrap.dedent("""
+    import subprocess, sys, time
+    from pathlib import Path
+    subprocess.run([sys.argv[1], "complete", "--summary", "reported early"], check=True)
+    time.sleep(1)  # an agent still finishing its turn after kanban_complete, as real ones do
+    Path("late.txt").write_text("written after the report")
+""")
+
+
+def test_a_parent_resumes_only_after_its_reporting_childrens_work_is_committed(
+        tmp_path, db_path):
+    repo = make_repo(tmp_path / "repo")
+    child = tmp_path / "lingerer.py"
+    child.write_text(LINGERER)
+    argv = parent_command(tmp_path, [{"title": "linger",
+                                      "command": shlex.join([PY, str(child), KANBAN])}])
+    subprocess.run([KANBAN, "create", "Parent", "--repo", str(repo), "--command", argv],
+                   check=True, capture_output=True)
+    dispatch_until_idle()
+    db = connection.connect(db_path)
+    shown = {t["title"]: t for t in tasks.list_tasks(db)}
+    assert shown["linger"]["summary"] == "reported early"
+    branch = shown["Parent"]["branch"]
+    assert git(repo, "show", f"{branch}:late.txt") == "written after the report"
+    assert "late.txt" in git(repo, "show", f"{branch}:integrated.txt").split()
+
+
 def test_subtask_depth_and_breadth_are_bounded_by_the_configured_limits(tmp_path, db_path):
     config = tmp_path / "config.toml"
     config.write_text("[limits]\nmax_children = 2\n")
