@@ -1,0 +1,190 @@
+"""The board file: schema from numbered migrations, refusals of files it must not touch."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from board import connection, errors, migrations, states
+
+M001_TABLES = {"tasks", "runs", "deps", "events", "comments", "dispatchers"}
+M002_TABLES = {"batches", "schedules", "schedule_fires"}
+M003_TABLES = {"settings"}
+EXPECTED_TABLES = M001_TABLES | M002_TABLES | M003_TABLES
+EXPECTED_INDEXES = {
+    "tasks_ready": "tasks",
+    "tasks_retry_at": "tasks",
+    "tasks_status": "tasks",
+    "tasks_parent": "tasks",
+    "tasks_batch": "tasks",
+    "runs_one_unended": "runs",
+    "runs_task": "runs",
+    "deps_blocked": "deps",
+    "events_task": "events",
+    "comments_task": "comments",
+}
+EXPECTED_TRIGGERS = {"events_no_update", "events_no_delete"}
+
+
+def schema(conn: sqlite3.Connection) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {"table": {}, "index": {}, "trigger": {}, "view": {}}
+    for kind, name, table in conn.execute(
+        "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%'"
+    ):
+        found[kind][name] = table
+    return found
+
+
+def index_flags(conn: sqlite3.Connection, table: str) -> dict[str, tuple[bool, bool]]:
+    """{index name: (unique, partial)}."""
+    return {
+        row[1]: (bool(row[2]), bool(row[4])) for row in conn.execute(f"PRAGMA index_list({table})")
+    }
+
+
+def test_migrating_an_empty_file_yields_exactly_the_expected_schema(db_path: Path) -> None:
+    db = connection.connect(db_path)
+    try:
+        found = schema(db.conn)
+        assert set(found["table"]) == EXPECTED_TABLES
+        assert found["index"] == EXPECTED_INDEXES
+        assert set(found["trigger"]) == EXPECTED_TRIGGERS
+        assert found["view"] == {}
+        version = db.conn.execute("PRAGMA user_version").fetchone()[0]
+        assert version == migrations.latest() == len(migrations.MIGRATIONS)
+        assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == connection.BUSY_TIMEOUT_MS
+        assert db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    finally:
+        db.conn.close()
+
+
+def test_one_unended_run_per_task_and_the_ready_queue_are_partial_indexes(db_path: Path) -> None:
+    db = connection.connect(db_path)
+    try:
+        runs_indexes = index_flags(db.conn, "runs")
+        task_indexes = index_flags(db.conn, "tasks")
+        assert runs_indexes["runs_one_unended"] == (True, True)
+        assert task_indexes["tasks_ready"] == (False, True)
+        sql = db.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'runs_one_unended'"
+        ).fetchone()[0]
+        assert "WHERE ended_at IS NULL" in sql
+        sql = db.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'tasks_ready'").fetchone()
+        assert "WHERE status = 'ready'" in sql[0]
+    finally:
+        db.conn.close()
+
+
+def test_reconnecting_does_not_migrate_again(db_path: Path) -> None:
+    first = connection.connect(db_path)
+    schema_version = first.conn.execute("PRAGMA schema_version").fetchone()[0]
+    first.conn.execute(
+        "INSERT INTO dispatchers (pid, host, started_at, heartbeat_at) VALUES (1, 'h', 0, 0)"
+    )
+    first.conn.close()
+
+    second = connection.connect(db_path)
+    try:
+        # Any CREATE or PRAGMA user_version would have bumped the schema cookie.
+        assert second.conn.execute("PRAGMA schema_version").fetchone()[0] == schema_version
+        assert second.conn.execute("SELECT count(*) FROM dispatchers").fetchone()[0] == 1
+    finally:
+        second.conn.close()
+
+
+def test_a_board_written_by_a_newer_kanban_is_refused(db_path: Path) -> None:
+    connection.connect(db_path).conn.close()
+    raw = sqlite3.connect(db_path)
+    raw.execute(f"PRAGMA user_version = {migrations.latest() + 1}")
+    raw.close()
+
+    with pytest.raises(errors.BoardError, match=r"newer kanban.*upgrade kanban"):
+        connection.connect(db_path)
+
+
+def test_a_file_that_is_not_a_database_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    # A fresh path no SQLite connection has opened, so plain file I/O cannot disturb its locks.
+    junk = tmp_path / "notes.db"
+    junk.write_bytes(b"these are my notes, not a board\n" * 200)
+
+    with pytest.raises(errors.BoardError, match=r"is not a kanban board.*--db"):
+        connection.connect(junk)
+    assert junk.read_bytes().startswith(b"these are my notes")
+
+
+def test_a_directory_given_as_the_board_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(errors.BoardError, match="is a directory"):
+        connection.connect(tmp_path)
+
+
+def test_an_unusable_board_directory_says_to_pass_a_writable_path(tmp_path: Path) -> None:
+    # Tests run as root, for whom chmod does not stop writes: use a regular file as the parent.
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+
+    for target in (not_a_directory / "board.db", not_a_directory / "sub" / "board.db"):
+        with pytest.raises(errors.BoardError, match="writable directory") as caught:
+            connection.connect(target)
+        assert str(target.parent) in str(caught.value)
+        assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_events_are_append_only(db_path: Path) -> None:
+    db = connection.connect(db_path)
+    try:
+        db.conn.execute(
+            "INSERT INTO tasks (title, status, runtime, created_at, updated_at)"
+            " VALUES ('t', 'todo', 'hermes', 0, 0)"
+        )
+        db.conn.execute(
+            "INSERT INTO events (task_id, at, kind, actor) VALUES (1, 0, 'created', 'operator')"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.conn.execute("UPDATE events SET kind = 'edited'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.conn.execute("DELETE FROM events")
+        assert db.conn.execute("SELECT kind FROM events").fetchall() == [("created",)]
+    finally:
+        db.conn.close()
+
+
+def test_a_write_refused_by_the_schema_is_a_board_error_and_rolls_back(db_path: Path) -> None:
+    db = connection.connect(db_path)
+    try:
+        with pytest.raises(errors.BoardError, match="append-only"):
+            with connection.transaction(db) as tx:
+                tx.execute(
+                    "INSERT INTO tasks (title, status, runtime, created_at, updated_at)"
+                    " VALUES ('t', 'todo', 'hermes', 0, 0)"
+                )
+                tx.execute(
+                    "INSERT INTO events (task_id, at, kind, actor)"
+                    " VALUES (1, 0, 'created', 'operator')"
+                )
+                tx.execute("DELETE FROM events")
+        assert db.conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
+        assert not db.conn.in_transaction
+    finally:
+        db.conn.close()
+
+
+def test_the_check_constraint_accepts_every_status_and_rejects_an_unknown_one(
+    db_path: Path,
+) -> None:
+    db = connection.connect(db_path)
+    insert = (
+        "INSERT INTO tasks (title, status, runtime, current_run_id, created_at, updated_at)"
+        " VALUES ('t', ?, 'hermes', ?, 0, 0)"
+    )
+    try:
+        for status in states.Status:
+            db.conn.execute(insert, (status.value, 1 if status is states.Status.RUNNING else None))
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            db.conn.execute(insert, ("in_review", None))
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            db.conn.execute(insert, ("running", None))  # running needs a run
+    finally:
+        db.conn.close()
