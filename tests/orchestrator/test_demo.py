@@ -1,0 +1,99 @@
+"""`python -m orchestrator.demo`, run as `make demo` runs it, with real Codex and Hermes workers.
+
+The demo refuses an output directory under /tmp (Codex's sandbox lets the agent's shell write
+there, and the board must be out of its reach), so this test runs it in a directory of its
+own under the repository's ignored ``demo-output/`` and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KANBAN = str(Path(sys.executable).with_name("kanban"))
+
+# title -> {path: text that must be in that file on the task's branch}
+EXPECTED = {
+    "Add slugify() to textutils.py": {"textutils.py": "def slugify"},
+    "Document the helpers in README.md": {"README.md": "## Usage"},
+    "Write CHANGELOG.md for the release": {"CHANGELOG.md": "## 0.2.0"},
+    "Add a stats module (via subtasks)": {"stats.py": "def mean", "test_stats.py": "StatsTest"},
+    "Write stats.py: mean() and median()": {"stats.py": "def median"},
+    "Write test_stats.py for stats.py": {"test_stats.py": "def test_median"},
+}
+
+
+@pytest.fixture
+def output() -> Iterator[Path]:
+    parent = REPO_ROOT / "demo-output"
+    path = parent / f"test-{secrets.token_hex(4)}"
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.mark.e2e
+def test_the_demo_runs_every_task_to_done_with_its_files_on_its_branch(
+    output: Path, isolated_home: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.demo", "--output", str(output)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Demo finished" in done.stdout
+    assert "The model was SCRIPTED" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+    board = json.loads(
+        subprocess.run(
+            [KANBAN, "list", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={
+                **os.environ,
+                "KANBAN_DB": str(output / "board.db"),
+                "KANBAN_CONFIG": str(output / "kanban-config.toml"),
+            },
+        ).stdout
+    )
+    by_title = {task["title"]: task for task in board}
+    assert set(by_title) == set(EXPECTED)
+    assert {task["status"] for task in board} == {"done"}
+    runtimes = {title: task["runtime"] for title, task in by_title.items()}
+    assert set(runtimes.values()) == {"codex", "hermes"}
+    parent = by_title["Add a stats module (via subtasks)"]
+    assert {
+        by_title[t]["parent"]
+        for t in ("Write stats.py: mean() and median()", "Write test_stats.py for stats.py")
+    } == {parent["id"]}
+    for title, files in EXPECTED.items():
+        for path, text in files.items():
+            assert text in git(output / "repo", "show", f"{by_title[title]['branch']}:{path}")
+
+    # Nothing of the user's (here: the test's isolated home) was read into or written.
+    for name in (".codex", ".hermes", ".kanban"):
+        assert not (isolated_home / name).exists()
