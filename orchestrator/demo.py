@@ -39,6 +39,12 @@ from rich.console import Console
 from orchestrator import scripted_model, worktrees
 from worker.runtimes import codex as codex_runtime
 
+# Codex settings kept outside kanban's block: no plugin or app sync at start-up (there is no
+# account to sync with), and no usage metrics sent (nothing leaves the machine).
+CODEX_SETTINGS = (
+    "[features]\nplugins = false\napps = false\nremote_plugin = false\n\n"
+    "[analytics]\nenabled = false\n"
+)
 MARKER = ".kanban-demo"  # only a directory holding this file is ever wiped
 TASK_TIMEOUT = 90  # seconds per attempt: a wedged agent must not hang the demo
 CHILD_TIMEOUT = 60  # seconds for the kanban commands around the run
@@ -446,10 +452,7 @@ def agent_homes(demo: Demo) -> None:
     """What the demo's homes need besides what `kanban setup` writes (it keeps these)."""
     codex_home = demo.out / "codex-home"
     codex_home.mkdir()
-    # No plugin or app sync at start-up: there is no account to sync with.
-    (codex_home / "config.toml").write_text(
-        "[features]\nplugins = false\napps = false\nremote_plugin = false\n"
-    )
+    (codex_home / "config.toml").write_text(CODEX_SETTINGS)
     hermes_home = demo.out / "hermes-home"
     hermes_home.mkdir()
     # Tirith (Hermes' command scanner) would try to download itself at every start.
@@ -579,7 +582,7 @@ def run(demo: Demo) -> bool:
     demo.say(f"repository {demo.show(demo.repo)}: {', '.join(PROJECT)} (main at {base[:8]})")
     demo.say(f"board {demo.show(out / 'board.db')}, worktrees under {demo.show(out / 'worktrees')}")
     demo.say(
-        f"{demo.show(out / 'codex-home')}: [features] plugins and apps off (no account to sync)"
+        f"{demo.show(out / 'codex-home')}: plugins, apps and analytics off (no account, no network)"
     )
     demo.say(f"{demo.show(out / 'hermes-home')}: security.tirith_enabled false (no download)")
 
