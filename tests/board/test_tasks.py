@@ -450,3 +450,21 @@ def test_show_adds_runs_events_comments_and_subtasks(db: sqlite_utils.Database) 
     assert (note["author"], note["body"]) == (f"run {claimed.run_id}", "looks good")
     assert [(s["id"], s["level"]) for s in shown["subtasks"]] == [("t_2", 1), ("t_3", 2)]
     assert views.task_object(db, parent) == {k: shown[k] for k in views.TASK_FIELDS}
+
+
+def test_listing_the_ready_queue_walks_its_index_instead_of_sorting(
+    db: sqlite_utils.Database,
+) -> None:
+    for priority in (0, 2, 1):
+        new(db, priority=priority)
+    seen: list[str] = []
+    db.conn.set_trace_callback(seen.append)
+    try:
+        listed = tasks.list_tasks(db, ["ready"], limit=2)
+    finally:
+        db.conn.set_trace_callback(None)
+
+    assert [t["priority"] for t in listed] == [2, 1]
+    (select,) = [s for s in seen if s.startswith("SELECT")]
+    plan = [row[3] for row in db.conn.execute(f"EXPLAIN QUERY PLAN {select}")]
+    assert plan == ["SCAN tasks USING INDEX tasks_ready"]
