@@ -55,7 +55,10 @@ def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
 
 
 def wait_for(
-    condition: Callable[[], Any], what: str, timeout: float = DEADLINE, on_fail: str = ""
+    condition: Callable[[], Any],
+    what: str,
+    timeout: float = DEADLINE,
+    on_fail: Callable[[], str] = str,
 ) -> Any:
     """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout
@@ -64,7 +67,7 @@ def wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{on_fail}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{on_fail()}")
         time.sleep(0.02)
 
 
@@ -87,12 +90,6 @@ def read_when_written(path: Path, timeout: float = DEADLINE) -> str:
     return wait_for(
         lambda: path.exists() and path.read_text(), f"{path.name} to be written", timeout
     )
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class Dispatcher:
@@ -122,7 +119,7 @@ class Dispatcher:
 
     def wait_for_output(self, text: str) -> None:
         wait_for(
-            lambda: text in self.output(), f"{text!r} from the dispatcher", on_fail=self.output()
+            lambda: text in self.output(), f"{text!r} from the dispatcher", on_fail=self.output
         )
 
 
@@ -192,7 +189,7 @@ class Kanban:
         return wait_for(
             lambda: (t := self.task(task_id))["status"] in statuses and t,
             f"t_{task_id} to be {' or '.join(statuses)}",
-            on_fail=self.logs(),
+            on_fail=self.logs,
         )
 
     def cleanup(self) -> None:
@@ -255,7 +252,7 @@ if len(sys.argv) > 2:  # chatty: prints a line often, so it never looks stalled
 time.sleep(300)
 """
 
-# Writes "started" to its marker, waits for a go file, writes a file in its worktree, exits.
+# Appends its task id to a marker, waits for a go file, writes a file in its worktree, exits.
 WAIT_FOR_GO = """
 import os, sys, time
 marker, go, code = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -307,7 +304,7 @@ def test_sigkilled_dispatcher_is_replaced_and_every_task_ends_exactly_once(
     wait_for(
         lambda: started.exists() and len(started.read_text().split()) == 3,
         "all three workers to start",
-        on_fail=kb.logs(),
+        on_fail=kb.logs,
     )
 
     old.proc.send_signal(signal.SIGKILL)
@@ -397,7 +394,7 @@ def test_cancel_of_a_running_task_kills_its_worker_within_seconds(
         lambda: all(gone(*p) for p in procs),
         "the cancelled worker to be killed",
         timeout=10,
-        on_fail=dispatcher.output(),
+        on_fail=dispatcher.output,
     )
     wait_for(lambda: kb.runs(task_id)[0]["ended_at"], "the run to be settled", timeout=10)
     (run,) = kb.runs(task_id)
@@ -470,7 +467,7 @@ sys.exit(3)
     scheduled = wait_for(
         lambda: (t := kb.task(task_id))["status"] == "ready" and t["next_attempt_at"] and t,
         "the first retry to be scheduled",
-        on_fail=dispatcher.output(),
+        on_fail=dispatcher.output,
     )
     assert scheduled["attempts"] == 1
     assert dispatcher.wait() == 0, dispatcher.output()
@@ -709,7 +706,7 @@ def test_task_created_by_another_process_starts_without_waiting_for_the_poll(
     wait_for(
         lambda: connection.read(kb.db, "SELECT 1 FROM dispatchers"),
         "the dispatcher to register",
-        on_fail=dispatcher.output(),
+        on_fail=dispatcher.output,
     )
     marker = tmp_path / "marker"
     command = shlex.join([PY, "-c", "import sys; open(sys.argv[1], 'w').close()", str(marker)])
@@ -717,7 +714,7 @@ def test_task_created_by_another_process_starts_without_waiting_for_the_poll(
     kb.run("create", "prompt", "--command", command)
 
     # Well below the 30 s poll: only the wake-up can have started it.
-    wait_for(marker.exists, "the worker to start", timeout=10, on_fail=dispatcher.output())
+    wait_for(marker.exists, "the worker to start", timeout=10, on_fail=dispatcher.output)
 
 
 # --- subtasks ----------------------------------------------------------------------------------
