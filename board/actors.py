@@ -40,3 +40,4 @@ class Dispatcher:
 
 Actor = Operator | Worker | Dispatcher
 OPERATOR = Operator()
+DISPATCHER = Dispatcher()

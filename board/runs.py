@@ -184,7 +184,7 @@ def settle(
     commit_sha: str | None = None,
     retry_at: float | None = None,
     refund: bool = False,
-    actor: actors.Actor = actors.Dispatcher(),
+    actor: actors.Actor = actors.DISPATCHER,
     now: float | None = None,
 ) -> Outcome:
     """End a run after its process is gone and its work is committed; move the task on.

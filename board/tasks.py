@@ -397,7 +397,7 @@ def set_placement(db: sqlite_utils.Database, task_id: int, *, branch: str | None
 
 
 def record(db: sqlite_utils.Database, task_id: int, kind: str, data: dict[str, Any],
-           actor: actors.Actor = actors.Dispatcher()) -> None:
+           actor: actors.Actor = actors.DISPATCHER) -> None:
     """Append an informational event (a merge, a commit) to a task's history."""
     with transaction(db) as tx:
         _require(tx, task_id)

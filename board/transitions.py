@@ -116,7 +116,7 @@ def _release_dependents(tx: Tx, task_id: int) -> None:
         (task_id,),
     ):
         if not unfinished_blockers(tx, row["id"]):
-            apply(tx, row["id"], Status.READY, actors.Dispatcher(),
+            apply(tx, row["id"], Status.READY, actors.DISPATCHER,
                   reason=f"blocker {ids.format(task_id)} is done")
 
 
@@ -130,5 +130,5 @@ def _wake_parent(tx: Tx, task_id: int) -> None:
     if not open_children(tx, parent["id"]):
         # A blocker linked while the parent ran or waited still holds it back.
         target = Status.TODO if unfinished_blockers(tx, parent["id"]) else Status.READY
-        apply(tx, parent["id"], target, actors.Dispatcher(),
+        apply(tx, parent["id"], target, actors.DISPATCHER,
               reason="all subtasks have ended", resume=1, attempts=0, next_attempt_at=None)

@@ -84,7 +84,8 @@ class Dispatcher:
             if sock is not None:
                 sock.close()
             self.board.close()
-        return 0
+        # Interrupted: running work was stopped (and will be retried), not finished.
+        return 130 if self.supervisor.stopping_workers else 0
 
     async def _loop(self, group: anyio.abc.TaskGroup) -> None:
         assert self.supervisor is not None

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from board import errors, ids, runs, tasks, views
+from board import actors, errors, ids, runs, tasks, views
 from board.states import Outcome
 from orchestrator import boardio, config, processes, retry, worktrees
 from worker import env, prompt, runtimes
@@ -125,6 +125,7 @@ class Supervisor:
         self.dispatcher_id = dispatcher_id
         self.logs_dir = logs_dir
         self.watched: dict[int, Watched] = {}
+        self.actor = actors.Dispatcher(dispatcher_id)
         self.stopping_workers = False
 
     # -- fresh claims -------------------------------------------------------------------
@@ -154,7 +155,8 @@ class Supervisor:
                     private_dir=str(log_path.parent))
                 launch = runtime.launch(context)
             except errors.KanbanError as exc:
-                await self.board.call(runs.settle, run_id, Outcome.SPAWN_FAILED, reason=str(exc))
+                await self.board.call(runs.settle, run_id, Outcome.SPAWN_FAILED,
+                                      reason=str(exc), actor=self.actor)
                 return
             environ = env.build(
                 dict(os.environ), task=ids.format(task["id"]), run_id=run_id, token=claim.token,
@@ -332,7 +334,8 @@ class Supervisor:
         reason = verdict.reason if note is None else f"{verdict.reason or ''}; {note}".strip("; ")
         await self.board.call(
             runs.settle, watched.run_id, verdict.outcome, reason=reason, summary=verdict.summary,
-            commit_sha=commit, retry_at=verdict.retry_at, refund=verdict.refund)
+            commit_sha=commit, retry_at=verdict.retry_at, refund=verdict.refund,
+            actor=self.actor)
 
     def poke_all(self) -> None:
         for watched in list(self.watched.values()):

@@ -434,7 +434,7 @@ def test_sigint_twice_stops_the_running_worker_and_gives_its_attempt_back(
     dispatcher.wait_for_output("starting no new workers")
     dispatcher.proc.send_signal(signal.SIGINT)
 
-    dispatcher.wait()  # 0 today; a case could be made for 130 (interrupted)
+    assert dispatcher.wait() == 130  # interrupted: the work was stopped, not finished
     assert "stopping the running workers" in dispatcher.output()
     assert all(gone(*p) for p in procs)
     (run,) = kb.runs(task_id)
