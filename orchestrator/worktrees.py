@@ -726,17 +726,24 @@ def gc(
     deleted: list[str] = []
     kept_branches: list[str] = []
     problems: list[str] = []
+    pairs = [(Path(path).expanduser().resolve(), branch) for path, branch in worktrees]
     with _repo_lock(info.common_dir):
-        for path, branch in worktrees:
-            target = Path(path).expanduser().resolve()
+        # One look at the refs for all pairs: what an earlier gc already collected (no
+        # directory, no branch) costs nothing, however long the board's history grows.
+        existing = _branch_states(info.top, {branch for _, branch in pairs})
+        for target, branch in pairs:
+            if branch not in existing and not os.path.lexists(target):
+                continue
             try:
-                if _remove(info.top, target, force):
+                if os.path.lexists(target) and _remove(info.top, target, force):
                     removed.append(target)
             except GitError as exc:
                 kept.append(target)
                 kept_branches.append(branch)
                 if not isinstance(exc, WorktreeDirty):
                     problems.append(str(exc))
+                continue
+            if branch not in existing:
                 continue
             try:
                 if _delete_branch(info.top, branch, force, merged_into):
