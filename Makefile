@@ -25,11 +25,13 @@ lint: venv
 	$(PY) -m ruff check board worker orchestrator tests bench
 	$(PY) -m ruff format --check board worker orchestrator tests bench
 
+# Run as modules from the repository root, so `import board` is the package, never
+# bench/board.py.
 bench: venv tools
-	$(PY) bench/board.py
-	$(PY) bench/dispatch.py
-	$(PY) bench/mcp_startup.py
-	$(PY) bench/end_to_end.py
+	$(PY) -m bench.board
+	$(PY) -m bench.dispatch
+	$(PY) -m bench.mcp_startup
+	$(PY) -m bench.end_to_end
 
 venv: $(VENV)/.installed
 tools: $(HERMES) $(CODEX)

@@ -24,7 +24,7 @@ task itself and also settles the run (a third transaction) after the worker's co
 
 Only SQLite opens our board files (../shared/benchmarking.md, trap 1).
 
-Run on demand: ``.venv/bin/python bench/board.py [--reps 3] [--scale 1.0] [--only a,b]``.
+Run on demand: ``.venv/bin/python -m bench.board [--reps 3] [--scale 1.0] [--only a,b]``.
 Needs `make tools` for the Hermes column (left empty when Hermes is not installed).
 """
 
@@ -47,20 +47,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-if __name__ == "board":
-    # A sibling script run as `python bench/<script>.py` has bench/ first on sys.path, so its
-    # `import board` finds this file: hand it the real package instead.
-    import importlib.util
-
-    _spec = importlib.util.spec_from_file_location(
-        "board", ROOT / "board" / "__init__.py", submodule_search_locations=[str(ROOT / "board")]
-    )
-    assert _spec is not None and _spec.loader is not None
-    _package = importlib.util.module_from_spec(_spec)
-    sys.modules["board"] = _package  # the import system returns what is here once we finish
-    _spec.loader.exec_module(_package)
-elif __name__ == "__main__" and sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    sys.path[0] = str(ROOT)  # `board` is the package, not this file
+if __name__ == "__main__" and sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)  # run as a script: `board` must be the package, not this file
 
 HERMES_PYTHON = ROOT / ".tools" / "hermes" / "bin" / "python"
 PUBLISHED = {  # Hermes 0.19 on this machine, ../shared/benchmarking.md

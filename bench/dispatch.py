@@ -12,7 +12,7 @@
    repetition measures the bare batch right beside the kanban run, before it in even
    repetitions and after it in odd ones, and the report gives ratios.
 
-Run on demand: ``.venv/bin/python bench/dispatch.py`` (about 8 minutes on 2 CPUs); smaller:
+Run on demand: ``.venv/bin/python -m bench.dispatch`` (about 8 minutes on 2 CPUs); smaller:
 ``--latency-tasks 40 --throughput-tasks 100 --reps 1``. Everything lives in a temporary
 directory with its own HOME; nothing touches ~/.kanban.
 """

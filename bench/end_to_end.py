@@ -33,7 +33,7 @@ The bare run has the same turns minus the kanban_complete call (it has no kanban
 to): start-up (spawn -> first request), turns, exit. The overhead is reported as the ratio
 kanban / bare, per round (paired) and of the medians.
 
-Run on demand: ``.venv/bin/python bench/end_to_end.py [--runs 5]`` (about 2 minutes on 2
+Run on demand: ``.venv/bin/python -m bench.end_to_end [--runs 5]`` (about 2 minutes on 2
 CPUs; `make bench` runs it). Needs `make tools`. Everything lives in a directory under the
 repository's ignored ``demo-output/`` (the ``hermes`` runtime refuses a board under /tmp,
 which Codex's sandbox lets the agent write), removed at the end; nothing touches ~/.codex,

@@ -7,7 +7,7 @@ Hermes' own MCP callback server (run with Hermes' interpreter and a throwaway HE
 Then one `kanban_heartbeat` round trip, and `kanban_show` / `kanban_list` on a board of
 100,000 tasks.
 
-Run on demand: ``.venv/bin/python bench/mcp_startup.py [--runs 20]``. Needs `make tools` for
+Run on demand: ``.venv/bin/python -m bench.mcp_startup [--runs 20]``. Needs `make tools` for
 the Hermes row (skipped when Hermes is not installed).
 """
 
