@@ -1,7 +1,10 @@
 """Dependency edges (`A blocks B`): B stays `todo` until every blocker is done.
 
-Adding an edge refuses a cycle, found by walking the existing edges from the blocked task with
-a recursive query (only the tasks reachable from it are visited).
+Adding an edge refuses a cycle, found by walking from the blocked task with a recursive query
+(only the tasks reachable from it are visited). The walk follows the edges and also each
+subtask to its parent, since a parent waits for its subtasks: a dependency that would make a
+parent and one of its subtasks wait for each other, directly or through other tasks, is a
+deadlock and is refused like any cycle.
 """
 
 from __future__ import annotations
@@ -12,17 +15,41 @@ from board import actors, errors, fencing, ids, transitions
 from board.connection import Tx, transaction
 
 
+def _reaches(tx: Tx, start: int, goal: int) -> bool:
+    """Must `start` end before `goal` can? Following `blocks` edges, and child -> parent
+    (a parent finishes only after its subtasks have ended). Visits each task at most once."""
+    return tx.value(
+        "WITH RECURSIVE reach(id) AS ("
+        "  SELECT ?"
+        "  UNION SELECT d.blocked_id FROM deps d JOIN reach ON d.blocker_id = reach.id"
+        "  UNION SELECT t.parent_id FROM tasks t JOIN reach ON t.id = reach.id"
+        "        WHERE t.parent_id IS NOT NULL"
+        ") SELECT 1 FROM reach WHERE id = ? LIMIT 1",
+        (start, goal),
+    ) is not None
+
+
 def path_between(tx: Tx, start: int, goal: int) -> list[int] | None:
-    """A chain of `blocks` edges from `start` to `goal`, if any."""
-    row = tx.one(
-        "WITH RECURSIVE reach(id, path) AS ("
-        "  SELECT ?, CAST(? AS TEXT)"
-        "  UNION SELECT d.blocked_id, reach.path || ',' || d.blocked_id"
-        "  FROM deps d JOIN reach ON d.blocker_id = reach.id"
-        ") SELECT path FROM reach WHERE id = ? LIMIT 1",
-        (start, start, goal),
-    )
-    return None if row is None else [int(part) for part in row["path"].split(",")]
+    """A chain from `start` to `goal` of the orderings `_reaches` follows, if there is one."""
+    if not _reaches(tx, start, goal):
+        return None
+    came_from: dict[int, int | None] = {start: None}
+    frontier = [start]
+    while frontier and goal not in came_from:  # only on the (rare) refusal path
+        following = []
+        for node in frontier:
+            parent = tx.value("SELECT parent_id FROM tasks WHERE id = ?", (node,))
+            nexts = [r["blocked_id"] for r in tx.all(
+                "SELECT blocked_id FROM deps WHERE blocker_id = ?", (node,))]
+            for step in [*nexts, *([parent] if parent is not None else [])]:
+                if step not in came_from:
+                    came_from[step] = node
+                    following.append(step)
+        frontier = following
+    path = [goal]
+    while came_from[path[-1]] is not None:
+        path.append(came_from[path[-1]])  # type: ignore[arg-type]
+    return path[::-1]
 
 
 def insert_edge(tx: Tx, blocker: int, blocked: int, actor: actors.Actor) -> bool:

@@ -19,7 +19,9 @@ class BoardError(KanbanError):
 class TaskNotFound(KanbanError):
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
-        super().__init__(f"task {task_id} does not exist; `kanban list` shows the tasks on the board")
+        super().__init__(
+            f"task {task_id} does not exist; `kanban list` shows the tasks on the board"
+        )
 
 
 class RunNotFound(KanbanError):
@@ -44,8 +46,10 @@ class DependencyCycle(KanbanError):
         self.path = path
         chain = " -> ".join(path)
         super().__init__(
-            f"{blocker} cannot block {blocked}: {blocked} already (transitively) blocks "
-            f"{blocker} ({chain}); remove a link with `kanban unlink` first"
+            f"{blocker} cannot block {blocked}: {blocked} must already end before {blocker} "
+            f"can ({chain}; a blocker ends before what it blocks, a subtask before its parent),"
+            " so they would wait for each other forever; remove a link with `kanban unlink`"
+            " first"
         )
 
 

@@ -296,7 +296,9 @@ def cancel(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors
             "WITH RECURSIVE sub(id) AS (SELECT ?"
             " UNION ALL SELECT t.id FROM tasks t JOIN sub ON t.parent_id = sub.id)"
             f" SELECT t.* FROM tasks t JOIN sub ON t.id = sub.id"
-            f" WHERE t.status IN {states.sql_list(states.OPEN)} ORDER BY t.depth DESC, t.id",
+            # Parents first: a waiting parent cancelled before its subtasks is not woken up
+            # (resumed) by their ending.
+            f" WHERE t.status IN {states.sql_list(states.OPEN)} ORDER BY t.depth, t.id",
             (task_id,),
         )
         for row in subtree:

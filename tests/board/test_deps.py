@@ -261,3 +261,14 @@ def test_the_dependents_query_looks_edges_up_by_blocker(db: sqlite_utils.Databas
     ]
     assert any(step.startswith("SEARCH d USING PRIMARY KEY (blocker_id=?)") for step in plan)
     assert any("SEARCH t USING INTEGER PRIMARY KEY" in step for step in plan)
+
+
+def test_a_link_that_would_make_a_parent_and_its_subtask_wait_for_each_other_is_refused(db):
+    parent = tasks.create(db, tasks.NewTask("parent"))
+    child = tasks.create(db, tasks.NewTask("child", parent=parent))
+    after_parent = tasks.create(db, tasks.NewTask("after the parent", after=[parent]))
+    # child -> parent -> after_parent: the child waiting for after_parent would deadlock.
+    with pytest.raises(errors.DependencyCycle) as caught:
+        deps.link(db, after_parent, child)
+    assert f"t_{child} -> t_{parent} -> t_{after_parent}" in str(caught.value)
+    assert views.task_object(db, child)["blockers"] == []
