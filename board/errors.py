@@ -47,8 +47,8 @@ class DependencyCycle(KanbanError):
         chain = " -> ".join(path)
         super().__init__(
             f"{blocker} cannot block {blocked}: {blocked} must already end before {blocker} "
-            f"can ({chain}; a blocker ends before what it blocks, a subtask before its parent),"
-            " so they would wait for each other forever; remove a link with `kanban unlink`"
+            f"can ({chain}), so they would wait for each other forever (a blocker ends before"
+            " what it blocks, a subtask before its parent); remove a link with `kanban unlink`"
             " first"
         )
 
