@@ -48,7 +48,8 @@ def order(entries: Sequence[Entry]) -> list[Entry]:
         for key in entry.after:
             if key not in by_key:
                 raise errors.InvalidInput(
-                    f"task {entry.key!r} comes after {key!r}, which is not in the batch")
+                    f"task {entry.key!r} comes after {key!r}, which is not in the batch"
+                )
     ordered: list[Entry] = []
     placed: set[str] = set()
     visiting: list[str] = []
@@ -57,7 +58,7 @@ def order(entries: Sequence[Entry]) -> list[Entry]:
         if entry.key in placed:
             return
         if entry.key in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(entry.key):], entry.key])
+            cycle = " -> ".join([*visiting[visiting.index(entry.key) :], entry.key])
             raise errors.InvalidInput(f"the batch's dependencies form a cycle: {cycle}")
         visiting.append(entry.key)
         for key in entry.after:
@@ -76,14 +77,24 @@ def _existing(tx: Tx, key: str) -> Submitted | None:
     if row is None:
         return None
     batch_id = format_id(row["id"])
-    made = tx.all("SELECT id, batch_key FROM tasks WHERE batch_id = ? AND batch_key IS NOT NULL"
-                  " ORDER BY id", (batch_id,))
+    made = tx.all(
+        "SELECT id, batch_key FROM tasks WHERE batch_id = ? AND batch_key IS NOT NULL ORDER BY id",
+        (batch_id,),
+    )
     return Submitted(batch_id, False, {r["batch_key"]: r["id"] for r in made})
 
 
-def insert(tx: Tx, entries: Sequence[Entry], *, name: str, idempotency_key: str | None = None,
-           source: str | None = None, schedule: str | None = None,
-           fire_at: float | None = None, actor: actors.Actor = actors.OPERATOR) -> Submitted:
+def insert(
+    tx: Tx,
+    entries: Sequence[Entry],
+    *,
+    name: str,
+    idempotency_key: str | None = None,
+    source: str | None = None,
+    schedule: str | None = None,
+    fire_at: float | None = None,
+    actor: actors.Actor = actors.OPERATOR,
+) -> Submitted:
     if not entries:
         raise errors.InvalidInput("the batch has no tasks")
     ordered = order(entries)
@@ -100,15 +111,23 @@ def insert(tx: Tx, entries: Sequence[Entry], *, name: str, idempotency_key: str 
     made: dict[str, int] = {}
     for entry in ordered:
         spec = dataclasses.replace(
-            entry.task, batch_id=batch_id,
-            after=(*entry.task.after, *(made[key] for key in entry.after)))
+            entry.task,
+            batch_id=batch_id,
+            after=(*entry.task.after, *(made[key] for key in entry.after)),
+        )
         made[entry.key] = tasks.insert(tx, spec, actor)
         tx.execute("UPDATE tasks SET batch_key = ? WHERE id = ?", (entry.key, made[entry.key]))
     return Submitted(batch_id, True, made)
 
 
-def submit(db: sqlite_utils.Database, entries: Sequence[Entry], *, name: str,
-           idempotency_key: str | None = None, source: str | None = None) -> Submitted:
+def submit(
+    db: sqlite_utils.Database,
+    entries: Sequence[Entry],
+    *,
+    name: str,
+    idempotency_key: str | None = None,
+    source: str | None = None,
+) -> Submitted:
     """Create every task of the batch, or none; with a key already used, create nothing."""
     with transaction(db) as tx:
         return insert(tx, entries, name=name, idempotency_key=idempotency_key, source=source)

@@ -18,15 +18,18 @@ from board.connection import Tx, transaction
 def _reaches(tx: Tx, start: int, goal: int) -> bool:
     """Must `start` end before `goal` can? Following `blocks` edges, and child -> parent
     (a parent finishes only after its subtasks have ended). Visits each task at most once."""
-    return tx.value(
-        "WITH RECURSIVE reach(id) AS ("
-        "  SELECT ?"
-        "  UNION SELECT d.blocked_id FROM deps d JOIN reach ON d.blocker_id = reach.id"
-        "  UNION SELECT t.parent_id FROM tasks t JOIN reach ON t.id = reach.id"
-        "        WHERE t.parent_id IS NOT NULL"
-        ") SELECT 1 FROM reach WHERE id = ? LIMIT 1",
-        (start, goal),
-    ) is not None
+    return (
+        tx.value(
+            "WITH RECURSIVE reach(id) AS ("
+            "  SELECT ?"
+            "  UNION SELECT d.blocked_id FROM deps d JOIN reach ON d.blocker_id = reach.id"
+            "  UNION SELECT t.parent_id FROM tasks t JOIN reach ON t.id = reach.id"
+            "        WHERE t.parent_id IS NOT NULL"
+            ") SELECT 1 FROM reach WHERE id = ? LIMIT 1",
+            (start, goal),
+        )
+        is not None
+    )
 
 
 def path_between(tx: Tx, start: int, goal: int) -> list[int] | None:
@@ -39,8 +42,10 @@ def path_between(tx: Tx, start: int, goal: int) -> list[int] | None:
         following = []
         for node in frontier:
             parent = tx.value("SELECT parent_id FROM tasks WHERE id = ?", (node,))
-            nexts = [r["blocked_id"] for r in tx.all(
-                "SELECT blocked_id FROM deps WHERE blocker_id = ?", (node,))]
+            nexts = [
+                r["blocked_id"]
+                for r in tx.all("SELECT blocked_id FROM deps WHERE blocker_id = ?", (node,))
+            ]
             for step in [*nexts, *([parent] if parent is not None else [])]:
                 if step not in came_from:
                     came_from[step] = node
@@ -62,8 +67,9 @@ def insert_edge(tx: Tx, blocker: int, blocked: int, actor: actors.Actor) -> bool
         )
     cycle = path_between(tx, blocked, blocker)
     if cycle is not None:
-        raise errors.DependencyCycle(ids.format(blocker), ids.format(blocked),
-                                     [ids.format(t) for t in cycle])
+        raise errors.DependencyCycle(
+            ids.format(blocker), ids.format(blocked), [ids.format(t) for t in cycle]
+        )
     cursor = tx.execute(
         "INSERT OR IGNORE INTO deps (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)",
         (blocker, blocked, tx.now),
@@ -84,8 +90,9 @@ def _check(tx: Tx, blocker: int, blocked: int, actor: actors.Actor) -> None:
                 raise errors.NotYourTask(ids.format(task_id), ids.format(actor.task_id))
 
 
-def link(db: sqlite_utils.Database, blocker: int, blocked: int,
-         actor: actors.Actor = actors.OPERATOR) -> bool:
+def link(
+    db: sqlite_utils.Database, blocker: int, blocked: int, actor: actors.Actor = actors.OPERATOR
+) -> bool:
     """`blocker` must be done before `blocked` runs. Returns False if the edge existed."""
     with transaction(db) as tx:
         _check(tx, blocker, blocked, actor)
@@ -94,8 +101,9 @@ def link(db: sqlite_utils.Database, blocker: int, blocked: int,
         return added
 
 
-def unlink(db: sqlite_utils.Database, blocker: int, blocked: int,
-           actor: actors.Actor = actors.OPERATOR) -> bool:
+def unlink(
+    db: sqlite_utils.Database, blocker: int, blocked: int, actor: actors.Actor = actors.OPERATOR
+) -> bool:
     with transaction(db) as tx:
         _check(tx, blocker, blocked, actor)
         cursor = tx.execute(

@@ -14,8 +14,14 @@ import sqlite_utils
 from board.connection import rows, transaction
 
 
-def register(db: sqlite_utils.Database, *, pid: int, pid_started_at: float | None, host: str,
-             wake_address: str | None) -> int:
+def register(
+    db: sqlite_utils.Database,
+    *,
+    pid: int,
+    pid_started_at: float | None,
+    host: str,
+    wake_address: str | None,
+) -> int:
     with transaction(db) as tx:
         cursor = tx.execute(
             "INSERT INTO dispatchers (pid, pid_started_at, host, wake_address, started_at,"
@@ -40,8 +46,10 @@ def forget(db: sqlite_utils.Database, dispatcher_ids: list[int]) -> None:
     if not dispatcher_ids:
         return
     with transaction(db) as tx:
-        tx.execute(f"DELETE FROM dispatchers WHERE id IN ({', '.join('?' * len(dispatcher_ids))})",
-                   dispatcher_ids)
+        tx.execute(
+            f"DELETE FROM dispatchers WHERE id IN ({', '.join('?' * len(dispatcher_ids))})",
+            dispatcher_ids,
+        )
 
 
 def all_(db: sqlite_utils.Database) -> list[dict[str, Any]]:

@@ -14,7 +14,9 @@ from board import actors, errors, ids
 from board.connection import Tx
 
 
-def check(tx: Tx, worker: actors.Worker, target: int | None = None, *, own_only: bool = False) -> None:
+def check(
+    tx: Tx, worker: actors.Worker, target: int | None = None, *, own_only: bool = False
+) -> None:
     """Raise `StaleRun` unless `worker` holds its task; `NotYourTask` for a foreign target."""
     task_label = ids.format(worker.task_id)
     row = tx.one(
@@ -43,11 +45,13 @@ def check(tx: Tx, worker: actors.Worker, target: int | None = None, *, own_only:
 
 
 def is_descendant(tx: Tx, task_id: int, ancestor_id: int) -> bool:
-    return bool(tx.value(
-        "WITH RECURSIVE up(id) AS ("
-        "  SELECT parent_id FROM tasks WHERE id = ?"
-        "  UNION ALL SELECT t.parent_id FROM tasks t JOIN up ON t.id = up.id"
-        "  WHERE t.parent_id IS NOT NULL"
-        ") SELECT 1 FROM up WHERE id = ?",
-        (task_id, ancestor_id),
-    ))
+    return bool(
+        tx.value(
+            "WITH RECURSIVE up(id) AS ("
+            "  SELECT parent_id FROM tasks WHERE id = ?"
+            "  UNION ALL SELECT t.parent_id FROM tasks t JOIN up ON t.id = up.id"
+            "  WHERE t.parent_id IS NOT NULL"
+            ") SELECT 1 FROM up WHERE id = ?",
+            (task_id, ancestor_id),
+        )
+    )

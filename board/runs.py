@@ -79,14 +79,32 @@ def claim(
                 "INSERT INTO runs (task_id, attempt, kind, token, dispatcher_id, started_at,"
                 " heartbeat_at, lease_expires_at, worktree, branch)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (task["id"], attempt, kind, token, dispatcher_id, tx.now, tx.now,
-                 tx.now + lease, task["worktree"], task["branch"]),
+                (
+                    task["id"],
+                    attempt,
+                    kind,
+                    token,
+                    dispatcher_id,
+                    tx.now,
+                    tx.now,
+                    tx.now + lease,
+                    task["worktree"],
+                    task["branch"],
+                ),
             ).lastrowid
             assert run_id is not None
             transitions.apply(
-                tx, task["id"], Status.RUNNING, actors.Dispatcher(dispatcher_id), run_id=run_id,
-                expect=Status.READY, attempts=attempt, current_run_id=run_id, resume=0,
-                next_attempt_at=None, reason=f"attempt {attempt} ({kind})",
+                tx,
+                task["id"],
+                Status.RUNNING,
+                actors.Dispatcher(dispatcher_id),
+                run_id=run_id,
+                expect=Status.READY,
+                attempts=attempt,
+                current_run_id=run_id,
+                resume=0,
+                next_attempt_at=None,
+                reason=f"attempt {attempt} ({kind})",
             )
             task.update(status=Status.RUNNING, attempts=attempt, current_run_id=run_id)
             claims.append(Claim(task, run_id, token, attempt, kind))
@@ -118,8 +136,16 @@ def _token_matches(tx: Any, run_id: int, token: str) -> dict[str, Any]:
     return run
 
 
-def attach(db: sqlite_utils.Database, run_id: int, *, shim_pid: int, shim_started_at: float,
-           log_path: str, worktree: str | None, branch: str | None) -> None:
+def attach(
+    db: sqlite_utils.Database,
+    run_id: int,
+    *,
+    shim_pid: int,
+    shim_started_at: float,
+    log_path: str,
+    worktree: str | None,
+    branch: str | None,
+) -> None:
     """The dispatcher has started the run's shim."""
     with transaction(db) as tx:
         tx.execute(
@@ -129,17 +155,21 @@ def attach(db: sqlite_utils.Database, run_id: int, *, shim_pid: int, shim_starte
         )
 
 
-def started(db: sqlite_utils.Database, run_id: int, token: str, *, pid: int,
-            pid_started_at: float) -> None:
+def started(
+    db: sqlite_utils.Database, run_id: int, token: str, *, pid: int, pid_started_at: float
+) -> None:
     """The shim has started the agent process."""
     with transaction(db) as tx:
         _token_matches(tx, run_id, token)
-        tx.execute("UPDATE runs SET pid = ?, pid_started_at = ? WHERE id = ?",
-                   (pid, pid_started_at, run_id))
+        tx.execute(
+            "UPDATE runs SET pid = ?, pid_started_at = ? WHERE id = ?",
+            (pid, pid_started_at, run_id),
+        )
 
 
-def exited(db: sqlite_utils.Database, run_id: int, token: str, *, exit_code: int | None,
-           signal: int | None) -> None:
+def exited(
+    db: sqlite_utils.Database, run_id: int, token: str, *, exit_code: int | None, signal: int | None
+) -> None:
     """The shim saw the agent process end (recorded once; later calls change nothing)."""
     with transaction(db) as tx:
         _token_matches(tx, run_id, token)
@@ -151,8 +181,14 @@ def exited(db: sqlite_utils.Database, run_id: int, token: str, *, exit_code: int
         tx.wake = True
 
 
-def heartbeat(db: sqlite_utils.Database, worker: actors.Worker, note: str | None = None,
-              *, lease: float = DEFAULT_LEASE, now: float | None = None) -> None:
+def heartbeat(
+    db: sqlite_utils.Database,
+    worker: actors.Worker,
+    note: str | None = None,
+    *,
+    lease: float = DEFAULT_LEASE,
+    now: float | None = None,
+) -> None:
     """The worker is alive (and optionally says what it is doing). Fenced by the token."""
     if note is not None and len(note) > 2000:
         raise errors.InvalidInput("a heartbeat note is at most 2000 characters")
@@ -163,15 +199,22 @@ def heartbeat(db: sqlite_utils.Database, worker: actors.Worker, note: str | None
             " WHERE id = :run AND task_id = :task AND token = :token AND outcome IS NULL"
             " AND EXISTS (SELECT 1 FROM tasks WHERE id = :task AND current_run_id = :run"
             "             AND status = 'running')",
-            {"now": tx.now, "lease": lease, "note": note, "run": worker.run_id,
-             "task": worker.task_id, "token": worker.token},
+            {
+                "now": tx.now,
+                "lease": lease,
+                "note": note,
+                "run": worker.run_id,
+                "task": worker.task_id,
+                "token": worker.token,
+            },
         )
         if cursor.rowcount != 1:
             fencing.check(tx, worker)  # raises with the precise reason
             raise errors.StaleRun(ids.format(worker.task_id), worker.run_id, "not the live run")
         if note:
-            transitions.event(tx, worker.task_id, "heartbeat", worker, run_id=worker.run_id,
-                              data={"note": note})
+            transitions.event(
+                tx, worker.task_id, "heartbeat", worker, run_id=worker.run_id, data={"note": note}
+            )
 
 
 def settle(
@@ -208,9 +251,20 @@ def settle(
             " settled_by = coalesce(settled_by, ?) WHERE id = ?",
             (tx.now, final, reason, summary, commit_sha, actor.label, run_id),
         )
-        transitions.event(tx, run["task_id"], "run_ended", actor, run_id=run_id,
-                          data={"outcome": final, "reason": reason, "commit": commit_sha,
-                                "exit_code": run["exit_code"], "signal": run["signal"]})
+        transitions.event(
+            tx,
+            run["task_id"],
+            "run_ended",
+            actor,
+            run_id=run_id,
+            data={
+                "outcome": final,
+                "reason": reason,
+                "commit": commit_sha,
+                "exit_code": run["exit_code"],
+                "signal": run["signal"],
+            },
+        )
         tx.wake = True
         if run["outcome"] is not None:
             return final
@@ -221,20 +275,41 @@ def settle(
         if final is Outcome.COMPLETED:
             tasks.finish_completed(tx, task["id"], summary or "completed", actor, run_id)
         elif final is Outcome.BLOCKED:
-            transitions.apply(tx, task["id"], Status.BLOCKED, actor, run_id=run_id,
-                              block_reason=reason or "blocked", reason=reason)
+            transitions.apply(
+                tx,
+                task["id"],
+                Status.BLOCKED,
+                actor,
+                run_id=run_id,
+                block_reason=reason or "blocked",
+                reason=reason,
+            )
         elif retry_at is not None and (refund or task["attempts"] < task["max_attempts"]):
             attempts = task["attempts"] - 1 if refund else task["attempts"]
             # A blocker linked while the task ran holds the retry back until it is done.
-            target = (Status.TODO if transitions.unfinished_blockers(tx, task["id"])
-                      else Status.READY)
-            transitions.apply(tx, task["id"], target, actor, run_id=run_id,
-                              next_attempt_at=retry_at, attempts=max(attempts, 0),
-                              reason=f"{final}: {reason}" if reason else str(final))
+            target = (
+                Status.TODO if transitions.unfinished_blockers(tx, task["id"]) else Status.READY
+            )
+            transitions.apply(
+                tx,
+                task["id"],
+                target,
+                actor,
+                run_id=run_id,
+                next_attempt_at=retry_at,
+                attempts=max(attempts, 0),
+                reason=f"{final}: {reason}" if reason else str(final),
+            )
         else:
-            transitions.apply(tx, task["id"], Status.FAILED, actor, run_id=run_id,
-                              failure_reason=reason or str(final),
-                              reason=f"{final}: {reason}" if reason else str(final))
+            transitions.apply(
+                tx,
+                task["id"],
+                Status.FAILED,
+                actor,
+                run_id=run_id,
+                failure_reason=reason or str(final),
+                reason=f"{final}: {reason}" if reason else str(final),
+            )
         return final
 
 
@@ -249,7 +324,9 @@ def next_retry_at(db: sqlite_utils.Database) -> float | None:
 
 def last_ended(db: sqlite_utils.Database, task_id: int) -> dict[str, Any] | None:
     """The task's most recent settled run (why the previous attempt ended)."""
-    found = rows(db.conn, "SELECT * FROM runs WHERE task_id = ? AND ended_at IS NOT NULL"
-                 " ORDER BY id DESC LIMIT 1", (task_id,))
+    found = rows(
+        db.conn,
+        "SELECT * FROM runs WHERE task_id = ? AND ended_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+        (task_id,),
+    )
     return found[0] if found else None
-

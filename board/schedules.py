@@ -19,18 +19,24 @@ from board.connection import rows, transaction
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def add(db: sqlite_utils.Database, name: str, cron: str, batch_path: str, *,
-        now: float | None = None) -> None:
+def add(
+    db: sqlite_utils.Database, name: str, cron: str, batch_path: str, *, now: float | None = None
+) -> None:
     if not NAME.match(name):
         raise errors.InvalidInput(
-            f"{name!r} is not a schedule name: use letters, digits, '.', '_' and '-'")
+            f"{name!r} is not a schedule name: use letters, digits, '.', '_' and '-'"
+        )
     with transaction(db, now=now) as tx:
         if tx.value("SELECT 1 FROM schedules WHERE name = ?", (name,)):
             raise errors.InvalidInput(
-                f"a schedule named {name!r} exists; `kanban schedule remove {name}` first")
+                f"a schedule named {name!r} exists; `kanban schedule remove {name}` first"
+            )
         # Fire times before the schedule existed are not "missed".
-        tx.execute("INSERT INTO schedules (name, cron, batch_path, created_at, last_fire_at)"
-                   " VALUES (?, ?, ?, ?, ?)", (name, cron, batch_path, tx.now, tx.now))
+        tx.execute(
+            "INSERT INTO schedules (name, cron, batch_path, created_at, last_fire_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (name, cron, batch_path, tx.now, tx.now),
+        )
         tx.wake = True  # running dispatchers recompute their next fire time
 
 
@@ -54,13 +60,20 @@ def get(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
 def fires(db: sqlite_utils.Database, name: str | None = None) -> list[dict[str, Any]]:
     if name is None:
         return rows(db.conn, "SELECT * FROM schedule_fires ORDER BY fire_at")
-    return rows(db.conn, "SELECT * FROM schedule_fires WHERE schedule = ? ORDER BY fire_at",
-                (name,))
+    return rows(
+        db.conn, "SELECT * FROM schedule_fires WHERE schedule = ? ORDER BY fire_at", (name,)
+    )
 
 
-def fire(db: sqlite_utils.Database, name: str, fire_at: float,
-         entries: Sequence[batches.Entry] | None, *, error: str | None = None,
-         now: float | None = None) -> batches.Submitted:
+def fire(
+    db: sqlite_utils.Database,
+    name: str,
+    fire_at: float,
+    entries: Sequence[batches.Entry] | None,
+    *,
+    error: str | None = None,
+    now: float | None = None,
+) -> batches.Submitted:
     """Fire `name` for `fire_at`: claim it and submit the batch, in one transaction.
 
     Returns ``created=False`` if this fire time was already claimed. With `error` (the batch
@@ -69,15 +82,20 @@ def fire(db: sqlite_utils.Database, name: str, fire_at: float,
     with transaction(db, now=now) as tx:
         claimed = tx.execute(
             "INSERT OR IGNORE INTO schedule_fires (schedule, fire_at, fired_at, error)"
-            " VALUES (?, ?, ?, ?)", (name, fire_at, tx.now, error),
+            " VALUES (?, ?, ?, ?)",
+            (name, fire_at, tx.now, error),
         ).rowcount
         if not claimed:
             return batches.Submitted(None, False, {})
-        tx.execute("UPDATE schedules SET last_fire_at = max(coalesce(last_fire_at, 0), ?)"
-                   " WHERE name = ?", (fire_at, name))
+        tx.execute(
+            "UPDATE schedules SET last_fire_at = max(coalesce(last_fire_at, 0), ?) WHERE name = ?",
+            (fire_at, name),
+        )
         if error is not None or not entries:
             return batches.Submitted(None, False, {})
         submitted = batches.insert(tx, entries, name=name, schedule=name, fire_at=fire_at)
-        tx.execute("UPDATE schedule_fires SET batch_id = ? WHERE schedule = ? AND fire_at = ?",
-                   (int(submitted.batch_id.removeprefix(batches.PREFIX)), name, fire_at))
+        tx.execute(
+            "UPDATE schedule_fires SET batch_id = ? WHERE schedule = ? AND fire_at = ?",
+            (int(submitted.batch_id.removeprefix(batches.PREFIX)), name, fire_at),
+        )
         return submitted

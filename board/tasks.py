@@ -146,12 +146,20 @@ def insert(
         " runtime, runtime_options, max_attempts, timeout, batch_id, created_at, updated_at)"
         " VALUES (?, ?, 'todo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            spec.title.strip(), spec.body, spec.priority, parent_id,
+            spec.title.strip(),
+            spec.body,
+            spec.priority,
+            parent_id,
             parent["depth"] + 1 if parent else 0,
             spec.repo if spec.repo is not None else (parent["repo"] if parent else None),
-            spec.base_ref, runtime, json.dumps(dict(options)), spec.max_attempts,
-            spec.timeout, spec.batch_id or (parent["batch_id"] if parent else None),
-            tx.now, tx.now,
+            spec.base_ref,
+            runtime,
+            json.dumps(dict(options)),
+            spec.max_attempts,
+            spec.timeout,
+            spec.batch_id or (parent["batch_id"] if parent else None),
+            tx.now,
+            tx.now,
         ),
     )
     task_id = cursor.lastrowid
@@ -193,8 +201,9 @@ def _require(tx: Tx, task_id: int) -> dict[str, Any]:
     return row
 
 
-def _end_live_run(tx: Tx, task: dict[str, Any], outcome: Outcome, actor: actors.Actor,
-                  reason: str) -> None:
+def _end_live_run(
+    tx: Tx, task: dict[str, Any], outcome: Outcome, actor: actors.Actor, reason: str
+) -> None:
     """An operator ends a running task's run; its dispatcher then stops the worker."""
     run_id = task["current_run_id"]
     if run_id is None:
@@ -215,18 +224,26 @@ def _report(tx: Tx, worker: actors.Worker, outcome: Outcome, **fields: Any) -> N
     )
 
 
-def finish_completed(tx: Tx, task_id: int, summary: str, actor: actors.Actor,
-                     run_id: int | None = None) -> Status:
+def finish_completed(
+    tx: Tx, task_id: int, summary: str, actor: actors.Actor, run_id: int | None = None
+) -> Status:
     """A run completed its task: `done`, or `waiting` while subtasks are open."""
     target = Status.WAITING if transitions.open_children(tx, task_id) else Status.DONE
-    transitions.apply(tx, task_id, target, actor, run_id=run_id, summary=summary,
-                      reason="completed; waiting for subtasks" if target is Status.WAITING
-                      else "completed")
+    transitions.apply(
+        tx,
+        task_id,
+        target,
+        actor,
+        run_id=run_id,
+        summary=summary,
+        reason="completed; waiting for subtasks" if target is Status.WAITING else "completed",
+    )
     return target
 
 
-def complete(db: sqlite_utils.Database, task_id: int, summary: str,
-             actor: actors.Actor = actors.OPERATOR) -> Status:
+def complete(
+    db: sqlite_utils.Database, task_id: int, summary: str, actor: actors.Actor = actors.OPERATOR
+) -> Status:
     """Report a task complete. Returns the new status (`done`, or `waiting` for subtasks)."""
     summary = _text(summary, "the summary").strip()
     if not summary:
@@ -240,14 +257,21 @@ def complete(db: sqlite_utils.Database, task_id: int, summary: str,
         if task["status"] == Status.RUNNING:
             _end_live_run(tx, task, Outcome.CANCELLED, actor, "completed by an operator")
             return finish_completed(tx, task_id, summary, actor, task["current_run_id"])
-        transitions.apply(tx, task_id, Status.DONE, actor, summary=summary,
-                          hint="only open tasks without a live run can be completed",
-                          reason="completed by an operator")
+        transitions.apply(
+            tx,
+            task_id,
+            Status.DONE,
+            actor,
+            summary=summary,
+            hint="only open tasks without a live run can be completed",
+            reason="completed by an operator",
+        )
         return Status.DONE
 
 
-def block(db: sqlite_utils.Database, task_id: int, reason: str,
-          actor: actors.Actor = actors.OPERATOR) -> None:
+def block(
+    db: sqlite_utils.Database, task_id: int, reason: str, actor: actors.Actor = actors.OPERATOR
+) -> None:
     """Block a task: it needs a person or another task; `unblock` returns it to ready."""
     reason = _text(reason, "the reason").strip()
     if not reason:
@@ -256,18 +280,36 @@ def block(db: sqlite_utils.Database, task_id: int, reason: str,
         if isinstance(actor, actors.Worker):
             fencing.check(tx, actor, task_id, own_only=True)
             _report(tx, actor, Outcome.BLOCKED, reason=reason)
-            transitions.apply(tx, task_id, Status.BLOCKED, actor, run_id=actor.run_id,
-                              block_reason=reason, reason=reason)
+            transitions.apply(
+                tx,
+                task_id,
+                Status.BLOCKED,
+                actor,
+                run_id=actor.run_id,
+                block_reason=reason,
+                reason=reason,
+            )
             return
         task = _require(tx, task_id)
         if task["status"] == Status.RUNNING:
             _end_live_run(tx, task, Outcome.BLOCKED, actor, f"blocked by an operator: {reason}")
-        transitions.apply(tx, task_id, Status.BLOCKED, actor, block_reason=reason,
-                          reason=reason, hint="only todo, ready or running tasks can be blocked")
+        transitions.apply(
+            tx,
+            task_id,
+            Status.BLOCKED,
+            actor,
+            block_reason=reason,
+            reason=reason,
+            hint="only todo, ready or running tasks can be blocked",
+        )
 
 
-def unblock(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.OPERATOR,
-            comment: str | None = None) -> Status:
+def unblock(
+    db: sqlite_utils.Database,
+    task_id: int,
+    actor: actors.Actor = actors.OPERATOR,
+    comment: str | None = None,
+) -> Status:
     """Return a blocked task to `ready` (or `todo` while a blocker is unfinished)."""
     with transaction(db) as tx:
         if isinstance(actor, actors.Worker):
@@ -276,22 +318,36 @@ def unblock(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actor
         if comment:
             add_comment(tx, task_id, comment, actor)
         target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
-        transitions.apply(tx, task_id, target, actor, expect=Status.BLOCKED, block_reason=None,
-                          attempts=0, next_attempt_at=None, reason="unblocked",
-                          hint="only blocked tasks can be unblocked")
+        transitions.apply(
+            tx,
+            task_id,
+            target,
+            actor,
+            expect=Status.BLOCKED,
+            block_reason=None,
+            attempts=0,
+            next_attempt_at=None,
+            reason="unblocked",
+            hint="only blocked tasks can be unblocked",
+        )
         return target
 
 
-def cancel(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.OPERATOR,
-           reason: str = "cancelled by an operator") -> list[int]:
+def cancel(
+    db: sqlite_utils.Database,
+    task_id: int,
+    actor: actors.Actor = actors.OPERATOR,
+    reason: str = "cancelled by an operator",
+) -> list[int]:
     """Cancel a task and its open subtasks; their workers are stopped. Returns what changed."""
     with transaction(db) as tx:
         if isinstance(actor, actors.Worker):
             fencing.check(tx, actor, task_id)
         task = _require(tx, task_id)
         if task["status"] in states.ENDED:
-            raise errors.InvalidTransition(ids.format(task_id), task["status"], Status.CANCELLED,
-                                           "it has already ended")
+            raise errors.InvalidTransition(
+                ids.format(task_id), task["status"], Status.CANCELLED, "it has already ended"
+            )
         subtree = tx.all(
             "WITH RECURSIVE sub(id) AS (SELECT ?"
             " UNION ALL SELECT t.id FROM tasks t JOIN sub ON t.parent_id = sub.id)"
@@ -304,8 +360,9 @@ def cancel(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors
         for row in subtree:
             if row["status"] == Status.RUNNING:
                 _end_live_run(tx, row, Outcome.CANCELLED, actor, reason)
-            transitions.apply(tx, row["id"], Status.CANCELLED, actor, failure_reason=reason,
-                              reason=reason)
+            transitions.apply(
+                tx, row["id"], Status.CANCELLED, actor, failure_reason=reason, reason=reason
+            )
         return [row["id"] for row in subtree]
 
 
@@ -317,10 +374,17 @@ def retry(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.
         _require(tx, task_id)
         target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
         transitions.apply(
-            tx, task_id, target, actor,
+            tx,
+            task_id,
+            target,
+            actor,
             expect=frozenset({Status.FAILED, Status.CANCELLED, Status.BLOCKED}),
-            attempts=0, next_attempt_at=None, failure_reason=None, block_reason=None,
-            reason="retried", hint="only failed, cancelled or blocked tasks can be retried",
+            attempts=0,
+            next_attempt_at=None,
+            failure_reason=None,
+            block_reason=None,
+            reason="retried",
+            hint="only failed, cancelled or blocked tasks can be retried",
         )
         return target
 
@@ -337,8 +401,9 @@ def add_comment(tx: Tx, task_id: int, body: str, actor: actors.Actor) -> int:
     return cursor.lastrowid or 0
 
 
-def comment(db: sqlite_utils.Database, task_id: int, body: str,
-            actor: actors.Actor = actors.OPERATOR) -> int:
+def comment(
+    db: sqlite_utils.Database, task_id: int, body: str, actor: actors.Actor = actors.OPERATOR
+) -> int:
     """Add a comment (a note, a question's answer, progress) to a task."""
     with transaction(db) as tx:
         if isinstance(actor, actors.Worker):
@@ -387,8 +452,14 @@ def list_tasks(
     return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
-def set_placement(db: sqlite_utils.Database, task_id: int, *, branch: str | None,
-                  worktree: str | None, base_ref: str | None = None) -> None:
+def set_placement(
+    db: sqlite_utils.Database,
+    task_id: int,
+    *,
+    branch: str | None,
+    worktree: str | None,
+    base_ref: str | None = None,
+) -> None:
     """Record where the dispatcher put a task's work (its branch and worktree)."""
     with transaction(db) as tx:
         tx.execute(
@@ -398,8 +469,13 @@ def set_placement(db: sqlite_utils.Database, task_id: int, *, branch: str | None
         )
 
 
-def record(db: sqlite_utils.Database, task_id: int, kind: str, data: dict[str, Any],
-           actor: actors.Actor = actors.DISPATCHER) -> None:
+def record(
+    db: sqlite_utils.Database,
+    task_id: int,
+    kind: str,
+    data: dict[str, Any],
+    actor: actors.Actor = actors.DISPATCHER,
+) -> None:
     """Append an informational event (a merge, a commit) to a task's history."""
     with transaction(db) as tx:
         _require(tx, task_id)

@@ -16,10 +16,17 @@ from board.connection import Tx
 from board.states import Status
 
 # Columns `apply` may set together with the status.
-_FIELDS = frozenset({
-    "summary", "block_reason", "failure_reason", "next_attempt_at", "attempts", "resume",
-    "current_run_id",
-})
+_FIELDS = frozenset(
+    {
+        "summary",
+        "block_reason",
+        "failure_reason",
+        "next_attempt_at",
+        "attempts",
+        "resume",
+        "current_run_id",
+    }
+)
 
 
 def event(
@@ -36,8 +43,16 @@ def event(
     tx.execute(
         "INSERT INTO events (task_id, run_id, at, kind, from_status, to_status, actor, data)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (task_id, run_id, tx.now, kind, from_status, to_status, actor.label,
-         None if data is None else json.dumps(data)),
+        (
+            task_id,
+            run_id,
+            tx.now,
+            kind,
+            from_status,
+            to_status,
+            actor.label,
+            None if data is None else json.dumps(data),
+        ),
     )
 
 
@@ -73,8 +88,7 @@ def apply(
         values.append(value)
     tx.execute(f"UPDATE tasks SET {', '.join(assignments)} WHERE id = ?", (*values, task_id))
     data = {"reason": reason} if reason else None
-    event(tx, task_id, "status", actor, run_id=run_id, from_status=current, to_status=to,
-          data=data)
+    event(tx, task_id, "status", actor, run_id=run_id, from_status=current, to_status=to, data=data)
     tx.wake = True
     if to is Status.DONE:
         _release_dependents(tx, task_id)
@@ -116,8 +130,13 @@ def _release_dependents(tx: Tx, task_id: int) -> None:
         (task_id,),
     ):
         if not unfinished_blockers(tx, row["id"]):
-            apply(tx, row["id"], Status.READY, actors.DISPATCHER,
-                  reason=f"blocker {ids.format(task_id)} is done")
+            apply(
+                tx,
+                row["id"],
+                Status.READY,
+                actors.DISPATCHER,
+                reason=f"blocker {ids.format(task_id)} is done",
+            )
 
 
 def _wake_parent(tx: Tx, task_id: int) -> None:
@@ -130,5 +149,13 @@ def _wake_parent(tx: Tx, task_id: int) -> None:
     if not open_children(tx, parent["id"]):
         # A blocker linked while the parent ran or waited still holds it back.
         target = Status.TODO if unfinished_blockers(tx, parent["id"]) else Status.READY
-        apply(tx, parent["id"], target, actors.DISPATCHER,
-              reason="all subtasks have ended", resume=1, attempts=0, next_attempt_at=None)
+        apply(
+            tx,
+            parent["id"],
+            target,
+            actors.DISPATCHER,
+            reason="all subtasks have ended",
+            resume=1,
+            attempts=0,
+            next_attempt_at=None,
+        )

@@ -19,10 +19,33 @@ from board.states import Status
 
 # Everything a task object has, in this order.
 TASK_FIELDS = (
-    "id", "title", "status", "priority", "parent", "blockers", "dependents", "children",
-    "repo", "base_ref", "branch", "worktree", "runtime", "runtime_options", "attempts",
-    "max_attempts", "next_attempt_at", "timeout", "summary", "block_reason", "failure_reason",
-    "batch_id", "created_at", "updated_at", "ended_at", "body", "why_not_runnable",
+    "id",
+    "title",
+    "status",
+    "priority",
+    "parent",
+    "blockers",
+    "dependents",
+    "children",
+    "repo",
+    "base_ref",
+    "branch",
+    "worktree",
+    "runtime",
+    "runtime_options",
+    "attempts",
+    "max_attempts",
+    "next_attempt_at",
+    "timeout",
+    "summary",
+    "block_reason",
+    "failure_reason",
+    "batch_id",
+    "created_at",
+    "updated_at",
+    "ended_at",
+    "body",
+    "why_not_runnable",
 )
 
 
@@ -39,11 +62,12 @@ def _relations(db: sqlite_utils.Database, task_ids: list[int]) -> tuple[dict, di
     children: dict[int, list[int]] = defaultdict(list)
     status: dict[int, str] = {}
     for start in range(0, len(task_ids), 500):
-        chunk = task_ids[start:start + 500]
+        chunk = task_ids[start : start + 500]
         marks = ", ".join("?" * len(chunk))
         for edge in db.conn.execute(
             f"SELECT d.blocker_id, d.blocked_id, t.status FROM deps d"
-            f" JOIN tasks t ON t.id = d.blocker_id WHERE d.blocked_id IN ({marks})", chunk
+            f" JOIN tasks t ON t.id = d.blocker_id WHERE d.blocked_id IN ({marks})",
+            chunk,
         ):
             blockers[edge[1]].append(edge[0])
             status[edge[0]] = edge[2]
@@ -58,15 +82,22 @@ def _relations(db: sqlite_utils.Database, task_ids: list[int]) -> tuple[dict, di
     return blockers, dependents, children, status
 
 
-def why_not_runnable(db: sqlite_utils.Database, task: dict[str, Any],
-                     blockers: list[int] | None = None,
-                     blocker_status: dict[int, str] | None = None) -> str | None:
+def why_not_runnable(
+    db: sqlite_utils.Database,
+    task: dict[str, Any],
+    blockers: list[int] | None = None,
+    blocker_status: dict[int, str] | None = None,
+) -> str | None:
     """One sentence on why a task will not start now, or None if it can (or did)."""
     status = task["status"]
     if status == Status.TODO:
         if blockers is None or blocker_status is None:
-            found = rows(db.conn, "SELECT t.id, t.status FROM deps d JOIN tasks t"
-                         " ON t.id = d.blocker_id WHERE d.blocked_id = ?", (task["id"],))
+            found = rows(
+                db.conn,
+                "SELECT t.id, t.status FROM deps d JOIN tasks t"
+                " ON t.id = d.blocker_id WHERE d.blocked_id = ?",
+                (task["id"],),
+            )
             blockers = [r["id"] for r in found]
             blocker_status = {r["id"]: r["status"] for r in found}
         parts = []
@@ -75,17 +106,22 @@ def why_not_runnable(db: sqlite_utils.Database, task: dict[str, Any],
             if state == Status.DONE:
                 continue
             if state in (Status.FAILED, Status.CANCELLED):
-                parts.append(f"{ids.format(blocker)} is {state} and will not finish unless it is"
-                             f" retried (`kanban retry {ids.format(blocker)}`) or unlinked")
+                parts.append(
+                    f"{ids.format(blocker)} is {state} and will not finish unless it is"
+                    f" retried (`kanban retry {ids.format(blocker)}`) or unlinked"
+                )
             else:
                 parts.append(f"{ids.format(blocker)} is {state}")
         return "waiting for its blockers: " + "; ".join(parts) if parts else None
     if status == Status.READY and task["next_attempt_at"]:
         return f"its next attempt is scheduled for {when(task['next_attempt_at'])}"
     if status == Status.WAITING:
-        open_children = rows(db.conn, "SELECT id, status FROM tasks WHERE parent_id = ? AND"
-                             " status NOT IN ('done', 'failed', 'cancelled') ORDER BY id",
-                             (task["id"],))
+        open_children = rows(
+            db.conn,
+            "SELECT id, status FROM tasks WHERE parent_id = ? AND"
+            " status NOT IN ('done', 'failed', 'cancelled') ORDER BY id",
+            (task["id"],),
+        )
         names = ", ".join(f"{ids.format(c['id'])} ({c['status']})" for c in open_children)
         return f"waiting for its subtasks to end: {names}"
     if status == Status.BLOCKED:
@@ -198,26 +234,45 @@ def subtree(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
         " JOIN tasks t ON t.id = sub.id ORDER BY sub.path",
         (task_id,),
     )
-    return [{"id": ids.format(r["id"]), "title": r["title"], "status": r["status"],
-             "summary": r["summary"], "level": r["level"]} for r in found]
+    return [
+        {
+            "id": ids.format(r["id"]),
+            "title": r["title"],
+            "status": r["status"],
+            "summary": r["summary"],
+            "level": r["level"],
+        }
+        for r in found
+    ]
 
 
 def children_outcomes(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
     """Each subtask's outcome and summary (for a resumed parent's prompt)."""
     return [
-        {"id": ids.format(c["id"]), "title": c["title"], "status": c["status"],
-         "summary": c["summary"], "failure_reason": c["failure_reason"],
-         "block_reason": c["block_reason"], "branch": c["branch"]}
+        {
+            "id": ids.format(c["id"]),
+            "title": c["title"],
+            "status": c["status"],
+            "summary": c["summary"],
+            "failure_reason": c["failure_reason"],
+            "block_reason": c["block_reason"],
+            "branch": c["branch"],
+        }
         for c in rows(db.conn, "SELECT * FROM tasks WHERE parent_id = ? ORDER BY id", (task_id,))
     ]
 
 
 def children_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
     """Subtasks ordered so that each comes after the subtasks it depends on (then by id)."""
-    children = {c["id"]: c for c in rows(db.conn, "SELECT * FROM tasks WHERE parent_id = ?",
-                                         (task_id,))}
-    edges = rows(db.conn, "SELECT d.blocker_id, d.blocked_id FROM deps d JOIN tasks t"
-                 " ON t.id = d.blocked_id WHERE t.parent_id = ?", (task_id,))
+    children = {
+        c["id"]: c for c in rows(db.conn, "SELECT * FROM tasks WHERE parent_id = ?", (task_id,))
+    }
+    edges = rows(
+        db.conn,
+        "SELECT d.blocker_id, d.blocked_id FROM deps d JOIN tasks t"
+        " ON t.id = d.blocked_id WHERE t.parent_id = ?",
+        (task_id,),
+    )
     waiting_on: dict[int, set[int]] = {c: set() for c in children}
     for edge in edges:
         if edge["blocker_id"] in children:

@@ -28,9 +28,12 @@ def address(name: str) -> str:
 def notify(conn: sqlite3.Connection) -> None:
     if not SUPPORTED:
         return
-    names = [row[0] for row in conn.execute(
-        "SELECT wake_address FROM dispatchers WHERE wake_address IS NOT NULL"
-    )]
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT wake_address FROM dispatchers WHERE wake_address IS NOT NULL"
+        )
+    ]
     if not names:
         return
     global _sock

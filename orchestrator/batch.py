@@ -38,8 +38,18 @@ from typing import Any
 from board import batches, errors, tasks
 from worker import runtimes
 
-TASK_KEYS = {"title", "body", "repo", "base", "runtime", "command", "after", "priority",
-             "max_attempts", "timeout"}
+TASK_KEYS = {
+    "title",
+    "body",
+    "repo",
+    "base",
+    "runtime",
+    "command",
+    "after",
+    "priority",
+    "max_attempts",
+    "timeout",
+}
 DEFAULT_KEYS = TASK_KEYS - {"title", "after"}
 KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -88,13 +98,17 @@ def load(path: str | Path) -> tuple[str, list[batches.Entry]]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
-        raise BatchError(path, int(match.group(1)) if match else None,
-                         f"not valid TOML: {exc}") from exc
+        raise BatchError(
+            path, int(match.group(1)) if match else None, f"not valid TOML: {exc}"
+        ) from exc
     unknown = set(data) - {"name", "defaults", "tasks"}
     if unknown:
         field = sorted(unknown)[0]
-        raise BatchError(path, _line_of(text, None, field) or _table_line(text, field),
-                         f"unknown top-level key {field!r}; use name, [defaults] and [tasks.KEY]")
+        raise BatchError(
+            path,
+            _line_of(text, None, field) or _table_line(text, field),
+            f"unknown top-level key {field!r}; use name, [defaults] and [tasks.KEY]",
+        )
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise BatchError(path, _line_of(text, None, "name"), "name must be non-empty text")
@@ -103,9 +117,12 @@ def load(path: str | Path) -> tuple[str, list[batches.Entry]]:
         raise BatchError(path, _line_of(text, None, "defaults"), "[defaults] must be a table")
     bad = set(defaults) - DEFAULT_KEYS
     if bad:
-        raise BatchError(path, _table_line(text, "defaults"),
-                         f"[defaults] cannot set {', '.join(sorted(bad))}; "
-                         f"it may set {', '.join(sorted(DEFAULT_KEYS))}")
+        raise BatchError(
+            path,
+            _table_line(text, "defaults"),
+            f"[defaults] cannot set {', '.join(sorted(bad))}; "
+            f"it may set {', '.join(sorted(DEFAULT_KEYS))}",
+        )
     table = data.get("tasks")
     if not isinstance(table, dict) or not table:
         raise BatchError(path, None, "the batch has no tasks: add [tasks.KEY] tables")
@@ -147,15 +164,21 @@ def _table_line(text: str, name: str) -> int | None:
     return None
 
 
-def _entry(path: Path, key: str, spec: dict[str, Any], table: dict[str, Any],
-           resolved: dict[tuple[str, str | None], tuple[str, str]]) -> batches.Entry:
+def _entry(
+    path: Path,
+    key: str,
+    spec: dict[str, Any],
+    table: dict[str, Any],
+    resolved: dict[tuple[str, str | None], tuple[str, str]],
+) -> batches.Entry:
     from orchestrator import worktrees
 
     unknown = set(spec) - TASK_KEYS
     if unknown:
         raise _Problem(
             sorted(unknown)[0],
-            f"unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TASK_KEYS))}")
+            f"unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TASK_KEYS))}",
+        )
     title = spec.get("title", key)
     after = spec.get("after", [])
     if isinstance(after, str):
@@ -181,13 +204,14 @@ def _entry(path: Path, key: str, spec: dict[str, Any], table: dict[str, Any],
         if not argv:
             raise _Problem("command", "command is empty")
         if runtime not in (None, "command"):
-            raise _Problem("runtime", "command goes with runtime = \"command\" only")
+            raise _Problem("runtime", 'command goes with runtime = "command" only')
         runtime, options = "command", {"argv": argv}
     elif runtime == "command":
-        raise _Problem("runtime", "runtime \"command\" needs a command")
+        raise _Problem("runtime", 'runtime "command" needs a command')
     if runtime is not None and runtime not in runtimes.NAMES:
-        raise _Problem("runtime", f"runtime {runtime!r} is unknown; use one of "
-                       f"{', '.join(runtimes.NAMES)}")
+        raise _Problem(
+            "runtime", f"runtime {runtime!r} is unknown; use one of {', '.join(runtimes.NAMES)}"
+        )
     repo, base_ref = None, None
     if spec.get("repo") is not None:
         if not isinstance(spec["repo"], str):
@@ -212,9 +236,15 @@ def _entry(path: Path, key: str, spec: dict[str, Any], table: dict[str, Any],
     if not isinstance(title, str) or not isinstance(spec.get("body", ""), str):
         raise _Problem("title", "title and body must be text")
     task = tasks.NewTask(
-        title=title, body=spec.get("body", ""), priority=spec.get("priority", 0), repo=repo,
-        base_ref=base_ref, runtime=runtime, runtime_options=options,
-        max_attempts=spec.get("max_attempts", 3), timeout=timeout,
+        title=title,
+        body=spec.get("body", ""),
+        priority=spec.get("priority", 0),
+        repo=repo,
+        base_ref=base_ref,
+        runtime=runtime,
+        runtime_options=options,
+        max_attempts=spec.get("max_attempts", 3),
+        timeout=timeout,
     )
     tasks.validate(task)
     return batches.Entry(key, task, tuple(after))

@@ -28,7 +28,8 @@ class Board:
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``await board.call(tasks.get, 3)`` runs ``tasks.get(db, 3)`` in a thread."""
         return await anyio.to_thread.run_sync(
-            functools.partial(fn, self.db, *args, **kwargs), limiter=self._limiter)
+            functools.partial(fn, self.db, *args, **kwargs), limiter=self._limiter
+        )
 
     def close(self) -> None:
         self.db.conn.close()

@@ -1,7 +1,8 @@
 """The dispatcher's settings: the one owner of ``~/.kanban/config.toml``.
 
-Precedence: command-line options, then environment variables (``KANBAN_MAX_WORKERS``...), then
-the config file (``$KANBAN_CONFIG``, else ``~/.kanban/config.toml``), then defaults. Errors name the file and the key.
+Precedence: command-line options, then environment variables (``KANBAN_MAX_WORKERS``...),
+then the config file (``$KANBAN_CONFIG``, else ``~/.kanban/config.toml``), then defaults.
+Errors name the file and the key.
 
 Example ``~/.kanban/config.toml``::
 
@@ -43,8 +44,8 @@ class Settings:
     scratch_root: Path = Path("~/.kanban/scratch")
     logs_dir: Path | None = None  # default: `logs/` beside the board
     branch_prefix: str = "kanban/"
-    limits: tasks.Limits = tasks.Limits()
-    runtimes: base.Settings = base.Settings()
+    limits: tasks.Limits = dataclasses.field(default_factory=tasks.Limits)
+    runtimes: base.Settings = dataclasses.field(default_factory=base.Settings)
 
     def with_overrides(self, **values: Any) -> Settings:
         given = {k: v for k, v in values.items() if v is not None}
@@ -52,14 +53,28 @@ class Settings:
 
 
 _DISPATCH_KEYS = {
-    "max_workers": int, "stall_timeout": float, "kill_grace": float, "report_grace": float,
-    "retry_delay": float, "retry_max_delay": float, "rate_limit_delay": float,
-    "poll_interval": float, "lease": float, "worktree_root": Path, "scratch_root": Path,
-    "logs_dir": Path, "branch_prefix": str,
+    "max_workers": int,
+    "stall_timeout": float,
+    "kill_grace": float,
+    "report_grace": float,
+    "retry_delay": float,
+    "retry_max_delay": float,
+    "rate_limit_delay": float,
+    "poll_interval": float,
+    "lease": float,
+    "worktree_root": Path,
+    "scratch_root": Path,
+    "logs_dir": Path,
+    "branch_prefix": str,
 }
 _LIMIT_KEYS = {"max_depth": int, "max_children": int}
-_RUNTIME_KEYS = {"hermes_bin": str, "codex_bin": str, "claude_bin": str, "hermes_home": str,
-                 "codex_home": str}
+_RUNTIME_KEYS = {
+    "hermes_bin": str,
+    "codex_bin": str,
+    "claude_bin": str,
+    "hermes_home": str,
+    "codex_home": str,
+}
 
 
 def config_path() -> Path:
@@ -128,8 +143,9 @@ def load(path: Path | None = None) -> Settings:
     env_dispatch, env_runtime = _from_env()
     dispatch.update(env_dispatch)
     runtime.update(env_runtime)
-    settings = Settings(**dispatch, limits=tasks.Limits(**limits),
-                        runtimes=base.Settings(**runtime))
+    settings = Settings(
+        **dispatch, limits=tasks.Limits(**limits), runtimes=base.Settings(**runtime)
+    )
     return resolve(settings)
 
 

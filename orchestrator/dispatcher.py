@@ -34,9 +34,15 @@ REAP_INTERVAL = 5.0
 
 
 class Dispatcher:
-    def __init__(self, settings: config.Settings, db_path: str | None, *,
-                 until_idle: bool = False, on_event: Callable[[str], None] | None = None,
-                 idle_scope: Callable[[sqlite_utils.Database], bool] | None = None) -> None:
+    def __init__(
+        self,
+        settings: config.Settings,
+        db_path: str | None,
+        *,
+        until_idle: bool = False,
+        on_event: Callable[[str], None] | None = None,
+        idle_scope: Callable[[sqlite_utils.Database], bool] | None = None,
+    ) -> None:
         self.settings = settings
         self.board = boardio.Board(db_path)
         self.until_idle = until_idle
@@ -61,8 +67,12 @@ class Dispatcher:
         sock, address = _wake_socket()
         me = os.getpid()
         self.id = await self.board.call(
-            dispatchers.register, pid=me, pid_started_at=processes.start_time(me),
-            host=socket.gethostname(), wake_address=address)
+            dispatchers.register,
+            pid=me,
+            pid_started_at=processes.start_time(me),
+            host=socket.gethostname(),
+            wake_address=address,
+        )
         await self.board.call(tasks.store_limits, self.settings.limits)
         logs_dir = self.settings.logs_dir or Path(self.board.path).parent / "logs"
         self.supervisor = supervisor.Supervisor(self.board, self.settings, self.id, logs_dir)
@@ -95,9 +105,11 @@ class Dispatcher:
                 free = self.settings.max_workers - len(self.supervisor.watched)
                 if free > 0:
                     claims = await self.board.call(
-                        runs.claim, limit=free, dispatcher_id=self.id, lease=self.settings.lease)
+                        runs.claim, limit=free, dispatcher_id=self.id, lease=self.settings.lease
+                    )
                     for claim in claims:
-                        self.on_event(f"{ids.format(claim.task['id'])}: attempt {claim.attempt} ({claim.kind}) started")
+                        task = ids.format(claim.task["id"])
+                        self.on_event(f"{task}: attempt {claim.attempt} ({claim.kind}) started")
                         group.start_soon(self._supervise, claim)
             if self.stopping and not self.supervisor.watched:
                 return
@@ -147,8 +159,10 @@ class Dispatcher:
                 if not self.stopping:
                     self.stopping = True
                     running = len(self.supervisor.watched)
-                    self.on_event(f"{name}: starting no new workers; waiting for {running} "
-                                  "running worker(s) (send it again to stop them)")
+                    self.on_event(
+                        f"{name}: starting no new workers; waiting for {running} "
+                        "running worker(s) (send it again to stop them)"
+                    )
                 else:
                     self.supervisor.stopping_workers = True
                     self.on_event(f"{name} again: stopping the running workers")
@@ -171,8 +185,9 @@ class Dispatcher:
                     continue
                 if self.stopping:
                     break
-                if await self.board.call(dispatchers.adopt, run["id"], self.id,
-                                         run["dispatcher_id"]):
+                if await self.board.call(
+                    dispatchers.adopt, run["id"], self.id, run["dispatcher_id"]
+                ):
                     self.on_event(f"adopting run {run['id']} of task t_{run['task_id']}")
                     group.start_soon(self._adopt, run)
             await anyio.sleep(REAP_INTERVAL)
@@ -184,8 +199,10 @@ class Dispatcher:
             if not self.stopping:
                 now = self.clock()
                 for name, fire_at, batch_id in await self.board.call(schedules.fire_due, now):
-                    self.on_event(f"schedule {name} fired for {time.ctime(fire_at)}"
-                                  + (f": batch {batch_id}" if batch_id else " (batch file error)"))
+                    self.on_event(
+                        f"schedule {name} fired for {time.ctime(fire_at)}"
+                        + (f": batch {batch_id}" if batch_id else " (batch file error)")
+                    )
             wait = await self.board.call(schedules.seconds_until_next, self.clock())
             self._board_changed = anyio.Event()
             # A schedule added meanwhile wakes the board listener, and with it this loop.
@@ -216,7 +233,8 @@ class Dispatcher:
 
 def _active_counts(db) -> tuple[int, int]:
     ready_or_running = db.conn.execute(
-        "SELECT count(*) FROM tasks WHERE status IN ('ready', 'running')").fetchone()[0]
+        "SELECT count(*) FROM tasks WHERE status IN ('ready', 'running')"
+    ).fetchone()[0]
     unended = db.conn.execute("SELECT count(*) FROM runs WHERE ended_at IS NULL").fetchone()[0]
     return ready_or_running, unended
 
@@ -229,4 +247,3 @@ def _wake_socket() -> tuple[socket.socket | None, str | None]:
     sock.bind(wake.address(name))
     sock.setblocking(False)
     return sock, name
-

@@ -11,8 +11,14 @@ from rich.text import Text
 
 COLUMNS = ("todo", "ready", "running", "waiting", "blocked", "done", "failed", "cancelled")
 STYLE = {
-    "todo": "dim", "ready": "cyan", "running": "bold yellow", "waiting": "magenta",
-    "blocked": "bold red", "done": "green", "failed": "red", "cancelled": "dim",
+    "todo": "dim",
+    "ready": "cyan",
+    "running": "bold yellow",
+    "waiting": "magenta",
+    "blocked": "bold red",
+    "done": "green",
+    "failed": "red",
+    "cancelled": "dim",
 }
 ENDED_SHOWN = 8  # most recent ended tasks per column unless --all
 

@@ -8,10 +8,15 @@ from board.states import Outcome
 
 # Worth another attempt (if attempts remain). Spawn failures and bad configuration are not:
 # they would fail the same way again, so the task fails at once with the reason.
-RETRYABLE = frozenset({
-    Outcome.CRASHED, Outcome.EXITED_WITHOUT_REPORT, Outcome.STALLED, Outcome.TIMED_OUT,
-    Outcome.LOST,
-})
+RETRYABLE = frozenset(
+    {
+        Outcome.CRASHED,
+        Outcome.EXITED_WITHOUT_REPORT,
+        Outcome.STALLED,
+        Outcome.TIMED_OUT,
+        Outcome.LOST,
+    }
+)
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:

@@ -24,8 +24,9 @@ log = logging.getLogger("kanban.schedules")
 def check_cron(expression: str) -> str:
     if not croniter.is_valid(expression):
         raise errors.InvalidInput(
-            f"{expression!r} is not a cron expression; e.g. \"0 3 * * *\" (03:00 daily) or "
-            "\"*/15 * * * *\" (every 15 minutes)")
+            f'{expression!r} is not a cron expression; e.g. "0 3 * * *" (03:00 daily) or '
+            '"*/15 * * * *" (every 15 minutes)'
+        )
     return expression
 
 
@@ -58,7 +59,7 @@ def fire_due(db: sqlite_utils.Database, now: float) -> list[tuple[str, float, st
         if fire_at is None:
             continue
         try:
-            name, entries = batch.load(schedule["batch_path"])
+            _name, entries = batch.load(schedule["batch_path"])
             error = None
         except errors.KanbanError as exc:
             entries, error = None, str(exc)
@@ -71,6 +72,9 @@ def fire_due(db: sqlite_utils.Database, now: float) -> list[tuple[str, float, st
 
 
 def seconds_until_next(db: sqlite_utils.Database, now: float) -> float | None:
-    upcoming = [next_after(s["cron"], s["last_fire_at"] or s["created_at"])
-                for s in schedules.all_(db) if s["enabled"]]
+    upcoming = [
+        next_after(s["cron"], s["last_fire_at"] or s["created_at"])
+        for s in schedules.all_(db)
+        if s["enabled"]
+    ]
     return max(0.0, min(upcoming) - now) if upcoming else None

@@ -65,14 +65,26 @@ def log_tail(path: str | None, limit: int = LOG_TAIL_BYTES) -> str:
         return ""
 
 
-def judge(run: dict[str, Any], task: dict[str, Any], runtime: base.Runtime | None,
-          kill_cause: Outcome | None, tail: str, settings: config.Settings, now: float) -> Verdict:
+def judge(
+    run: dict[str, Any],
+    task: dict[str, Any],
+    runtime: base.Runtime | None,
+    kill_cause: Outcome | None,
+    tail: str,
+    settings: config.Settings,
+    now: float,
+) -> Verdict:
     """The outcome of a run whose process is gone, and whether the task gets another go."""
     if run["outcome"] is not None:  # reported by the worker, or ended by an operator
         return Verdict(Outcome(run["outcome"]), run["reason"])
     code, sig = run["exit_code"], run["signal"]
-    exit_text = (f"killed by signal {sig}" if sig is not None
-                 else f"exit code {code}" if code is not None else "no exit status recorded")
+    exit_text = (
+        f"killed by signal {sig}"
+        if sig is not None
+        else f"exit code {code}"
+        if code is not None
+        else "no exit status recorded"
+    )
     if kill_cause is Outcome.STALLED:
         verdict = (Outcome.STALLED, f"no heartbeat and no output for {settings.stall_timeout:g} s")
     elif kill_cause is Outcome.TIMED_OUT:
@@ -84,17 +96,19 @@ def judge(run: dict[str, Any], task: dict[str, Any], runtime: base.Runtime | Non
     elif run["pid"] is None and code == 127:
         return Verdict(Outcome.SPAWN_FAILED, _last_line(tail) or "the worker could not start")
     elif runtime is not None and (code != 0 or runtime.reports) and runtime.rate_limited(tail):
-        delay = retry.backoff(task["attempts"], settings.rate_limit_delay,
-                              settings.retry_max_delay)
-        return Verdict(Outcome.RATE_LIMITED, f"rate limited ({exit_text})",
-                       retry_at=now + delay, refund=True)
+        delay = retry.backoff(task["attempts"], settings.rate_limit_delay, settings.retry_max_delay)
+        return Verdict(
+            Outcome.RATE_LIMITED, f"rate limited ({exit_text})", retry_at=now + delay, refund=True
+        )
     elif runtime is not None and not runtime.reports:
         if code == 0:
             return Verdict(Outcome.COMPLETED, None, summary=_summary(tail))
         verdict = (Outcome.CRASHED, exit_text)
     elif code == 0:
-        verdict = (Outcome.EXITED_WITHOUT_REPORT,
-                   "the agent exited without calling kanban_complete or kanban_block")
+        verdict = (
+            Outcome.EXITED_WITHOUT_REPORT,
+            "the agent exited without calling kanban_complete or kanban_block",
+        )
     else:
         verdict = (Outcome.CRASHED, exit_text)
     outcome, reason = verdict
@@ -118,8 +132,9 @@ def _summary(tail: str) -> str:
 
 
 class Supervisor:
-    def __init__(self, board: boardio.Board, settings: config.Settings, dispatcher_id: int,
-                 logs_dir: Path) -> None:
+    def __init__(
+        self, board: boardio.Board, settings: config.Settings, dispatcher_id: int, logs_dir: Path
+    ) -> None:
         self.board = board
         self.settings = settings
         self.dispatcher_id = dispatcher_id
@@ -132,8 +147,9 @@ class Supervisor:
 
     async def start(self, claim: runs.Claim) -> None:
         task, run_id = claim.task, claim.run_id
-        watched = Watched(run_id, task["id"], None, None, task["repo"], None, time.time(),
-                          task["timeout"])
+        watched = Watched(
+            run_id, task["id"], None, None, task["repo"], None, time.time(), task["timeout"]
+        )
         self.watched[run_id] = watched
         try:
             try:
@@ -142,44 +158,89 @@ class Supervisor:
                 workspace, branch, merges = await self._place(task, claim.kind)
                 watched.workspace = workspace
                 text = await self.board.call(
-                    prompt.render, task, attempt=claim.attempt, kind=claim.kind,
-                    workspace=workspace, branch=branch, merges=merges)
+                    prompt.render,
+                    task,
+                    attempt=claim.attempt,
+                    kind=claim.kind,
+                    workspace=workspace,
+                    branch=branch,
+                    merges=merges,
+                )
                 last = await self.board.call(runs.last_ended, task["id"])
                 log_path = self.logs_dir / ids.format(task["id"]) / f"run-{run_id}.log"
                 log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 watched.log_path = str(log_path)
                 context = base.Context(
-                    task=task, run_id=run_id, token=claim.token, attempt=claim.attempt,
-                    kind=claim.kind, workspace=workspace, branch=branch,
-                    db_path=self.board.path, prompt=text, settings=self.settings.runtimes,
-                    private_dir=str(log_path.parent))
+                    task=task,
+                    run_id=run_id,
+                    token=claim.token,
+                    attempt=claim.attempt,
+                    kind=claim.kind,
+                    workspace=workspace,
+                    branch=branch,
+                    db_path=self.board.path,
+                    prompt=text,
+                    settings=self.settings.runtimes,
+                    private_dir=str(log_path.parent),
+                )
                 launch = runtime.launch(context)
             except errors.KanbanError as exc:
-                await self.board.call(runs.settle, run_id, Outcome.SPAWN_FAILED,
-                                      reason=str(exc), actor=self.actor)
+                await self.board.call(
+                    runs.settle, run_id, Outcome.SPAWN_FAILED, reason=str(exc), actor=self.actor
+                )
                 return
             environ = env.build(
-                dict(os.environ), task=ids.format(task["id"]), run_id=run_id, token=claim.token,
-                workspace=workspace, branch=branch, db_path=self.board.path,
-                last_outcome=last["outcome"] if last else None)
+                dict(os.environ),
+                task=ids.format(task["id"]),
+                run_id=run_id,
+                token=claim.token,
+                workspace=workspace,
+                branch=branch,
+                db_path=self.board.path,
+                last_outcome=last["outcome"] if last else None,
+            )
             environ.update(launch.env)
-            argv = [sys.executable, "-m", "worker.shim", "--db", self.board.path,
-                    "--run", str(run_id), "--cwd", launch.cwd, "--", *launch.argv]
-            with open(log_path, "ab") as log:
+            argv = [
+                sys.executable,
+                "-m",
+                "worker.shim",
+                "--db",
+                self.board.path,
+                "--run",
+                str(run_id),
+                "--cwd",
+                launch.cwd,
+                "--",
+                *launch.argv,
+            ]
+            # A local file opened only to hand its descriptor to the child: nothing to await.
+            with open(log_path, "ab") as log:  # noqa: ASYNC230
                 process = await anyio.open_process(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environ,
-                    cwd=launch.cwd, start_new_session=True)
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=environ,
+                    cwd=launch.cwd,
+                    start_new_session=True,
+                )
             await self.board.call(
-                runs.attach, run_id, shim_pid=process.pid,
+                runs.attach,
+                run_id,
+                shim_pid=process.pid,
                 shim_started_at=processes.start_time(process.pid) or time.time(),
-                log_path=str(log_path), worktree=workspace, branch=branch)
+                log_path=str(log_path),
+                worktree=workspace,
+                branch=branch,
+            )
             await self._watch(watched, process.wait, process.pid)
             await self._finish(watched)
         finally:
             self.watched.pop(run_id, None)
 
-    async def _place(self, task: dict[str, Any], kind: str
-                     ) -> tuple[str, str | None, list[prompt.Merge]]:
+    async def _place(
+        self, task: dict[str, Any], kind: str
+    ) -> tuple[str, str | None, list[prompt.Merge]]:
         """The task's worktree and branch (created, or reused as they are), and merges."""
         tid = ids.format(task["id"])
         if not task["repo"]:
@@ -189,21 +250,30 @@ class Supervisor:
         repo = task["repo"]
         branch = task["branch"] or f"{self.settings.branch_prefix}{tid}"
         path = task["worktree"] or str(
-            worktrees.worktree_root(repo, self.settings.worktree_root) / tid)
+            worktrees.worktree_root(repo, self.settings.worktree_root) / tid
+        )
         base_ref = task["base_ref"]
         if task["parent_id"] and not task["branch"]:
             parent = await self.board.call(tasks.get, task["parent_id"])
             if parent["worktree"] and parent["branch"] and parent["repo"] == repo:
                 await anyio.to_thread.run_sync(
-                    _commit_quietly, parent["worktree"],
-                    f"kanban: {ids.format(parent['id'])} work so far, before {tid} branched off")
+                    _commit_quietly,
+                    parent["worktree"],
+                    f"kanban: {ids.format(parent['id'])} work so far, before {tid} branched off",
+                )
                 base_ref = parent["branch"]
         if base_ref is None:
             base_ref = await anyio.to_thread.run_sync(worktrees.resolve_base, repo, None)
         tree = await anyio.to_thread.run_sync(
-            worktrees.ensure_worktree, repo, Path(path), branch, base_ref)
-        await self.board.call(tasks.set_placement, task["id"], branch=branch,
-                              worktree=str(tree.path), base_ref=base_ref)
+            worktrees.ensure_worktree, repo, Path(path), branch, base_ref
+        )
+        await self.board.call(
+            tasks.set_placement,
+            task["id"],
+            branch=branch,
+            worktree=str(tree.path),
+            base_ref=base_ref,
+        )
         merges: list[prompt.Merge] = []
         if kind == "resume":
             merges = await self._merge_children(task, str(tree.path))
@@ -212,16 +282,20 @@ class Supervisor:
     async def _merge_children(self, task: dict[str, Any], path: str) -> list[prompt.Merge]:
         order = await self.board.call(views.children_in_dependency_order, task["id"])
         branches = [c["branch"] for c in order if c["branch"]]
-        missing = [prompt.Merge(f"{c['id']} (no branch)", "missing") for c in order
-                   if not c["branch"]]
+        missing = [
+            prompt.Merge(f"{c['id']} (no branch)", "missing") for c in order if not c["branch"]
+        ]
         if not branches:
             return missing
         outcomes = await anyio.to_thread.run_sync(
             lambda: worktrees.merge_branches(
-                path, branches, lambda b: f"kanban: merge {b} into {ids.format(task['id'])}"))
+                path, branches, lambda b: f"kanban: merge {b} into {ids.format(task['id'])}"
+            )
+        )
         merges = [prompt.Merge(o.branch, o.status, tuple(o.conflicts)) for o in outcomes]
-        await self.board.call(tasks.record, task["id"], "merged",
-                              {"merges": [dataclasses.asdict(m) for m in merges]})
+        await self.board.call(
+            tasks.record, task["id"], "merged", {"merges": [dataclasses.asdict(m) for m in merges]}
+        )
         return merges + missing
 
     # -- adopted runs -------------------------------------------------------------------
@@ -232,8 +306,16 @@ class Supervisor:
             runtime = runtimes.get(task["runtime"])
         except errors.KanbanError:
             runtime = None
-        watched = Watched(run["id"], task["id"], runtime, run["worktree"], task["repo"],
-                          run["log_path"], run["started_at"], task["timeout"])
+        watched = Watched(
+            run["id"],
+            task["id"],
+            runtime,
+            run["worktree"],
+            task["repo"],
+            run["log_path"],
+            run["started_at"],
+            task["timeout"],
+        )
         self.watched[run["id"]] = watched
         try:
             if run["exited_at"] is None:
@@ -280,7 +362,8 @@ class Supervisor:
                 elif killed_at is not None and now - killed_at > 3 * self.settings.kill_grace:
                     # The shim itself did not go: take it down too, then give up waiting.
                     await anyio.to_thread.run_sync(
-                        lambda: processes.kill_tree(shim_pid, None, grace=self.settings.kill_grace))
+                        lambda: processes.kill_tree(shim_pid, None, grace=self.settings.kill_grace)
+                    )
                     killed_at = now
             group.cancel_scope.cancel()
 
@@ -304,11 +387,13 @@ class Supervisor:
         grace = self.settings.kill_grace
         if run["pid"] is not None:
             await anyio.to_thread.run_sync(
-                lambda: processes.kill_tree(run["pid"], run["pid_started_at"], grace=grace))
+                lambda: processes.kill_tree(run["pid"], run["pid_started_at"], grace=grace)
+            )
         else:  # the agent's pid is not recorded yet: everything below the shim
             for proc in processes.tree(shim_pid)[1:]:
                 await anyio.to_thread.run_sync(
-                    lambda p=proc: processes.kill_tree(p.pid, None, grace=grace))
+                    lambda p=proc: processes.kill_tree(p.pid, None, grace=grace)
+                )
 
     # -- the end ------------------------------------------------------------------------
 
@@ -316,9 +401,14 @@ class Supervisor:
         run = await self.board.call(runs.get, watched.run_id)
         task = await self.board.call(tasks.get, watched.task_id)
         commit, note = None, None
-        if watched.repo and watched.workspace and Path(watched.workspace).is_dir():
-            message = (f"kanban: {ids.format(task['id'])} run {run['id']} "
-                       f"(attempt {run['attempt']}): work left in the worktree")
+        workspace_exists = watched.workspace is not None and await anyio.to_thread.run_sync(
+            os.path.isdir, watched.workspace
+        )
+        if watched.repo and workspace_exists:
+            message = (
+                f"kanban: {ids.format(task['id'])} run {run['id']} "
+                f"(attempt {run['attempt']}): work left in the worktree"
+            )
             try:
                 await anyio.to_thread.run_sync(worktrees.commit_all, watched.workspace, message)
                 commit = await anyio.to_thread.run_sync(worktrees.head, watched.workspace)
@@ -327,15 +417,23 @@ class Supervisor:
         tail = await anyio.to_thread.run_sync(log_tail, watched.log_path)
         cause = None if watched.kill_cause is Outcome.COMPLETED else watched.kill_cause
         if self.stopping_workers and cause is Outcome.LOST:
-            verdict = Verdict(Outcome.LOST, "the dispatcher was stopped", retry_at=time.time(),
-                              refund=True)
+            verdict = Verdict(
+                Outcome.LOST, "the dispatcher was stopped", retry_at=time.time(), refund=True
+            )
         else:
             verdict = judge(run, task, watched.runtime, cause, tail, self.settings, time.time())
         reason = verdict.reason if note is None else f"{verdict.reason or ''}; {note}".strip("; ")
         await self.board.call(
-            runs.settle, watched.run_id, verdict.outcome, reason=reason, summary=verdict.summary,
-            commit_sha=commit, retry_at=verdict.retry_at, refund=verdict.refund,
-            actor=self.actor)
+            runs.settle,
+            watched.run_id,
+            verdict.outcome,
+            reason=reason,
+            summary=verdict.summary,
+            commit_sha=commit,
+            retry_at=verdict.retry_at,
+            refund=verdict.refund,
+            actor=self.actor,
+        )
 
     def poke_all(self) -> None:
         for watched in list(self.watched.values()):
@@ -365,7 +463,8 @@ def _waiter(pid: int, started: float | None):
         try:
             fd = os.pidfd_open(pid)
         except (OSError, AttributeError):
-            while processes.alive(pid, started):
+            # No pidfd (not Linux, or an old kernel): nothing to wait on but a poll.
+            while processes.alive(pid, started):  # noqa: ASYNC110
                 await anyio.sleep(0.2)
             return
         try:

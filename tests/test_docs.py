@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import click
 
 from orchestrator.cli import main
-from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -42,13 +42,15 @@ def build(
         for name, value in inherited.items()
         if not name.startswith(("GIT_", "HERMES_KANBAN_")) and name not in (DB, LAST_OUTCOME)
     }
-    environ.update({
-        TASK: task,
-        RUN_ID: str(run_id),
-        TOKEN: token,
-        WORKSPACE: workspace,
-        DB: db_path,
-    })
+    environ.update(
+        {
+            TASK: task,
+            RUN_ID: str(run_id),
+            TOKEN: token,
+            WORKSPACE: workspace,
+            DB: db_path,
+        }
+    )
     if branch:
         environ[BRANCH] = branch
     if last_outcome:

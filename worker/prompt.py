@@ -38,7 +38,9 @@ class Merge:
 @functools.cache
 def _sections(path: Path = TEMPLATE) -> dict[str, string.Template]:
     parts = _SECTION.split(path.read_text(encoding="utf-8"))
-    return {name: string.Template(text) for name, text in zip(parts[1::2], parts[2::2], strict=True)}
+    return {
+        name: string.Template(text) for name, text in zip(parts[1::2], parts[2::2], strict=True)
+    }
 
 
 def _bullets(lines: list[str]) -> str:
@@ -67,45 +69,75 @@ def render(
                 what += f", killed by signal {last['signal']}"
         else:
             what = "unknown"
-        extra.append(sections["attempt"].substitute(
-            attempt=attempt, max_attempts=task["max_attempts"], last_outcome=what))
-    comments = rows(db.conn, "SELECT author, body, at FROM comments WHERE task_id = ?"
-                    " ORDER BY id DESC LIMIT 30", (task["id"],))
+        extra.append(
+            sections["attempt"].substitute(
+                attempt=attempt, max_attempts=task["max_attempts"], last_outcome=what
+            )
+        )
+    comments = rows(
+        db.conn,
+        "SELECT author, body, at FROM comments WHERE task_id = ? ORDER BY id DESC LIMIT 30",
+        (task["id"],),
+    )
     if comments:
-        text = _bullets([f"{views.when(c['at'])} {c['author']}: {c['body']}"
-                         for c in reversed(comments)])
+        text = _bullets(
+            [f"{views.when(c['at'])} {c['author']}: {c['body']}" for c in reversed(comments)]
+        )
         extra.append(sections["comments"].substitute(comments=text))
-    blockers = rows(db.conn, "SELECT t.id, t.title, t.status, t.summary, t.branch FROM deps d"
-                    " JOIN tasks t ON t.id = d.blocker_id WHERE d.blocked_id = ? ORDER BY t.id",
-                    (task["id"],))
+    blockers = rows(
+        db.conn,
+        "SELECT t.id, t.title, t.status, t.summary, t.branch FROM deps d"
+        " JOIN tasks t ON t.id = d.blocker_id WHERE d.blocked_id = ? ORDER BY t.id",
+        (task["id"],),
+    )
     if blockers:
-        text = _bullets([f"{ids.format(b['id'])} \"{b['title']}\" ({b['status']}"
-                         f"{', branch ' + b['branch'] if b['branch'] else ''}): "
-                         f"{b['summary'] or 'no summary'}" for b in blockers])
+        text = _bullets(
+            [
+                f'{ids.format(b["id"])} "{b["title"]}" ({b["status"]}'
+                f"{', branch ' + b['branch'] if b['branch'] else ''}): "
+                f"{b['summary'] or 'no summary'}"
+                for b in blockers
+            ]
+        )
         extra.append(sections["blockers"].substitute(blockers=text))
     if kind == "resume":
         children = views.children_outcomes(db, task["id"])
-        text = _bullets([
-            f"{c['id']} \"{c['title']}\": {c['status']}"
-            + (f": {c['summary']}" if c["summary"] else "")
-            + (f" (failed: {c['failure_reason']})" if c["failure_reason"] else "")
-            + (f" (blocked: {c['block_reason']})" if c["status"] == "blocked" else "")
-            for c in children
-        ]) or "- (none)"
+        text = (
+            _bullets(
+                [
+                    f'{c["id"]} "{c["title"]}": {c["status"]}'
+                    + (f": {c['summary']}" if c["summary"] else "")
+                    + (f" (failed: {c['failure_reason']})" if c["failure_reason"] else "")
+                    + (f" (blocked: {c['block_reason']})" if c["status"] == "blocked" else "")
+                    for c in children
+                ]
+            )
+            or "- (none)"
+        )
         merge_lines = []
         for merge in merges:
             line = f"{merge.branch}: {merge.status}"
             if merge.conflicted_files:
-                line += ("; CONFLICTS left for you to resolve (the files contain conflict "
-                         "markers <<<<<<< ======= >>>>>>>): " + ", ".join(merge.conflicted_files))
+                line += (
+                    "; CONFLICTS left for you to resolve (the files contain conflict "
+                    "markers <<<<<<< ======= >>>>>>>): " + ", ".join(merge.conflicted_files)
+                )
             merge_lines.append(line)
-        extra.append(sections["resume"].substitute(
-            children=text, merges=_bullets(merge_lines) or "- (no branches to merge)"))
-    return sections["main"].substitute(
-        task_id=ids.format(task["id"]),
-        title=task["title"],
-        body=task["body"] or "(no further description: the title says it all)",
-        workspace=workspace,
-        branch_text=f" on branch {branch}" if branch else "",
-        sections="\n".join(extra),
-    ).rstrip() + "\n"
+        extra.append(
+            sections["resume"].substitute(
+                children=text, merges=_bullets(merge_lines) or "- (no branches to merge)"
+            )
+        )
+    return (
+        sections["main"]
+        .substitute(
+            task_id=ids.format(task["id"]),
+            title=task["title"],
+            body=task["body"] or "(no further description: the title says it all)",
+            workspace=workspace,
+            branch_text=f" on branch {branch}" if branch else "",
+            sections="\n".join(extra),
+        )
+        .rstrip()
+        + "\n"
+    )

@@ -29,9 +29,9 @@ def _record(action, *args, **kwargs) -> None:
         try:
             action(*args, **kwargs)
             return
-        except Exception as exc:  # noqa: BLE001 - reported, then retried
+        except Exception as exc:
             if delay == 0:
-                print(f"kanban-shim: could not record in the board: {exc}", file=sys.stderr)
+                sys.stderr.write(f"kanban-shim: could not record in the board: {exc}\n")
                 return
             time.sleep(delay)
 
@@ -61,11 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         child = subprocess.Popen(
-            command, cwd=args.cwd, stdin=subprocess.DEVNULL, start_new_session=True,
+            command,
+            cwd=args.cwd,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             close_fds=True,
         )
     except OSError as exc:
-        print(f"kanban-shim: cannot start {command[:1]}: {exc}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"kanban-shim: cannot start {command[:1]}: {exc}\n")
+        sys.stderr.flush()
         from board import connection, runs
 
         db = connection.connect(args.db)

@@ -18,12 +18,19 @@ from orchestrator.cli.dispatch import settings_from
 @click.command()
 @click.argument("batch_file", type=click.Path(dir_okay=False))
 @click.option("--idempotency-key", help="Submitting twice with the same key creates it once.")
-@click.option("--no-dispatch", is_flag=True,
-              help="Submit and wait; a dispatcher already running on the board does the work.")
+@click.option(
+    "--no-dispatch",
+    is_flag=True,
+    help="Submit and wait; a dispatcher already running on the board does the work.",
+)
 @click.option("--max-workers", type=click.IntRange(1, 256), envvar="KANBAN_MAX_WORKERS")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False),
-              help="Also write the report to this file (Markdown).")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Also write the report to this file (Markdown).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the report.")
 @click.pass_context
 def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, report_path, quiet):
@@ -38,14 +45,21 @@ def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, rep
     """
     name, entries = batch_files.load(batch_file)
     db = context.open_board(ctx)
-    submitted = batches.submit(db, entries, name=name, idempotency_key=idempotency_key,
-                               source=str(Path(batch_file).resolve()))
+    submitted = batches.submit(
+        db,
+        entries,
+        name=name,
+        idempotency_key=idempotency_key,
+        source=str(Path(batch_file).resolve()),
+    )
     say = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if submitted.created:
         say(f"submitted batch {submitted.batch_id} ({name}): {len(entries)} task(s)")
     else:
-        say(f"batch {submitted.batch_id} was already submitted with this idempotency key; "
-            "nothing new was created")
+        say(
+            f"batch {submitted.batch_id} was already submitted with this idempotency key; "
+            "nothing new was created"
+        )
     batch_id = submitted.batch_id
     assert batch_id is not None
     show_progress = not quiet and sys.stderr.isatty()
@@ -67,8 +81,14 @@ def _progress(show: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    console=Console(stderr=True), disable=not show, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        disable=not show,
+        transient=False,
+    )
 
 
 def _update(progress, bar, db, batch_id: str) -> None:
@@ -76,8 +96,12 @@ def _update(progress, bar, db, batch_id: str) -> None:
 
     counts = reports.counts(db, batch_id)
     ended = sum(counts.get(s, 0) for s in ("done", "failed", "cancelled"))
-    progress.update(bar, total=sum(counts.values()), completed=ended,
-                    description=render.progress_line(counts).markup or "starting")
+    progress.update(
+        bar,
+        total=sum(counts.values()),
+        completed=ended,
+        description=render.progress_line(counts).markup or "starting",
+    )
 
 
 def _dispatch(ctx, batch_id: str, max_workers, say, show_progress) -> None:
@@ -87,9 +111,12 @@ def _dispatch(ctx, batch_id: str, max_workers, say, show_progress) -> None:
 
     settings = settings_from(ctx, max_workers=max_workers)
     runner = dispatcher.Dispatcher(
-        settings, context.board_path(ctx), until_idle=True,
+        settings,
+        context.board_path(ctx),
+        until_idle=True,
         on_event=say if not show_progress else (lambda m: None),
-        idle_scope=lambda db: reports.finished(db, batch_id))
+        idle_scope=lambda db: reports.finished(db, batch_id),
+    )
     with _progress(show_progress) as progress:
         bar = progress.add_task("starting", total=None)
 
@@ -107,8 +134,9 @@ def _wait(db, batch_id: str, say, show_progress) -> None:
     from orchestrator import processes
 
     if not any(processes.alive(d["pid"], d["pid_started_at"]) for d in dispatchers.all_(db)):
-        say("no dispatcher is running on this board yet; waiting (start one with "
-            "`kanban dispatch`)")
+        say(
+            "no dispatcher is running on this board yet; waiting (start one with `kanban dispatch`)"
+        )
     with _progress(show_progress) as progress:
         bar = progress.add_task("waiting", total=None)
         while True:
@@ -121,18 +149,26 @@ def _wait(db, batch_id: str, say, show_progress) -> None:
 def _print(result: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"batch {result['batch']}: "
-                  + ("all tasks done" if result["ok"] else "NOT all tasks done"),
-                  header_style="bold", title_justify="left")
+    table = Table(
+        title=f"batch {result['batch']}: "
+        + ("all tasks done" if result["ok"] else "NOT all tasks done"),
+        header_style="bold",
+        title_justify="left",
+    )
     for column in ("task", "status", "attempts", "duration", "branch", "summary"):
         table.add_column(column, overflow="fold")
     for e in result["tasks"]:
         style = context.STATUS_STYLE.get(e["status"], "")
         duration = f"{e['duration_s']:.1f}s" if e["duration_s"] is not None else ""
         text = (e["summary"] or e["reason"] or "").strip().splitlines()
-        table.add_row(f"{e['id']} {e['title']}", f"[{style}]{e['status']}[/]",
-                      str(e["attempts"]), duration, e["branch"] or "",
-                      (text[-1] if text else "")[:120])
+        table.add_row(
+            f"{e['id']} {e['title']}",
+            f"[{style}]{e['status']}[/]",
+            str(e["attempts"]),
+            duration,
+            e["branch"] or "",
+            (text[-1] if text else "")[:120],
+        )
     context.console().print(table)
 
 

@@ -60,6 +60,12 @@ def console():  # rich is imported only by commands that draw
 
 
 STATUS_STYLE = {
-    "todo": "dim", "ready": "cyan", "running": "bold yellow", "waiting": "magenta",
-    "blocked": "bold red", "done": "green", "failed": "red", "cancelled": "dim strike",
+    "todo": "dim",
+    "ready": "cyan",
+    "running": "bold yellow",
+    "waiting": "magenta",
+    "blocked": "bold red",
+    "done": "green",
+    "failed": "red",
+    "cancelled": "dim strike",
 }

@@ -18,15 +18,29 @@ def settings_from(ctx: click.Context, **overrides) -> config.Settings:
 
 
 @click.command()
-@click.option("--max-workers", type=click.IntRange(1, 256), envvar="KANBAN_MAX_WORKERS",
-              help="Workers running at once (default 4).")
-@click.option("--until-idle", is_flag=True,
-              help="Exit 0 once nothing is ready, running, or waiting for a retry.")
-@click.option("--stall-timeout", type=click.FloatRange(min=0, min_open=True),
-              envvar="KANBAN_STALL_TIMEOUT",
-              help="Kill a worker with no heartbeat and no output for this long (s).")
-@click.option("--retry-delay", type=click.FloatRange(min=0, min_open=True),
-              envvar="KANBAN_RETRY_DELAY", help="First retry's delay (s); doubles each time.")
+@click.option(
+    "--max-workers",
+    type=click.IntRange(1, 256),
+    envvar="KANBAN_MAX_WORKERS",
+    help="Workers running at once (default 4).",
+)
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    help="Exit 0 once nothing is ready, running, or waiting for a retry.",
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="KANBAN_STALL_TIMEOUT",
+    help="Kill a worker with no heartbeat and no output for this long (s).",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="KANBAN_RETRY_DELAY",
+    help="First retry's delay (s); doubles each time.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.pass_context
 def dispatch(ctx, max_workers, until_idle, stall_timeout, retry_delay, quiet):
@@ -44,8 +58,9 @@ def dispatch(ctx, max_workers, until_idle, stall_timeout, retry_delay, quiet):
 
     from orchestrator import dispatcher
 
-    settings = settings_from(ctx, max_workers=max_workers, stall_timeout=stall_timeout,
-                             retry_delay=retry_delay)
+    settings = settings_from(
+        ctx, max_workers=max_workers, stall_timeout=stall_timeout, retry_delay=retry_delay
+    )
     db_path = context.board_path(ctx)
 
     def say(message: str) -> None:
@@ -87,7 +102,7 @@ def logs(ctx, task, run_id, follow):
         raise errors.InvalidInput(f"run {run['id']} has no log (it never started a process)")
     path = Path(run["log_path"])
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - kept open while following
+        handle = open(path, "rb")
     except OSError as exc:
         raise errors.InvalidInput(f"cannot read the log {path}: {exc.strerror}") from exc
     with handle:
@@ -134,8 +149,9 @@ def watch(ctx, interval, show_all):
 
 
 @click.command()
-@click.option("--force", is_flag=True,
-              help="Also remove dirty worktrees and delete unmerged branches.")
+@click.option(
+    "--force", is_flag=True, help="Also remove dirty worktrees and delete unmerged branches."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def gc(ctx, force, as_json):
@@ -154,8 +170,13 @@ def gc(ctx, force, as_json):
     for task in tasks.list_tasks(db, ("done", "failed", "cancelled")):
         if task["repo"] and task["worktree"] and task["branch"]:
             by_repo.setdefault(task["repo"], []).append((task["worktree"], task["branch"]))
-    report = {"removed_worktrees": [], "kept_worktrees": [], "deleted_branches": [],
-              "kept_branches": [], "problems": []}
+    report = {
+        "removed_worktrees": [],
+        "kept_worktrees": [],
+        "deleted_branches": [],
+        "kept_branches": [],
+        "problems": [],
+    }
     for repo, pairs in by_repo.items():
         if not Path(repo).is_dir():
             report["problems"].append(f"{repo}: repository is gone")

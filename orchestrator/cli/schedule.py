@@ -53,27 +53,43 @@ def list_(ctx, as_json):
     """List schedules with their last and next fire times. Example: kanban schedule list."""
     db = context.open_board(ctx)
     now = time.time()
-    items = [{
-        "name": s["name"], "cron": s["cron"], "batch_file": s["batch_path"],
-        "enabled": bool(s["enabled"]), "last_fire_at": views.when(s["last_fire_at"])
-        if s["last_fire_at"] != s["created_at"] else None,
-        "next_fire_at": views.when(firing.next_after(s["cron"], max(now, s["last_fire_at"] or 0))),
-    } for s in schedules.all_(db)]
+    items = [
+        {
+            "name": s["name"],
+            "cron": s["cron"],
+            "batch_file": s["batch_path"],
+            "enabled": bool(s["enabled"]),
+            "last_fire_at": views.when(s["last_fire_at"])
+            if s["last_fire_at"] != s["created_at"]
+            else None,
+            "next_fire_at": views.when(
+                firing.next_after(s["cron"], max(now, s["last_fire_at"] or 0))
+            ),
+        }
+        for s in schedules.all_(db)
+    ]
     if as_json:
         context.print_json(items)
         return
     if not items:
         click.echo("no schedules; add one with `kanban schedule add NAME --cron EXPR FILE`")
     for item in items:
-        click.echo(f"{item['name']}  {item['cron']!r}  {item['batch_file']}  "
-                   f"last: {item['last_fire_at'] or 'never'}  next: {item['next_fire_at']}")
+        click.echo(
+            f"{item['name']}  {item['cron']!r}  {item['batch_file']}  "
+            f"last: {item['last_fire_at'] or 'never'}  next: {item['next_fire_at']}"
+        )
 
 
 @schedule.command()
 @click.argument("name")
 @click.pass_context
 def remove(ctx, name):
-    """Remove a schedule (batches it already submitted stay). Example: kanban schedule remove nightly."""
+    """Remove a schedule; batches it already submitted stay.
+
+    \b
+    Example:
+      kanban schedule remove nightly
+    """
     schedules.remove(context.open_board(ctx), name)
     click.echo(f"removed schedule {name}")
 
@@ -82,7 +98,12 @@ def remove(ctx, name):
 @click.argument("name")
 @click.pass_context
 def run_now(ctx, name):
-    """Submit the schedule's batch now (a dispatcher runs it). Example: kanban schedule run-now nightly."""
+    """Submit the schedule's batch now; a running dispatcher runs it.
+
+    \b
+    Example:
+      kanban schedule run-now nightly
+    """
     db = context.open_board(ctx)
     item = schedules.get(db, name)
     batch_name, entries = batch_files.load(item["batch_path"])

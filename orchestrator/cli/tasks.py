@@ -30,17 +30,40 @@ def _echo_task(obj: dict, as_json: bool) -> None:
 @click.option("--after", multiple=True, help="A task that must be done first (repeatable).")
 @click.option("--parent", help="Make this a subtask of PARENT.")
 @click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
-@click.option("--runtime", type=click.Choice(runtimes.NAMES),
-              help="How to run it (default: hermes; `command` with --command).")
-@click.option("--command", "command", help="Program and arguments for the `command` runtime "
-              "(split like a shell would, never run through one).")
+@click.option(
+    "--runtime",
+    type=click.Choice(runtimes.NAMES),
+    help="How to run it (default: hermes; `command` with --command).",
+)
+@click.option(
+    "--command",
+    "command",
+    help="Program and arguments for the `command` runtime "
+    "(split like a shell would, never run through one).",
+)
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
-              help="Wall-clock limit of one attempt, in seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Wall-clock limit of one attempt, in seconds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the task object.")
 @click.pass_context
-def create(ctx, title, body, repo, base, after, parent, priority, runtime, command,
-           max_attempts, timeout, as_json):
+def create(
+    ctx,
+    title,
+    body,
+    repo,
+    base,
+    after,
+    parent,
+    priority,
+    runtime,
+    command,
+    max_attempts,
+    timeout,
+    as_json,
+):
     """Create a task and print its id.
 
     \b
@@ -62,7 +85,7 @@ def create(ctx, title, body, repo, base, after, parent, priority, runtime, comma
             raise errors.InvalidInput("--command goes with the `command` runtime only")
         runtime, options = "command", {"argv": argv}
     elif runtime == "command":
-        raise errors.InvalidInput("the `command` runtime needs --command \"PROGRAM ARGS\"")
+        raise errors.InvalidInput('the `command` runtime needs --command "PROGRAM ARGS"')
     base_ref = None
     if repo is not None:
         repo = str(worktrees.open_repo(repo).path)
@@ -70,9 +93,15 @@ def create(ctx, title, body, repo, base, after, parent, priority, runtime, comma
     elif base is not None:
         raise errors.InvalidInput("--base needs --repo")
     spec = tasks.NewTask(
-        title=title, body=body, priority=priority, repo=repo, base_ref=base_ref,
-        runtime=runtime, runtime_options=options if runtime else None,
-        max_attempts=max_attempts, timeout=timeout,
+        title=title,
+        body=body,
+        priority=priority,
+        repo=repo,
+        base_ref=base_ref,
+        runtime=runtime,
+        runtime_options=options if runtime else None,
+        max_attempts=max_attempts,
+        timeout=timeout,
         after=[context.task_id(a) for a in after],
         parent=context.task_id(parent) if parent else None,
     )
@@ -82,8 +111,13 @@ def create(ctx, title, body, repo, base, after, parent, priority, runtime, comma
 
 
 @click.command(name="list")
-@click.option("--status", "statuses", multiple=True, metavar="STATUS",
-              help=f"Only these statuses (repeatable): {', '.join(states.Status)}.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help=f"Only these statuses (repeatable): {', '.join(states.Status)}.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def list_(ctx, statuses, as_json):
@@ -106,8 +140,14 @@ def list_(ctx, statuses, as_json):
     for obj in objects:
         style = context.STATUS_STYLE.get(obj["status"], "")
         note = obj["summary"] or obj["why_not_runnable"] or ""
-        table.add_row(obj["id"], f"[{style}]{obj['status']}[/]", str(obj["priority"]),
-                      obj["title"], obj["branch"] or "", note[:80])
+        table.add_row(
+            obj["id"],
+            f"[{style}]{obj['status']}[/]",
+            str(obj["priority"]),
+            obj["title"],
+            obj["branch"] or "",
+            note[:80],
+        )
     context.console().print(table)
 
 
@@ -130,8 +170,17 @@ def show(ctx, task, as_json):
     out = context.console()
     style = context.STATUS_STYLE.get(obj["status"], "")
     out.print(f"[bold]{obj['id']}[/] {obj['title']}  [{style}]{obj['status']}[/]")
-    for key in ("parent", "repo", "branch", "worktree", "runtime", "summary", "block_reason",
-                "failure_reason", "why_not_runnable"):
+    for key in (
+        "parent",
+        "repo",
+        "branch",
+        "worktree",
+        "runtime",
+        "summary",
+        "block_reason",
+        "failure_reason",
+        "why_not_runnable",
+    ):
         if obj[key]:
             out.print(f"  {key.replace('_', ' ')}: {obj[key]}", markup=False)
     out.print(f"  attempts: {obj['attempts']}/{obj['max_attempts']}")
@@ -144,16 +193,27 @@ def show(ctx, task, as_json):
         out.print("\n[bold]subtasks[/]")
         for sub in obj["subtasks"]:
             indent = "  " * sub["level"]
-            out.print(f"{indent}{sub['id']} [{context.STATUS_STYLE.get(sub['status'], '')}]"
-                      f"{sub['status']}[/] {sub['title']}", highlight=False)
+            out.print(
+                f"{indent}{sub['id']} [{context.STATUS_STYLE.get(sub['status'], '')}]"
+                f"{sub['status']}[/] {sub['title']}",
+                highlight=False,
+            )
     if obj["runs"]:
         out.print("\n[bold]runs[/]")
         for run in obj["runs"]:
-            exit_text = (f"signal {run['signal']}" if run["signal"] is not None
-                         else f"exit {run['exit_code']}" if run["exit_code"] is not None else "")
-            out.print(f"  #{run['id']} attempt {run['attempt']} ({run['kind']}) "
-                      f"{run['outcome'] or 'live'} {exit_text} {run['reason'] or ''}"
-                      f"{'  log: ' + run['log_path'] if run['log_path'] else ''}", markup=False)
+            exit_text = (
+                f"signal {run['signal']}"
+                if run["signal"] is not None
+                else f"exit {run['exit_code']}"
+                if run["exit_code"] is not None
+                else ""
+            )
+            out.print(
+                f"  #{run['id']} attempt {run['attempt']} ({run['kind']}) "
+                f"{run['outcome'] or 'live'} {exit_text} {run['reason'] or ''}"
+                f"{'  log: ' + run['log_path'] if run['log_path'] else ''}",
+                markup=False,
+            )
     if obj["comments"]:
         out.print("\n[bold]comments[/]")
         for c in obj["comments"]:
@@ -188,8 +248,9 @@ def comment(ctx, task, text):
 @click.pass_context
 def link(ctx, blocker, blocked):
     """BLOCKER must be done before BLOCKED runs. Example: kanban link t_1 t_2."""
-    deps.link(context.open_board(ctx), context.task_id(blocker), context.task_id(blocked),
-              context.actor())
+    deps.link(
+        context.open_board(ctx), context.task_id(blocker), context.task_id(blocked), context.actor()
+    )
 
 
 @click.command()
@@ -198,8 +259,9 @@ def link(ctx, blocker, blocked):
 @click.pass_context
 def unlink(ctx, blocker, blocked):
     """Remove the dependency BLOCKER -> BLOCKED. Example: kanban unlink t_1 t_2."""
-    deps.unlink(context.open_board(ctx), context.task_id(blocker), context.task_id(blocked),
-                context.actor())
+    deps.unlink(
+        context.open_board(ctx), context.task_id(blocker), context.task_id(blocked), context.actor()
+    )
 
 
 @click.command()
@@ -222,8 +284,9 @@ def block(ctx, task, reason):
 @click.pass_context
 def unblock(ctx, task, answer):
     """Return a blocked task to ready. Example: kanban unblock t_3 --comment "Use Redis"."""
-    status = tasks.unblock(context.open_board(ctx), context.task_id(task), context.actor(),
-                           comment=answer)
+    status = tasks.unblock(
+        context.open_board(ctx), context.task_id(task), context.actor(), comment=answer
+    )
     click.echo(f"{task}: {status}")
 
 
@@ -247,7 +310,12 @@ def complete(ctx, task, summary):
 @click.argument("task")
 @click.pass_context
 def cancel(ctx, task):
-    """Cancel a task and its open subtasks; running workers are stopped. Example: kanban cancel t_3."""
+    """Cancel a task and its open subtasks; their running workers are stopped.
+
+    \b
+    Example:
+      kanban cancel t_3
+    """
     changed = tasks.cancel(context.open_board(ctx), context.task_id(task), context.actor())
     click.echo("cancelled: " + ", ".join(ids.format(t) for t in changed))
 
@@ -293,12 +361,26 @@ def board_(ctx, as_json, show_all):
     db = context.open_board(ctx)
     objects = views.task_objects(db, tasks.list_tasks(db))
     if as_json:
-        grouped = {status: [o for o in objects if o["status"] == status]
-                   for status in states.Status}
+        grouped = {
+            status: [o for o in objects if o["status"] == status] for status in states.Status
+        }
         context.print_json(grouped)
         return
     context.console().print(render.board(objects, show_all=show_all))
 
 
-COMMANDS = [create, list_, show, board_, comment, link, unlink, block, unblock, complete,
-            cancel, retry, heartbeat]
+COMMANDS = [
+    create,
+    list_,
+    show,
+    board_,
+    comment,
+    link,
+    unlink,
+    block,
+    unblock,
+    complete,
+    cancel,
+    retry,
+    heartbeat,
+]

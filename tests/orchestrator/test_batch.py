@@ -57,12 +57,17 @@ after = ["lint", "test"]
 def write_batch(tmp_path: Path, *, failing: bool) -> Path:
     make_repo(tmp_path / "repo")
     batch = tmp_path / "nightly.toml"
-    batch.write_text(BATCH.format(
-        lint=command("print('lint clean')"),
-        test=command("import sys; print('2 tests failed'); sys.exit(1)" if failing
-                     else "print('all tests pass')"),
-        package=command("open('dist.txt', 'w').write('pkg'); print('packaged')"),
-    ))
+    batch.write_text(
+        BATCH.format(
+            lint=command("print('lint clean')"),
+            test=command(
+                "import sys; print('2 tests failed'); sys.exit(1)"
+                if failing
+                else "print('all tests pass')"
+            ),
+            package=command("open('dist.txt', 'w').write('pkg'); print('packaged')"),
+        )
+    )
     return batch
 
 
@@ -74,7 +79,10 @@ def test_a_batch_that_succeeds_exits_0_with_a_report(tmp_path):
     report = json.loads(result.stdout)
     assert report["ok"] is True
     assert {t["key"]: t["status"] for t in report["tasks"]} == {
-        "lint": "done", "test": "done", "package": "done"}
+        "lint": "done",
+        "test": "done",
+        "package": "done",
+    }
     package = next(t for t in report["tasks"] if t["key"] == "package")
     assert package["summary"] == "packaged" and package["branch"] == "kanban/t_3"
     assert package["attempts"] == 1 and package["duration_s"] is not None
@@ -114,18 +122,27 @@ def test_resubmitting_with_the_same_idempotency_key_creates_nothing(tmp_path, db
     ("text", "line", "reason"),
     [
         ('[tasks.a]\ntitle = "A"\ncommand = "true"\n[tasks.b\n', 4, "not valid TOML"),
-        ('[tasks.a]\ntitle = "A"\ncommand = "true"\n\n[tasks.b]\ntitle = "B"\n'
-         'command = "true"\nafter = ["zz"]\n', 8, "which is not a task of this batch"),
+        (
+            '[tasks.a]\ntitle = "A"\ncommand = "true"\n\n[tasks.b]\ntitle = "B"\n'
+            'command = "true"\nafter = ["zz"]\n',
+            8,
+            "which is not a task of this batch",
+        ),
         ('[tasks.a]\ntitle = "A"\ncolour = "blue"\n', 3, "unknown key(s) colour"),
         ('[tasks.a]\ntitle = "A"\nruntime = "command"\n', 3, "needs a command"),
-        ('[tasks.a]\ntitle = "A"\ncommand = "true"\nafter = ["b"]\n'
-         '[tasks.b]\ntitle = "B"\ncommand = "true"\nafter = ["a"]\n', None, "cycle"),
+        (
+            '[tasks.a]\ntitle = "A"\ncommand = "true"\nafter = ["b"]\n'
+            '[tasks.b]\ntitle = "B"\ncommand = "true"\nafter = ["a"]\n',
+            None,
+            "cycle",
+        ),
         ('[tasks.a]\ntitle = "A"\nrepo = "nowhere"\n', 3, "nowhere"),
         ('name = "x"\n', None, "no tasks"),
     ],
 )
-def test_a_malformed_batch_is_refused_before_anything_is_created(tmp_path, db_path, text,
-                                                                 line, reason):
+def test_a_malformed_batch_is_refused_before_anything_is_created(
+    tmp_path, db_path, text, line, reason
+):
     batch = tmp_path / "bad.toml"
     batch.write_text(text)
     result = run("run", str(batch))
@@ -140,8 +157,9 @@ def test_a_malformed_batch_is_refused_before_anything_is_created(tmp_path, db_pa
 
 def test_no_dispatch_waits_for_a_dispatcher_already_running(tmp_path):
     batch = write_batch(tmp_path, failing=False)
-    dispatcher = subprocess.Popen([KANBAN, "dispatch", "-q"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+    dispatcher = subprocess.Popen(
+        [KANBAN, "dispatch", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         result = run("run", str(batch), "--no-dispatch", "--json")
         assert result.returncode == 0, result.stderr

@@ -15,10 +15,12 @@ from board import connection
 KANBAN = str(Path(sys.executable).with_name("kanban"))
 
 
-def kanban(*args: str, env: dict[str, str] | None = None, ok: bool = True,
-           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([KANBAN, *args], capture_output=True, text=True, timeout=60,
-                            env=env, cwd=cwd)
+def kanban(
+    *args: str, env: dict[str, str] | None = None, ok: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [KANBAN, *args], capture_output=True, text=True, timeout=60, env=env, cwd=cwd
+    )
     if ok and result.returncode != 0:
         raise AssertionError(f"kanban {args} failed ({result.returncode}): {result.stderr}")
     return result
@@ -34,11 +36,25 @@ def integrity(db_path: Path) -> str:
 
 def test_create_prints_the_new_task_id_and_json_gives_the_task_object():
     assert kanban("create", "Write the docs").stdout.strip() == "t_1"
-    obj = json.loads(kanban("create", "Review them", "--after", "t_1", "--priority", "3",
-                            "--json").stdout)
-    for key in ("id", "title", "status", "priority", "parent", "blockers", "dependents",
-                "children", "branch", "worktree", "attempts", "max_attempts", "summary",
-                "block_reason"):
+    obj = json.loads(
+        kanban("create", "Review them", "--after", "t_1", "--priority", "3", "--json").stdout
+    )
+    for key in (
+        "id",
+        "title",
+        "status",
+        "priority",
+        "parent",
+        "blockers",
+        "dependents",
+        "children",
+        "branch",
+        "worktree",
+        "attempts",
+        "max_attempts",
+        "summary",
+        "block_reason",
+    ):
         assert key in obj
     assert obj["id"] == "t_2"
     assert obj["status"] == "todo"
@@ -68,8 +84,9 @@ def test_list_filters_by_status_and_board_draws_columns():
 
 
 def test_command_is_split_like_a_shell_but_stored_as_argv():
-    obj = json.loads(kanban("create", "Run", "--command", "printf '%s\\n' 'a b' c",
-                            "--json").stdout)
+    obj = json.loads(
+        kanban("create", "Run", "--command", "printf '%s\\n' 'a b' c", "--json").stdout
+    )
     assert obj["runtime"] == "command"
     assert obj["runtime_options"] == {"argv": ["printf", "%s\\n", "a b", "c"]}
 
@@ -112,8 +129,7 @@ def test_complete_by_an_operator_and_link_unlink():
         (("heartbeat", "t_1"), "heartbeat is sent by workers"),
     ],
 )
-def test_bad_input_exits_1_with_a_clear_message_and_leaves_the_board_intact(db_path, args,
-                                                                             message):
+def test_bad_input_exits_1_with_a_clear_message_and_leaves_the_board_intact(db_path, args, message):
     kanban("create", "A")
     kanban("create", "B", "--after", "t_1")
     before = kanban("list", "--json").stdout
@@ -145,7 +161,8 @@ def test_the_db_option_and_the_environment_variable_choose_the_board(tmp_path):
     kanban("--db", str(other), "create", "Elsewhere")
     env = {**os.environ, "KANBAN_DB": str(other)}
     assert [t["title"] for t in json.loads(kanban("list", "--json", env=env).stdout)] == [
-        "Elsewhere"]
+        "Elsewhere"
+    ]
     assert json.loads(kanban("list", "--json").stdout) == []
 
 
@@ -155,8 +172,12 @@ def test_inside_a_worker_commands_act_as_its_run_and_a_stale_token_is_refused(db
     kanban("create", "Worker task")
     db = connection.connect(db_path)
     claim = runs.claim(db)[0]
-    env = {**os.environ, "HERMES_KANBAN_TASK": "t_1", "HERMES_KANBAN_RUN_ID": str(claim.run_id),
-           "HERMES_KANBAN_TOKEN": claim.token}
+    env = {
+        **os.environ,
+        "HERMES_KANBAN_TASK": "t_1",
+        "HERMES_KANBAN_RUN_ID": str(claim.run_id),
+        "HERMES_KANBAN_TOKEN": claim.token,
+    }
     kanban("heartbeat", "--note", "compiling", env=env)
     child = kanban("create", "A subtask", env=env).stdout.strip()
     assert json.loads(kanban("show", child, "--json").stdout)["parent"] == "t_1"
@@ -171,8 +192,26 @@ def test_inside_a_worker_commands_act_as_its_run_and_a_stale_token_is_refused(db
 
 def test_help_lists_every_command_with_an_example():
     text = kanban("--help").stdout
-    for command in ("create", "list", "show", "board", "comment", "link", "unlink", "block",
-                    "unblock", "complete", "cancel", "retry", "heartbeat", "dispatch", "logs",
-                    "watch", "gc", "run", "schedule"):
+    for command in (
+        "create",
+        "list",
+        "show",
+        "board",
+        "comment",
+        "link",
+        "unlink",
+        "block",
+        "unblock",
+        "complete",
+        "cancel",
+        "retry",
+        "heartbeat",
+        "dispatch",
+        "logs",
+        "watch",
+        "gc",
+        "run",
+        "schedule",
+    ):
         assert command in text
     assert "Example" in kanban("create", "--help").stdout

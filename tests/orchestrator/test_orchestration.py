@@ -22,8 +22,9 @@ PY = sys.executable
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def make_repo(path: Path) -> Path:
@@ -73,57 +74,89 @@ PARENT = textwrap.dedent("""
 
 
 def dispatch_until_idle(env: dict[str, str] | None = None) -> None:
-    result = subprocess.run([KANBAN, "dispatch", "--until-idle", "-q"], capture_output=True,
-                            text=True, timeout=120, env=env)
+    result = subprocess.run(
+        [KANBAN, "dispatch", "--until-idle", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_a_worker_fans_out_into_subtasks_and_integrates_them_when_resumed(tmp_path, db_path):
     repo = make_repo(tmp_path / "repo")
-    argv = parent_command(tmp_path, [
-        {"title": "part A", "command": writer("a.txt", "A")},
-        {"title": "part B", "command": writer("b.txt", "B")},
-        {"title": "part C", "command": writer("c.txt", "C"), "after": [0, 1]},
-    ])
-    parent = subprocess.run([KANBAN, "create", "Build it in parts", "--repo", str(repo),
-                             "--command", argv], check=True, capture_output=True,
-                            text=True).stdout.strip()
+    argv = parent_command(
+        tmp_path,
+        [
+            {"title": "part A", "command": writer("a.txt", "A")},
+            {"title": "part B", "command": writer("b.txt", "B")},
+            {"title": "part C", "command": writer("c.txt", "C"), "after": [0, 1]},
+        ],
+    )
+    parent = subprocess.run(
+        [KANBAN, "create", "Build it in parts", "--repo", str(repo), "--command", argv],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     dispatch_until_idle()
 
     db = connection.connect(db_path)
     shown = {t["title"]: t for t in tasks.list_tasks(db)}
     assert {title: t["status"] for title, t in shown.items()} == {
-        "Build it in parts": "done", "part A": "done", "part B": "done", "part C": "done"}
+        "Build it in parts": "done",
+        "part A": "done",
+        "part B": "done",
+        "part C": "done",
+    }
     parent_row = shown["Build it in parts"]
     assert [r["kind"] for r in runs.for_task(db, parent_row["id"])] == ["first", "resume"]
     for title in ("part A", "part B", "part C"):
         assert shown[title]["parent_id"] == parent_row["id"]
     # C ran only after both A and B had ended.
     ended = {t: runs.for_task(db, shown[t]["id"])[-1] for t in ("part A", "part B", "part C")}
-    assert ended["part C"]["started_at"] >= max(ended["part A"]["ended_at"],
-                                                ended["part B"]["ended_at"])
+    assert ended["part C"]["started_at"] >= max(
+        ended["part A"]["ended_at"], ended["part B"]["ended_at"]
+    )
     # The children's branches were merged into the parent's, which integrated them.
     branch = parent_row["branch"]
     assert git(repo, "show", f"{branch}:integrated.txt").split() == [
-        "a.txt", "b.txt", "c.txt", "plan.txt"]
+        "a.txt",
+        "b.txt",
+        "c.txt",
+        "plan.txt",
+    ]
     resume_prompt = git(repo, "show", f"{branch}:resume-prompt.md")
-    for title, summary in (("part A", "made a.txt"), ("part B", "made b.txt"),
-                           ("part C", "made c.txt")):
+    for title, summary in (
+        ("part A", "made a.txt"),
+        ("part B", "made b.txt"),
+        ("part C", "made c.txt"),
+    ):
         assert f'"{title}": done: {summary}' in resume_prompt
     assert "kanban/t_2: merged" in resume_prompt
-    events = json.loads(subprocess.run([KANBAN, "show", parent, "--json"], check=True,
-                                       capture_output=True, text=True).stdout)["events"]
+    events = json.loads(
+        subprocess.run(
+            [KANBAN, "show", parent, "--json"], check=True, capture_output=True, text=True
+        ).stdout
+    )["events"]
     assert any(e["kind"] == "merged" for e in events)
 
 
 def test_a_failed_subtask_still_wakes_its_parent_which_decides(tmp_path, db_path):
     repo = make_repo(tmp_path / "repo")
-    argv = parent_command(tmp_path, [
-        {"title": "works", "command": writer("ok.txt", "ok")},
-        {"title": "breaks", "command": shlex.join([PY, "-c", "raise SystemExit(3)"])},
-    ])
-    subprocess.run([KANBAN, "create", "Parent", "--repo", str(repo), "--command", argv],
-                   check=True, capture_output=True)
+    argv = parent_command(
+        tmp_path,
+        [
+            {"title": "works", "command": writer("ok.txt", "ok")},
+            {"title": "breaks", "command": shlex.join([PY, "-c", "raise SystemExit(3)"])},
+        ],
+    )
+    subprocess.run(
+        [KANBAN, "create", "Parent", "--repo", str(repo), "--command", argv],
+        check=True,
+        capture_output=True,
+    )
     dispatch_until_idle()
     db = connection.connect(db_path)
     shown = {t["title"]: t for t in tasks.list_tasks(db)}
@@ -143,15 +176,18 @@ LINGERER = textwrap.dedent("""
 """)
 
 
-def test_a_parent_resumes_only_after_its_reporting_childrens_work_is_committed(
-        tmp_path, db_path):
+def test_a_parent_resumes_only_after_its_reporting_childrens_work_is_committed(tmp_path, db_path):
     repo = make_repo(tmp_path / "repo")
     child = tmp_path / "lingerer.py"
     child.write_text(LINGERER)
-    argv = parent_command(tmp_path, [{"title": "linger",
-                                      "command": shlex.join([PY, str(child), KANBAN])}])
-    subprocess.run([KANBAN, "create", "Parent", "--repo", str(repo), "--command", argv],
-                   check=True, capture_output=True)
+    argv = parent_command(
+        tmp_path, [{"title": "linger", "command": shlex.join([PY, str(child), KANBAN])}]
+    )
+    subprocess.run(
+        [KANBAN, "create", "Parent", "--repo", str(repo), "--command", argv],
+        check=True,
+        capture_output=True,
+    )
     dispatch_until_idle()
     db = connection.connect(db_path)
     shown = {t["title"]: t for t in tasks.list_tasks(db)}
@@ -165,10 +201,18 @@ def test_subtask_depth_and_breadth_are_bounded_by_the_configured_limits(tmp_path
     config = tmp_path / "config.toml"
     config.write_text("[limits]\nmax_children = 2\n")
     env = {**os.environ, "KANBAN_CONFIG": str(config)}
-    flood = shlex.join([PY, "-c", "import subprocess; [subprocess.run([" + repr(KANBAN)
-                        + ", 'create', f'child {i}', '--command', 'true']) for i in range(4)]"])
-    subprocess.run([KANBAN, "create", "Runaway", "--command", flood], check=True, env=env,
-                   capture_output=True)
+    flood = shlex.join(
+        [
+            PY,
+            "-c",
+            "import subprocess; [subprocess.run(["
+            + repr(KANBAN)
+            + ", 'create', f'child {i}', '--command', 'true']) for i in range(4)]",
+        ]
+    )
+    subprocess.run(
+        [KANBAN, "create", "Runaway", "--command", flood], check=True, env=env, capture_output=True
+    )
     dispatch_until_idle(env)
     db = connection.connect(db_path)
     children = [t for t in tasks.list_tasks(db) if t["parent_id"]]

@@ -61,8 +61,9 @@ def test_each_fire_time_fires_once_with_two_dispatchers_and_a_restart(tmp_path, 
         thread.join(timeout=60)
     db = connection.connect(db_path)
     assert sorted(fires_by_time(db)) == [T0 + 300, T0 + 600, T0 + 900]
-    assert all(len(batches) == 1 and batches[0] is not None
-               for batches in fires_by_time(db).values())
+    assert all(
+        len(batches) == 1 and batches[0] is not None for batches in fires_by_time(db).values()
+    )
     assert sorted(f[2] for f in fired) == [T0 + 300, T0 + 600, T0 + 900]
     assert db.conn.execute("SELECT count(*) FROM batches").fetchone()[0] == 3
     assert db.conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 3
@@ -78,8 +79,9 @@ def test_fire_times_missed_while_no_dispatcher_ran_fire_once_on_start(tmp_path, 
     assert firing.fire_due(db, now + 180) == [("five", T0 + 5 * 3600 + 300, "b_2")]
 
 
-def test_a_schedule_whose_batch_file_is_broken_records_the_error_and_does_not_loop(tmp_path,
-                                                                                  db_path):
+def test_a_schedule_whose_batch_file_is_broken_records_the_error_and_does_not_loop(
+    tmp_path, db_path
+):
     path = batch_file(tmp_path)
     db = connection.connect(db_path)
     schedules.add(db, "five", "*/5 * * * *", str(path), now=T0)
@@ -91,11 +93,15 @@ def test_a_schedule_whose_batch_file_is_broken_records_the_error_and_does_not_lo
 
 def test_the_running_dispatcher_fires_a_due_schedule(tmp_path, db_path):
     path = batch_file(tmp_path)
-    added = subprocess.run([KANBAN, "schedule", "add", "often", "--cron", "* * * * * */2",
-                            str(path)], capture_output=True, text=True)
+    added = subprocess.run(
+        [KANBAN, "schedule", "add", "often", "--cron", "* * * * * */2", str(path)],
+        capture_output=True,
+        text=True,
+    )
     assert added.returncode == 0, added.stderr
-    dispatcher = subprocess.Popen([KANBAN, "dispatch", "-q"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+    dispatcher = subprocess.Popen(
+        [KANBAN, "dispatch", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         db = connection.connect(db_path)
         deadline = time.monotonic() + 30
@@ -126,7 +132,8 @@ def test_schedule_commands_add_list_run_now_remove_and_refuse_bad_input(tmp_path
     assert again.returncode == 1 and "exists" in again.stderr
     listed = json.loads(kanban("schedule", "list", "--json").stdout)
     assert [(s["name"], s["cron"], s["last_fire_at"]) for s in listed] == [
-        ("nightly", "0 3 * * *", None)]
+        ("nightly", "0 3 * * *", None)
+    ]
     assert "submitted batch b_1" in kanban("schedule", "run-now", "nightly").stdout
     assert kanban("schedule", "remove", "nightly").returncode == 0
     assert kanban("schedule", "remove", "nightly").returncode == 1

@@ -74,8 +74,13 @@ def find_binary(explicit: str | None, env_var: str, name: str, hint: str) -> str
     return os.path.abspath(found)
 
 
-RATE_LIMIT_MARKERS = ("rate limit", "rate_limit", "429 too many requests", "status 429",
-                      "too many requests")
+RATE_LIMIT_MARKERS = (
+    "rate limit",
+    "rate_limit",
+    "429 too many requests",
+    "status 429",
+    "too many requests",
+)
 
 
 def looks_rate_limited(log_tail: str) -> bool:

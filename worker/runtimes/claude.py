@@ -30,11 +30,15 @@ def mcp_config(ctx: base.Context) -> dict:
     }
     if ctx.branch:
         variables[env.BRANCH] = ctx.branch
-    return {"mcpServers": {"kanban": {
-        "command": os.path.abspath(sys.executable),
-        "args": ["-P", "-m", "worker.mcp_server"],
-        "env": variables,
-    }}}
+    return {
+        "mcpServers": {
+            "kanban": {
+                "command": os.path.abspath(sys.executable),
+                "args": ["-P", "-m", "worker.mcp_server"],
+                "env": variables,
+            }
+        }
+    }
 
 
 def write_private(data: dict, directory: str) -> str:
@@ -49,15 +53,23 @@ class ClaudeRuntime:
     reports = True
 
     def launch(self, ctx: base.Context) -> base.Launch:
-        binary = base.find_binary(ctx.settings.claude_bin, "KANBAN_CLAUDE_BIN", "claude",
-                                  INSTALL_HINT)
+        binary = base.find_binary(
+            ctx.settings.claude_bin, "KANBAN_CLAUDE_BIN", "claude", INSTALL_HINT
+        )
         config_file = write_private(mcp_config(ctx), ctx.private_dir)
         argv = (
-            binary, "-p", ctx.prompt,
-            "--mcp-config", config_file, "--strict-mcp-config",
-            "--allowedTools", *ALLOWED_TOOLS,
-            "--permission-mode", "acceptEdits",
-            "--output-format", "text",
+            binary,
+            "-p",
+            ctx.prompt,
+            "--mcp-config",
+            config_file,
+            "--strict-mcp-config",
+            "--allowedTools",
+            *ALLOWED_TOOLS,
+            "--permission-mode",
+            "acceptEdits",
+            "--output-format",
+            "text",
             *ctx.settings.extra_args.get(self.name, ()),
         )
         return base.Launch(argv=argv, env={}, cwd=ctx.workspace)

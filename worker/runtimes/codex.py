@@ -63,10 +63,14 @@ def protect_board(db_path: str) -> tuple[str, ...]:
     model's shell, so for such a board those two roots are taken out of the sandbox. The lease
     token is hidden from the shell (the MCP server still receives it through ``env_vars``).
     """
-    overrides = ["-c", f"shell_environment_policy.exclude=[\"{env.TOKEN}\"]"]
+    overrides = ["-c", f'shell_environment_policy.exclude=["{env.TOKEN}"]']
     if in_temporary_dir(db_path):
-        overrides += ["-c", "sandbox_workspace_write.exclude_slash_tmp=true",
-                      "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true"]
+        overrides += [
+            "-c",
+            "sandbox_workspace_write.exclude_slash_tmp=true",
+            "-c",
+            "sandbox_workspace_write.exclude_tmpdir_env_var=true",
+        ]
     return tuple(overrides)
 
 
@@ -75,14 +79,16 @@ class CodexRuntime:
     reports = True
 
     def launch(self, ctx: base.Context) -> base.Launch:
-        binary = base.find_binary(ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex",
-                                  INSTALL_HINT)
+        binary = base.find_binary(ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex", INSTALL_HINT)
         home = codex_home_ready(ctx.settings.codex_home)
         argv = (
-            binary, "exec",
-            "--sandbox", "workspace-write",
+            binary,
+            "exec",
+            "--sandbox",
+            "workspace-write",
             "--skip-git-repo-check",  # scratch directories are not repositories
-            "--cd", ctx.workspace,
+            "--cd",
+            ctx.workspace,
             *protect_board(ctx.db_path),
             *ctx.settings.extra_args.get(self.name, ()),
             ctx.prompt,

@@ -2,8 +2,8 @@
 
 The argv comes from the task (``kanban create --command "make check"``), split like a shell
 would split it but never run through one. Exit 0 without a report means done (the tail of
-the output becomes the summary); a non-zero exit is a failed attempt. The rendered prompt is in the file named by
-``$KANBAN_PROMPT_FILE``, so a script can wrap an agent of its own.
+the output becomes the summary); a non-zero exit is a failed attempt. The rendered prompt is
+in the file named by ``$KANBAN_PROMPT_FILE``, so a script can wrap an agent of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class CommandRuntime:
         argv = options.get("argv")
         if not argv or not all(isinstance(a, str) for a in argv):
             raise base.RuntimeUnavailable(
-                "a `command` task needs a command: create it with --command \"PROGRAM ARGS\""
+                'a `command` task needs a command: create it with --command "PROGRAM ARGS"'
             )
         # The prompt an agent would get (task, comments, previous attempt, subtasks' results),
         # for wrapper scripts that drive an agent of their own.

@@ -23,10 +23,12 @@ class HermesRuntime:
     reports = True
 
     def launch(self, ctx: base.Context) -> base.Launch:
-        binary = base.find_binary(ctx.settings.hermes_bin, "KANBAN_HERMES_BIN", "hermes",
-                                  INSTALL_HINT)
-        codex_bin = base.find_binary(ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex",
-                                     codex_runtime.INSTALL_HINT)
+        binary = base.find_binary(
+            ctx.settings.hermes_bin, "KANBAN_HERMES_BIN", "hermes", INSTALL_HINT
+        )
+        codex_bin = base.find_binary(
+            ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex", codex_runtime.INSTALL_HINT
+        )
         codex_home = codex_runtime.codex_home_ready(ctx.settings.codex_home)
         if codex_runtime.in_temporary_dir(ctx.db_path) and not (
             codex_runtime.temporary_dirs_excluded(codex_home)
@@ -44,13 +46,11 @@ class HermesRuntime:
                 f"the Hermes home for kanban workers is not ready ({status.detail}); "
                 f"{status.fix or 'run `kanban setup hermes`'}"
             )
-        environ = hermes_setup.runtime_env(status.home, codex_home=codex_home,
-                                           codex_bin=codex_bin)
+        environ = hermes_setup.runtime_env(status.home, codex_home=codex_home, codex_bin=codex_bin)
         # Hermes adds one writable root to Codex's sandbox (with HERMES_KANBAN_TASK set):
         # naming the worktree itself exposes nothing beyond what the sandbox already allows.
         environ["HERMES_KANBAN_ROOT"] = ctx.workspace
-        argv = (binary, "chat", "-Q", *ctx.settings.extra_args.get(self.name, ()),
-                "-q", ctx.prompt)
+        argv = (binary, "chat", "-Q", *ctx.settings.extra_args.get(self.name, ()), "-q", ctx.prompt)
         return base.Launch(argv=argv, env=environ, cwd=ctx.workspace)
 
     def rate_limited(self, log_tail: str) -> bool:
