@@ -14,9 +14,10 @@ branches merged into its worktree, runs their tests and completes for real.
 
     python -m orchestrator.demo [--output DIR]
 
-Exit status 0 only if every task is done with the expected files on its branch. The output
-directory must not be under /tmp: Codex's sandbox lets the agent's shell write there, and the
-board must be out of its reach.
+Exit status 0 only if every task is done with the expected files on its branch. Codex's
+sandbox lets the agent's shell write /tmp, and the board must stay out of its reach: when the
+output directory is in a temporary directory, the demo's own Codex home takes /tmp and $TMPDIR
+out of the sandbox.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from worker.runtimes import codex as codex_runtime
 CODEX_SETTINGS = (
     "[features]\nplugins = false\napps = false\nremote_plugin = false\n\n"
     "[analytics]\nenabled = false\n"
+)
+SANDBOX_WITHOUT_TMP = (
+    "\n[sandbox_workspace_write]\nexclude_slash_tmp = true\nexclude_tmpdir_env_var = true\n"
 )
 MARKER = ".kanban-demo"  # only a directory holding this file is ever wiped
 TASK_TIMEOUT = 90  # seconds per attempt: a wedged agent must not hang the demo
@@ -384,12 +388,6 @@ def _ours(path: Path) -> bool:
 
 def prepare_output(out: Path) -> None:
     """Wipe the previous demo's directory (only ever one of ours) and start afresh."""
-    if codex_runtime.in_temporary_dir(str(out / "board.db")):
-        raise DemoError(
-            f"{out} is in a temporary directory, which Codex's sandbox lets the agent's shell "
-            "write, and the board must be out of its reach: pass --output a directory "
-            "elsewhere (the default is ./demo-output)"
-        )
     if out.exists():
         if not _ours(out):
             raise DemoError(
@@ -452,7 +450,11 @@ def agent_homes(demo: Demo) -> None:
     """What the demo's homes need besides what `kanban setup` writes (it keeps these)."""
     codex_home = demo.out / "codex-home"
     codex_home.mkdir()
-    (codex_home / "config.toml").write_text(CODEX_SETTINGS)
+    settings = CODEX_SETTINGS
+    if codex_runtime.in_temporary_dir(str(demo.out / "board.db")):
+        # The sandbox could write a board under /tmp: take the temporary roots out of it.
+        settings += SANDBOX_WITHOUT_TMP
+    (codex_home / "config.toml").write_text(settings)
     hermes_home = demo.out / "hermes-home"
     hermes_home.mkdir()
     # Tirith (Hermes' command scanner) would try to download itself at every start.
@@ -644,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=Path(os.environ.get("KANBAN_DEMO_OUTPUT") or "demo-output"),
         help="directory for everything the demo makes, wiped first (default: ./demo-output, "
-        "or $KANBAN_DEMO_OUTPUT); not under /tmp",
+        "or $KANBAN_DEMO_OUTPUT)",
     )
     args = parser.parse_args(argv)
     # soft_wrap: long commands stay one line, as the user would type them.

@@ -1,8 +1,8 @@
 """`python -m orchestrator.demo`, run as `make demo` runs it, with real Codex and Hermes workers.
 
-The demo refuses an output directory under /tmp (Codex's sandbox lets the agent's shell write
-there, and the board must be out of its reach), so this test runs it in a directory of its
-own under the repository's ignored ``demo-output/`` and removes it afterwards.
+It runs in a directory of its own under the repository's ignored ``demo-output/``, as a user's
+demo does (wherever the clone is: under /tmp the demo takes the temporary roots out of its
+Codex sandbox), and removes it afterwards.
 """
 
 from __future__ import annotations
