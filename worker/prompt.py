@@ -107,7 +107,7 @@ def render(
                 [
                     f'{c["id"]} "{c["title"]}": {c["status"]}'
                     + (f": {c['summary']}" if c["summary"] else "")
-                    + (f" (failed: {c['failure_reason']})" if c["failure_reason"] else "")
+                    + (f" ({c['failure_reason']})" if c["failure_reason"] else "")
                     + (f" (blocked: {c['block_reason']})" if c["status"] == "blocked" else "")
                     for c in children
                 ]
