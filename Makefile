@@ -24,6 +24,7 @@ demo: venv tools
 lint: venv
 	$(PY) -m ruff check board worker orchestrator tests bench
 	$(PY) -m ruff format --check board worker orchestrator tests bench
+	$(PY) -m mypy
 
 # Run as modules from the repository root, so `import board` is the package, never
 # bench/board.py.

@@ -84,7 +84,7 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite_utils.Database
 
 
 def path_of(db: sqlite_utils.Database) -> str:
-    return db.kanban_path  # type: ignore[attr-defined,no-any-return]
+    return db.kanban_path  # type: ignore[attr-defined]
 
 
 def _explain(path: Path, exc: sqlite3.Error) -> str:

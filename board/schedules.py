@@ -94,6 +94,8 @@ def fire(
         if error is not None or not entries:
             return batches.Submitted(None, False, {})
         submitted = batches.insert(tx, entries, name=name, schedule=name, fire_at=fire_at)
+        # Without an idempotency key, insert always makes a new batch and names it.
+        assert submitted.batch_id is not None
         tx.execute(
             "UPDATE schedule_fires SET batch_id = ? WHERE schedule = ? AND fire_at = ?",
             (int(submitted.batch_id.removeprefix(batches.PREFIX)), name, fire_at),

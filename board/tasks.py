@@ -136,8 +136,11 @@ def insert(
     runtime = spec.runtime or (parent["runtime"] if parent else DEFAULT_RUNTIME)
     options = spec.runtime_options
     if options is None:
-        same = parent is not None and parent["runtime"] == runtime
-        options = json.loads(parent["runtime_options"]) if same else {}
+        options = (
+            json.loads(parent["runtime_options"])
+            if parent is not None and parent["runtime"] == runtime
+            else {}
+        )
     for blocker in spec.after:
         if tx.value("SELECT 1 FROM tasks WHERE id = ?", (blocker,)) is None:
             raise errors.TaskNotFound(ids.format(blocker))
@@ -421,7 +424,8 @@ def list_tasks(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Tasks in board order (priority, then age), optionally filtered."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     for status in statuses:
         if status not in states.Status.__members__.values():
             raise errors.InvalidInput(

@@ -18,8 +18,9 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -54,7 +55,7 @@ class Dispatcher:
         self._wakeup = anyio.Event()
         self._board_changed = anyio.Event()
         self.supervisor: supervisor.Supervisor | None = None
-        self.extra_tasks: list[Callable[[Dispatcher], object]] = []
+        self.extra_tasks: list[Callable[[Dispatcher], Coroutine[Any, Any, object]]] = []
         self.clock: Callable[[], float] = time.time
 
     def wake(self) -> None:

@@ -308,6 +308,7 @@ def _responses_reply(body: Any, call_id: str, action: Action) -> dict[str, Any]:
 
 
 def _chat_call(body: Any, call_id: str, action: Action) -> dict[str, Any]:
+    name: str | None
     if "shell" in action:
         name, args = "terminal", _call_args(action, command=action["shell"])
     else:
@@ -359,7 +360,7 @@ def _chat_answer(
     }
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     if not stream:
-        message = {"role": "assistant", "content": text or None}
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if calls:
             message["tool_calls"] = calls
         choice = {"index": 0, "message": message, "finish_reason": finish}

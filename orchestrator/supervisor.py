@@ -8,6 +8,7 @@ judge the outcome (`judge`), and settle the run in the board with the retry poli
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -392,7 +393,7 @@ class Supervisor:
         else:  # the agent's pid is not recorded yet: everything below the shim
             for proc in processes.tree(shim_pid)[1:]:
                 await anyio.to_thread.run_sync(
-                    lambda p=proc: processes.kill_tree(p.pid, None, grace=grace)
+                    functools.partial(processes.kill_tree, proc.pid, None, grace=grace)
                 )
 
     # -- the end ------------------------------------------------------------------------
@@ -404,7 +405,7 @@ class Supervisor:
         workspace_exists = watched.workspace is not None and await anyio.to_thread.run_sync(
             os.path.isdir, watched.workspace
         )
-        if watched.repo and workspace_exists:
+        if watched.repo and watched.workspace is not None and workspace_exists:
             message = (
                 f"kanban: {ids.format(task['id'])} run {run['id']} "
                 f"(attempt {run['attempt']}): work left in the worktree"

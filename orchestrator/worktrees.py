@@ -178,7 +178,7 @@ class _Git(git.cmd.Git):
     usual case) the command is untouched.
     """
 
-    def execute(self, command, *args, **kwargs):  # type: ignore[override]
+    def execute(self, command, *args, **kwargs):
         leaked = [name for name in os.environ if _stripped(name)]
         if leaked:
             unset = itertools.chain.from_iterable(("-u", name) for name in leaked)

@@ -18,7 +18,7 @@ def open_board(ctx: click.Context) -> sqlite_utils.Database:
     root = ctx.find_root()
     if "db" not in root.meta:
         root.meta["db"] = connection.connect((root.obj or {}).get("db_path"))
-    return root.meta["db"]  # type: ignore[no-any-return]
+    return root.meta["db"]
 
 
 def board_path(ctx: click.Context) -> str:

@@ -16,7 +16,7 @@ from board import errors
 class KanbanGroup(click.Group):
     """Turns every expected failure into ``Error: ...`` and exit 1."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except errors.KanbanError as exc:

@@ -21,4 +21,4 @@ def get(name: str) -> base.Runtime:
     if name not in _REGISTRY:
         raise errors.InvalidInput(f"unknown runtime {name!r}; use one of: {', '.join(NAMES)}")
     module_name, class_name = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)()  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), class_name)()

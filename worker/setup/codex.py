@@ -30,6 +30,7 @@ import contextlib
 import copy
 import dataclasses
 import enum
+import functools
 import math
 import os
 import re
@@ -179,24 +180,25 @@ def install(
     python = os.path.abspath(python) if python else default_python()
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise SetupError(f"{python} is not an executable file; pass --python an interpreter")
-    settings = {
-        "python": python,
-        "startup_timeout_sec": _seconds(startup_timeout_sec),
-        "tool_timeout_sec": _seconds(tool_timeout_sec),
-        "model_provider": model_provider,
-    }
+    render = functools.partial(
+        render_block,
+        python=python,
+        startup_timeout_sec=_seconds(startup_timeout_sec),
+        tool_timeout_sec=_seconds(tool_timeout_sec),
+        model_provider=model_provider,
+    )
     path = config_path(home)
     original = doc = _load(path)
     if repair and doc.damage:
         doc = _analyse(path, _repaired(doc), exists=doc.exists)
     _refuse_problems(doc, model_provider)
-    expected = _normalized(_merged(doc.outside_data, tomllib.loads(render_block(**settings))))
+    expected = _normalized(_merged(doc.outside_data, tomllib.loads(render())))
     # In place when the block exists; elsewhere only if in place would change a meaning.
     positions = [doc.region[0]] if doc.region else []
     positions.append(_insertion_point(doc.outside))
     for position in positions:
         line_break = position > 0 and doc.outside[position - 1] != "\n"
-        block = render_block(**settings, line_break=line_break)
+        block = render(line_break=line_break)
         new_text = doc.outside[:position] + block + doc.outside[position:]
         if _parses(new_text) and _meaning(new_text) == expected:
             return _commit(path, original, new_text)
@@ -489,7 +491,7 @@ def _refuse_problems(doc: _Doc, model_provider: ModelProvider | None) -> None:
         )
     if model_provider is None:
         return
-    taken = [key for key in ("model", "model_provider") if key in doc.outside_data]
+    taken: list[str] = [key for key in ("model", "model_provider") if key in doc.outside_data]
     providers = doc.outside_data.get("model_providers")
     if isinstance(providers, dict) and model_provider.provider_id in providers:
         taken.append(f"[model_providers.{model_provider.provider_id}]")
@@ -523,8 +525,8 @@ def _repaired(doc: _Doc) -> str:
             raise SetupError(f"{doc.path} has its own [mcp_servers.{SERVER}]; {_CONFLICT_HINT}")
         del servers[SERVER]
         del expected["mcp_servers"][SERVER]
-    providers = document.get("model_providers")
-    for pid in [p for p in (providers or {}) if providers[p].get("name") == PROVIDER_NAME]:
+    providers = document.get("model_providers") or {}
+    for pid in [p for p in providers if providers[p].get("name") == PROVIDER_NAME]:
         del providers[pid]
         del expected["model_providers"][pid]
         if document.get("model_provider") == pid:

@@ -144,7 +144,9 @@ def status(home: str | os.PathLike[str] | None = None) -> Status:
         return Status(home_path, codex.State.BROKEN, str(exc), fix="see the detail")
     if config is None:
         return Status(home_path, codex.State.MISSING, f"no {path}", fix="run `kanban setup hermes`")
-    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    model = config.get("model")
+    if not isinstance(model, dict):
+        model = {}
     wrong = [
         f"model.{key} is {model.get(key)!r}, not {value!r}"
         for key, value in model_settings().items()
