@@ -136,3 +136,15 @@ def submit(
 def tasks_of(db: sqlite_utils.Database, batch_id: str) -> list[dict[str, Any]]:
     """Every task of the batch, subtasks its workers created included."""
     return rows(db.conn, "SELECT * FROM tasks WHERE batch_id = ? ORDER BY id", (batch_id,))
+
+
+def counts(db: sqlite_utils.Database, batch_id: str) -> dict[str, int]:
+    """How many of the batch's tasks are in each status."""
+    return {
+        row["status"]: row["n"]
+        for row in rows(
+            db.conn,
+            "SELECT status, count(*) AS n FROM tasks WHERE batch_id = ? GROUP BY status",
+            (batch_id,),
+        )
+    }

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,22 @@ def transaction(db: sqlite_utils.Database, *, now: float | None = None) -> Itera
 def read(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
     """Rows of a read-only query, as dicts (a consistent snapshot, outside any transaction)."""
     return rows(db.conn, sql, params)
+
+
+def inspect(path: str | os.PathLike[str]) -> tuple[list[str], int]:
+    """``PRAGMA integrity_check`` and the schema version of a board, opened read-only.
+
+    Read-only through SQLite only (never plain file I/O: closing any other descriptor of the
+    file would drop SQLite's locks for this whole process), and without migrating it.
+    """
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5)
+        try:
+            verdict = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise errors.BoardError(f"{path}: {exc}") from exc
+    return verdict, version

@@ -330,3 +330,12 @@ def last_ended(db: sqlite_utils.Database, task_id: int) -> dict[str, Any] | None
         (task_id,),
     )
     return found[0] if found else None
+
+
+def active_counts(db: sqlite_utils.Database) -> tuple[int, int]:
+    """(tasks ready or running, runs not yet settled): both zero means nothing can move."""
+    ready_or_running = db.conn.execute(
+        "SELECT count(*) FROM tasks WHERE status IN ('ready', 'running')"
+    ).fetchone()[0]
+    unended = db.conn.execute("SELECT count(*) FROM runs WHERE ended_at IS NULL").fetchone()[0]
+    return ready_or_running, unended

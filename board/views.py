@@ -286,3 +286,23 @@ def children_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> lis
         for before in waiting_on.values():
             before.discard(chosen)
     return ordered
+
+
+def recent_comments(db: sqlite_utils.Database, task_id: int, limit: int = 30) -> list[dict]:
+    """The task's last `limit` comments, oldest first."""
+    newest = rows(
+        db.conn,
+        "SELECT author, body, at FROM comments WHERE task_id = ? ORDER BY id DESC LIMIT ?",
+        (task_id, limit),
+    )
+    return newest[::-1]
+
+
+def blockers_of(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
+    """The tasks `task_id` waited for, with their outcome, summary and branch."""
+    return rows(
+        db.conn,
+        "SELECT t.id, t.title, t.status, t.summary, t.branch FROM deps d"
+        " JOIN tasks t ON t.id = d.blocker_id WHERE d.blocked_id = ? ORDER BY t.id",
+        (task_id,),
+    )

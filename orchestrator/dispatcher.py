@@ -136,7 +136,7 @@ class Dispatcher:
     async def _idle(self) -> bool:
         if self.idle_scope is not None:
             return await self.board.call(self.idle_scope)
-        counts = await self.board.call(_active_counts)
+        counts = await self.board.call(runs.active_counts)
         return counts == (0, 0)
 
     # -- wake-ups, signals, orphans -------------------------------------------------------
@@ -230,14 +230,6 @@ class Dispatcher:
                 alive = time.time() - row["heartbeat_at"] < stale_after
             (live.add(row["id"]) if alive else dead.append(row["id"]))
         return live, dead
-
-
-def _active_counts(db) -> tuple[int, int]:
-    ready_or_running = db.conn.execute(
-        "SELECT count(*) FROM tasks WHERE status IN ('ready', 'running')"
-    ).fetchone()[0]
-    unended = db.conn.execute("SELECT count(*) FROM runs WHERE ended_at IS NULL").fetchone()[0]
-    return ready_or_running, unended
 
 
 def _wake_socket() -> tuple[socket.socket | None, str | None]:

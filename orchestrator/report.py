@@ -7,8 +7,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import batches, ids, states
-from board.connection import rows
+from board import batches, ids, runs, states
 
 
 def finished(db: sqlite_utils.Database, batch_id: str) -> bool:
@@ -17,39 +16,20 @@ def finished(db: sqlite_utils.Database, batch_id: str) -> bool:
     The second case covers a task blocked on a question, or waiting behind a failed blocker:
     a one-shot run must end and say so instead of waiting forever.
     """
-    open_tasks = db.conn.execute(
-        f"SELECT count(*) FROM tasks WHERE batch_id = ? AND status IN "
-        f"{states.sql_list(states.OPEN)}",
-        (batch_id,),
-    ).fetchone()[0]
-    if open_tasks == 0:
+    by_status = batches.counts(db, batch_id)
+    if not any(n for status, n in by_status.items() if status in states.OPEN):
         return True
-    movable = db.conn.execute(
-        "SELECT count(*) FROM tasks WHERE status IN ('ready', 'running')"
-    ).fetchone()[0]
-    unended = db.conn.execute("SELECT count(*) FROM runs WHERE ended_at IS NULL").fetchone()[0]
-    return movable == 0 and unended == 0
+    return runs.active_counts(db) == (0, 0)
 
 
 def counts(db: sqlite_utils.Database, batch_id: str) -> dict[str, int]:
-    return {
-        row["status"]: row["n"]
-        for row in rows(
-            db.conn,
-            "SELECT status, count(*) AS n FROM tasks WHERE batch_id = ? GROUP BY status",
-            (batch_id,),
-        )
-    }
+    return batches.counts(db, batch_id)
 
 
 def build(db: sqlite_utils.Database, batch_id: str) -> dict[str, Any]:
     entries = []
     for task in batches.tasks_of(db, batch_id):
-        history = rows(
-            db.conn,
-            "SELECT started_at, ended_at FROM runs WHERE task_id = ? ORDER BY id",
-            (task["id"],),
-        )
+        history = runs.for_task(db, task["id"])
         start = history[0]["started_at"] if history else None
         end = task["ended_at"] or (history[-1]["ended_at"] if history else None)
         duration = None if start is None else round((end or time.time()) - start, 3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,18 @@ def test_importing_every_module_of_a_layer_loads_no_higher_layer(layer: str) -> 
     # A module that fails to import fails this test too: the layer must import cleanly.
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|PRAGMA\s)")
+
+
+@pytest.mark.parametrize("layer", ["worker", "orchestrator"])
+def test_sql_lives_only_in_the_board(layer: str) -> None:
+    """Nothing outside `board/` may assume SQLite (the design's way to PostgreSQL)."""
+    offences = [
+        f"{path.relative_to(REPO_ROOT)}:{number}"
+        for path in modules(layer).values()
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if SQL.search(line)
+    ]
+    assert offences == []

@@ -22,7 +22,6 @@ from typing import Any
 import sqlite_utils
 
 from board import ids, runs, views
-from board.connection import rows
 
 TEMPLATE = Path(__file__).parent / "templates" / "prompt.md"
 _SECTION = re.compile(r"^<!-- section: (\w+) -->\n", re.MULTILINE)
@@ -74,22 +73,11 @@ def render(
                 attempt=attempt, max_attempts=task["max_attempts"], last_outcome=what
             )
         )
-    comments = rows(
-        db.conn,
-        "SELECT author, body, at FROM comments WHERE task_id = ? ORDER BY id DESC LIMIT 30",
-        (task["id"],),
-    )
+    comments = views.recent_comments(db, task["id"])
     if comments:
-        text = _bullets(
-            [f"{views.when(c['at'])} {c['author']}: {c['body']}" for c in reversed(comments)]
-        )
+        text = _bullets([f"{views.when(c['at'])} {c['author']}: {c['body']}" for c in comments])
         extra.append(sections["comments"].substitute(comments=text))
-    blockers = rows(
-        db.conn,
-        "SELECT t.id, t.title, t.status, t.summary, t.branch FROM deps d"
-        " JOIN tasks t ON t.id = d.blocker_id WHERE d.blocked_id = ? ORDER BY t.id",
-        (task["id"],),
-    )
+    blockers = views.blockers_of(db, task["id"])
     if blockers:
         text = _bullets(
             [

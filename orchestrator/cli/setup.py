@@ -10,10 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import sqlite3
 import subprocess
 import tempfile
-import urllib.parse
 from pathlib import Path
 
 import click
@@ -309,21 +307,13 @@ def _board(db_path: str | None) -> Check:
     path = Path(db_path).expanduser() if db_path else connection.default_path()
     if not path.exists():
         return Check("board", True, f"{path} does not exist yet (created on first use)")
-    # Read-only through SQLite only: any other descriptor on the board, once closed, would drop
-    # SQLite's locks for this whole process (../shared/benchmarking.md, trap 1).
-    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=5)
-        try:
-            verdict = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
+        verdict, version = connection.inspect(path)
+    except errors.BoardError as exc:
         return Check(
             "board",
             False,
-            f"{path}: {exc}",
+            str(exc),
             fix="check the file's permissions, or pass --db the board's path",
         )
     if verdict != ["ok"]:
