@@ -149,6 +149,8 @@ def _wait(db, batch_id: str, say, show_progress) -> None:
 def _print(result: dict) -> None:
     from rich.table import Table
 
+    from orchestrator import render
+
     table = Table(
         title=f"batch {result['batch']}: "
         + ("all tasks done" if result["ok"] else "NOT all tasks done"),
@@ -158,7 +160,7 @@ def _print(result: dict) -> None:
     for column in ("task", "status", "attempts", "duration", "branch", "summary"):
         table.add_column(column, overflow="fold")
     for e in result["tasks"]:
-        style = context.STATUS_STYLE.get(e["status"], "")
+        style = render.STYLE.get(e["status"], "")
         duration = f"{e['duration_s']:.1f}s" if e["duration_s"] is not None else ""
         text = (e["summary"] or e["reason"] or "").strip().splitlines()
         table.add_row(

@@ -57,15 +57,3 @@ def console():  # rich is imported only by commands that draw
     # Piped output is read by scripts and people's pagers: do not wrap it at 80 columns.
     width = None if sys.stdout.isatty() else 200
     return Console(highlight=False, soft_wrap=False, file=sys.stdout, width=width)
-
-
-STATUS_STYLE = {
-    "todo": "dim",
-    "ready": "cyan",
-    "running": "bold yellow",
-    "waiting": "magenta",
-    "blocked": "bold red",
-    "done": "green",
-    "failed": "red",
-    "cancelled": "dim strike",
-}

@@ -134,11 +134,13 @@ def list_(ctx, statuses, as_json):
         return
     from rich.table import Table
 
+    from orchestrator import render
+
     table = Table(box=None, header_style="bold")
     for column in ("id", "status", "pri", "title", "branch", "note"):
         table.add_column(column)
     for obj in objects:
-        style = context.STATUS_STYLE.get(obj["status"], "")
+        style = render.STYLE.get(obj["status"], "")
         note = obj["summary"] or obj["why_not_runnable"] or ""
         table.add_row(
             obj["id"],
@@ -167,8 +169,10 @@ def show(ctx, task, as_json):
     if as_json:
         context.print_json(obj)
         return
+    from orchestrator import render
+
     out = context.console()
-    style = context.STATUS_STYLE.get(obj["status"], "")
+    style = render.STYLE.get(obj["status"], "")
     out.print(f"[bold]{obj['id']}[/] {obj['title']}  [{style}]{obj['status']}[/]")
     for key in (
         "parent",
@@ -194,7 +198,7 @@ def show(ctx, task, as_json):
         for sub in obj["subtasks"]:
             indent = "  " * sub["level"]
             out.print(
-                f"{indent}{sub['id']} [{context.STATUS_STYLE.get(sub['status'], '')}]"
+                f"{indent}{sub['id']} [{render.STYLE.get(sub['status'], '')}]"
                 f"{sub['status']}[/] {sub['title']}",
                 highlight=False,
             )
