@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlite_utils
+from board_kit import claim, new, status, worker
 
-from board import actors, connection, deps, errors, runs, tasks
+from board import actors, deps, errors, runs, tasks
 from board.states import Outcome, Status
 
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-def db(db_path: Path) -> Iterator[sqlite_utils.Database]:
-    database = connection.connect(db_path)
-    yield database
-    database.conn.close()
-
-
-def new(db: sqlite_utils.Database, title: str = "a task", **fields: object) -> int:
-    return tasks.create(db, tasks.NewTask(title, **fields))  # type: ignore[arg-type]
-
-
-def status(db: sqlite_utils.Database, task_id: int) -> str:
-    return tasks.get(db, task_id)["status"]
-
-
-def claim(db: sqlite_utils.Database, task_id: int, **kwargs: object) -> runs.Claim:
-    (claimed,) = runs.claim(db, task_id=task_id, **kwargs)  # type: ignore[arg-type]
-    return claimed
-
-
-def worker(claimed: runs.Claim) -> actors.Worker:
-    return actors.Worker(claimed.task["id"], claimed.run_id, claimed.token)
 
 
 def event_count(db: sqlite_utils.Database) -> int:

@@ -2,38 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import sqlite_utils
+from board_kit import claim, new, status, worker
 
-from board import actors, connection, errors, runs, tasks, views
+from board import errors, runs, tasks, views
 from board.states import Outcome, Status
-
-
-@pytest.fixture
-def db(db_path: Path) -> Iterator[sqlite_utils.Database]:
-    database = connection.connect(db_path)
-    yield database
-    database.conn.close()
-
-
-def new(db: sqlite_utils.Database, title: str = "a task", **fields: object) -> int:
-    return tasks.create(db, tasks.NewTask(title, **fields))  # type: ignore[arg-type]
-
-
-def status(db: sqlite_utils.Database, task_id: int) -> str:
-    return tasks.get(db, task_id)["status"]
-
-
-def claim(db: sqlite_utils.Database, task_id: int) -> runs.Claim:
-    (claimed,) = runs.claim(db, task_id=task_id)
-    return claimed
-
-
-def worker(claimed: runs.Claim) -> actors.Worker:
-    return actors.Worker(claimed.task["id"], claimed.run_id, claimed.token)
 
 
 def events(db: sqlite_utils.Database, task_id: int, kind: str = "status") -> list[tuple]:
