@@ -185,10 +185,10 @@ class Supervisor:
                     private_dir=str(log_path.parent),
                 )
                 launch = runtime.launch(context)
-            except errors.KanbanError as exc:
-                await self.board.call(
-                    runs.settle, run_id, Outcome.SPAWN_FAILED, reason=str(exc), actor=self.actor
-                )
+            except (errors.KanbanError, OSError) as exc:
+                # This task cannot start (bad setup, unusable repository, unwritable paths):
+                # it fails with the reason; the dispatcher and the other workers go on.
+                await self._spawn_failed(run_id, exc)
                 return
             environ = env.build(
                 dict(os.environ),
@@ -214,17 +214,21 @@ class Supervisor:
                 "--",
                 *launch.argv,
             ]
-            # A local file opened only to hand its descriptor to the child: nothing to await.
-            with open(log_path, "ab") as log:  # noqa: ASYNC230
-                process = await anyio.open_process(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    env=environ,
-                    cwd=launch.cwd,
-                    start_new_session=True,
-                )
+            try:
+                # A local file opened only to hand its descriptor to the child: nothing to await.
+                with open(log_path, "ab") as log:  # noqa: ASYNC230
+                    process = await anyio.open_process(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=log,
+                        env=environ,
+                        cwd=launch.cwd,
+                        start_new_session=True,
+                    )
+            except OSError as exc:
+                await self._spawn_failed(run_id, exc)
+                return
             await self.board.call(
                 runs.attach,
                 run_id,
@@ -238,6 +242,12 @@ class Supervisor:
             await self._finish(watched)
         finally:
             self.watched.pop(run_id, None)
+
+    async def _spawn_failed(self, run_id: int, exc: Exception) -> None:
+        reason = str(exc) if isinstance(exc, errors.KanbanError) else f"cannot start: {exc}"
+        await self.board.call(
+            runs.settle, run_id, Outcome.SPAWN_FAILED, reason=reason, actor=self.actor
+        )
 
     async def _place(
         self, task: dict[str, Any], kind: str
