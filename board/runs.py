@@ -47,20 +47,29 @@ def claim(
     dispatcher_id: int | None = None,
     lease: float = DEFAULT_LEASE,
     task_id: int | None = None,
+    batch_id: str | None = None,
 ) -> list[Claim]:
-    """Claim up to `limit` ready tasks (highest priority, then oldest) in one transaction."""
+    """Claim up to `limit` ready tasks (highest priority, then oldest) in one transaction.
+
+    `task_id` claims that task only; `batch_id` only tasks of that batch (their subtasks
+    inherit it), so a one-shot `kanban run` never starts work that is not its own.
+    """
     if limit <= 0:
         return []
     claims: list[Claim] = []
     with transaction(db, now=now) as tx:
-        only = "AND id = ?" if task_id is not None else ""
+        only = ""
         params: list[Any] = [tx.now]
         if task_id is not None:
+            only += " AND id = ?"
             params.append(task_id)
+        if batch_id is not None:
+            only += " AND batch_id = ?"
+            params.append(batch_id)
         candidates = tx.all(
             "SELECT * FROM tasks INDEXED BY tasks_ready WHERE status = 'ready'"
             " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-            f" {only} AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.task_id = tasks.id"
+            f"{only} AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.task_id = tasks.id"
             "  AND r.ended_at IS NULL)"
             # A child or blocker is done when its worker reports, but its work reaches its
             # branch only when its run ends (the dispatcher commits the worktree then): a
