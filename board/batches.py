@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import actors, errors, tasks
+from board import actors, errors, policy, tasks
 from board.connection import Tx, rows, transaction
 
 PREFIX = "b_"
@@ -95,6 +95,7 @@ def insert(
     fire_at: float | None = None,
     actor: actors.Actor = actors.OPERATOR,
 ) -> Submitted:
+    policy.check_batch(actor)
     if not entries:
         raise errors.InvalidInput("the batch has no tasks")
     ordered = order(entries)
@@ -127,10 +128,21 @@ def submit(
     name: str,
     idempotency_key: str | None = None,
     source: str | None = None,
+    actor: actors.Actor = actors.OPERATOR,
 ) -> Submitted:
-    """Create every task of the batch, or none; with a key already used, create nothing."""
+    """Create every task of the batch, or none; with a key already used, create nothing.
+
+    Only operators submit batches (`policy.check_batch`): a worker creates subtasks instead.
+    """
     with transaction(db) as tx:
-        return insert(tx, entries, name=name, idempotency_key=idempotency_key, source=source)
+        return insert(
+            tx,
+            entries,
+            name=name,
+            idempotency_key=idempotency_key,
+            source=source,
+            actor=actor,
+        )
 
 
 def tasks_of(db: sqlite_utils.Database, batch_id: str) -> list[dict[str, Any]]:

@@ -77,6 +77,70 @@ class NotYourTask(KanbanError):
         )
 
 
+class PolicyError(KanbanError):
+    """`board.policy` refuses to create a task; the message says what to do instead."""
+
+
+class MorePrivilege(PolicyError):
+    """A worker asked for a subtask on a runtime that can reach more than its own."""
+
+    def __init__(
+        self,
+        task_id: str,
+        *,
+        own_runtime: str,
+        own_what: str,
+        runtime: str,
+        what: str,
+        allowed: list[str],
+    ) -> None:
+        self.task_id = task_id
+        self.own_runtime = own_runtime
+        self.runtime = runtime
+        self.allowed = allowed
+        super().__init__(
+            f"your task {task_id} runs on {own_runtime} ({own_what}); a subtask on {runtime} "
+            f"({what}) would run with more privilege than yours, which a worker may not "
+            f"create. Use {' or '.join(allowed)} (leave the runtime and any command out to use "
+            f"{own_runtime}), or, if the work really needs {runtime}, block your task and say "
+            "so: a person can create that task"
+        )
+
+
+class RuntimeOptionsRefused(PolicyError):
+    """A worker that cannot run any program tried to choose a subtask's runtime options."""
+
+    def __init__(self, task_id: str, own_runtime: str) -> None:
+        self.task_id = task_id
+        self.own_runtime = own_runtime
+        super().__init__(
+            f"runtime options choose what a task runs (a command's program and arguments); "
+            f"your task {task_id} runs on {own_runtime}, so its subtasks run with its own "
+            "options or none. Leave the options out"
+        )
+
+
+class NotIntegrable(PolicyError):
+    """A subtask its parent could not merge when it resumes (another repository or base)."""
+
+    def __init__(self, parent: str, field: str, message: str) -> None:
+        self.parent = parent
+        self.field = field
+        super().__init__(message)
+
+
+class NotForWorkers(PolicyError):
+    """Something only people, cron and schedules do (submitting a batch)."""
+
+    def __init__(self, action: str, task_id: str, instead: str) -> None:
+        self.action = action
+        self.task_id = task_id
+        super().__init__(
+            f"{action} is for people, cron and schedules, not for a worker (you work on "
+            f"{task_id}): {instead}"
+        )
+
+
 class InvalidInput(KanbanError):
     """Bad arguments: an unknown status, an empty title, a limit out of range..."""
 

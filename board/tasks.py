@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import actors, deps, errors, fencing, ids, states, transitions
+from board import actors, deps, errors, fencing, ids, policy, states, transitions
 from board.connection import Tx, transaction
 from board.states import Outcome, Status
 
@@ -101,6 +101,8 @@ def insert(
 
     `limits` default to the board's own (`stored_limits`), which the dispatcher keeps in step
     with its configuration, so every process that creates subtasks enforces the same bounds.
+    Likewise `policy.check_new_task` decides what `actor` may create (runtime, options,
+    repository, base) for every interface.
     """
     validate(spec)
     parent_id = spec.parent
@@ -141,6 +143,15 @@ def insert(
             if parent is not None and parent["runtime"] == runtime
             else {}
         )
+    policy.check_new_task(
+        tx,
+        actor,
+        parent=parent,
+        repo=spec.repo,
+        base_ref=spec.base_ref,
+        runtime=runtime,
+        options=options,
+    )
     for blocker in spec.after:
         if tx.value("SELECT 1 FROM tasks WHERE id = ?", (blocker,)) is None:
             raise errors.TaskNotFound(ids.format(blocker))

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from board import actors, errors, ids
-from worker import env
+from worker import env, runtimes
 
 LOG = logging.getLogger("kanban.mcp")
 
@@ -45,7 +45,6 @@ LIST_BODY = 500  # kanban_list cuts task bodies to this many characters
 TEXT_BODY = 4000  # the text rendering of kanban_show cuts the body and each comment
 TEXT_COMMENT = 2000
 STATUSES = ("todo", "ready", "running", "waiting", "blocked", "done", "failed", "cancelled")
-AGENT_RUNTIMES = ("hermes", "codex", "claude")  # a worker may not create `command` subtasks
 
 
 class WorkerEnvironmentError(errors.KanbanError):
@@ -150,7 +149,8 @@ def tool_specs(ident: Identity) -> list[ToolSpec]:
     default = f"Defaults to your own task {own}" if own else "Required"
     optional_task = () if ident.worker_mode else ("task_id",)
     mine = f"your task {own}" if own else "your task"
-    runtimes = AGENT_RUNTIMES if ident.worker_mode else (*AGENT_RUNTIMES, "command")
+    # One set of arguments in both modes: what a worker may create is the board's policy
+    # (board.policy), whose refusals say what to do instead; the descriptions only warn.
     create_props: dict[str, dict[str, Any]] = {
         "title": _prop("string", "One line saying what to do."),
         "body": _prop(
@@ -162,8 +162,15 @@ def tool_specs(ident: Identity) -> list[ToolSpec]:
         "priority": _prop("integer", "Higher runs first. Default 0."),
         "runtime": _prop(
             "string",
-            "Which agent runs it. Default: the parent's runtime, else hermes.",
-            enum=list(runtimes),
+            "Which agent runs it (`command`: the program in `command`). Default: the parent's "
+            "runtime, else hermes."
+            + (
+                " A subtask may not run with more privilege than your own task (only a "
+                "`command` task may create `command` subtasks): leave it out to use yours."
+                if ident.worker_mode
+                else ""
+            ),
+            enum=list(runtimes.NAMES),
         ),
         "max_attempts": _prop(
             "integer",
@@ -177,6 +184,23 @@ def tool_specs(ident: Identity) -> list[ToolSpec]:
             exclusiveMinimum=0,
         ),
     }
+    create_props["repo"] = _prop(
+        "string",
+        "Absolute path of the git repository to work in. Default: the parent's repository"
+        + (
+            " (a subtask must work in its parent's repository: leave it out)."
+            if ident.worker_mode
+            else "."
+        ),
+    )
+    create_props["parent"] = _task_prop(
+        "Make the new task a subtask of this task"
+        + (f". Default: your task {own}; it may be one of your subtasks" if own else "")
+    )
+    create_props["command"] = _list_prop(
+        "Program and arguments for the `command` runtime"
+        + (" (only a `command` task may create one)." if ident.worker_mode else ".")
+    )
     if ident.worker_mode:
         create_description = (
             f"Create a subtask of {mine}. Use it to split large work into independent parts "
@@ -184,20 +208,15 @@ def tool_specs(ident: Identity) -> list[ToolSpec]:
             "yours. Subtasks start as soon as their `after` tasks are done; they do not wait "
             "for you. When you call kanban_complete while subtasks are still open, your task "
             "waits for them and is then started again with their summaries and their branches "
-            "merged into your worktree, so you can integrate them. Returns the new task "
-            "object (id, status, ...)."
+            "merged into your worktree, so you can integrate them. A subtask works in your "
+            "repository and never runs with more privilege than your task. Returns the new "
+            "task object (id, status, ...)."
         )
     else:
         create_description = (
             "Create a task on the board. It is dispatched to a coding agent as soon as the "
             "tasks in `after` are done. Returns the new task object (id, status, ...)."
         )
-        create_props["repo"] = _prop(
-            "string",
-            "Absolute path of the git repository to work in. Default: the parent's repository.",
-        )
-        create_props["parent"] = _task_prop("Make the new task a subtask of this task")
-        create_props["command"] = _list_prop("Program and arguments for the `command` runtime.")
     return [
         ToolSpec(
             "kanban_show",
@@ -499,7 +518,12 @@ def _complete(board: Board, ident: Identity, args: dict[str, Any]) -> Result:
     db, task_id = board.get(), _task_arg(ident, args)
     status = tasks.complete(db, task_id, args["summary"], ident.actor())
     obj = views.task_object(db, task_id)
-    if status == "waiting":
+    if status == "running":  # your own report: done once your work is committed
+        text = (
+            f"{obj['id']} is reported complete: when you exit, kanban commits your work to "
+            "its branch and the task becomes done (or waits for its open subtasks)."
+        )
+    elif status == "waiting":
         text = (
             f"{obj['id']} is waiting: {obj['why_not_runnable']}. It is dispatched again with "
             "their results when they have all ended."

@@ -51,6 +51,7 @@ def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, rep
         name=name,
         idempotency_key=idempotency_key,
         source=str(Path(batch_file).resolve()),
+        actor=context.actor(),  # a worker is refused: it creates subtasks instead
     )
     say = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if submitted.created:

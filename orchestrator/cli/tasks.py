@@ -1,7 +1,9 @@
 """Commands that read and change tasks: create, list, show, board, and the task actions.
 
 Inside a worker (its run's variables set), `complete`, `block`, `comment` and `heartbeat` act
-as that run, fenced by its token, and `create` makes a subtask of the worker's task.
+as that run, fenced by its token, and `create` makes a subtask of the worker's task, within
+the board's policy (`board.policy`: no more privilege than the worker's own task, the same
+repository).
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ def create(
 ):
     """Create a task and print its id.
 
+    Inside a worker it creates a subtask of the worker's task, in the same repository and on a
+    runtime with no more privilege than the worker's own (only a `command` task may create
+    `command` tasks).
+
     \b
     Examples:
       kanban create "Add a --verbose flag" --repo . --body "Use click's count option"
@@ -86,10 +92,14 @@ def create(
         runtime, options = "command", {"argv": argv}
     elif runtime == "command":
         raise errors.InvalidInput('the `command` runtime needs --command "PROGRAM ARGS"')
+    actor = context.actor()
     base_ref = None
     if repo is not None:
         repo = str(worktrees.open_repo(repo).path)
-        base_ref = worktrees.resolve_base(repo, base)
+        # A subtask branches from its parent's branch, so only a top-level task pins HEAD.
+        subtask = parent is not None or isinstance(actor, actors.Worker)
+        if base is not None or not subtask:
+            base_ref = worktrees.resolve_base(repo, base)
     elif base is not None:
         raise errors.InvalidInput("--base needs --repo")
     spec = tasks.NewTask(
@@ -106,7 +116,7 @@ def create(
         parent=context.task_id(parent) if parent else None,
     )
     db = context.open_board(ctx)
-    task_id = tasks.create(db, spec, context.actor())
+    task_id = tasks.create(db, spec, actor)
     _echo_task(views.task_object(db, task_id), as_json)
 
 

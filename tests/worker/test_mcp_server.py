@@ -130,7 +130,10 @@ def test_worker_mode_defaults_to_its_own_task(tmp_path: Path, db, db_path: Path)
             shown = await ok(client, "kanban_show")
         assert listed["kanban_show"].input_schema["required"] == []
         assert listed["kanban_complete"].input_schema["required"] == ["summary"]
-        assert not {"repo", "parent"} & set(listed["kanban_create"].input_schema["properties"])
+        # One set of arguments in both modes: the board's policy decides, not the schema.
+        assert {"repo", "parent", "command"} <= set(
+            listed["kanban_create"].input_schema["properties"]
+        )
         assert shown["id"] == f"t_{claim.task['id']}" and shown["status"] == "running"
 
     run(scenario)
@@ -562,17 +565,62 @@ def test_an_unexpected_failure_is_an_error_result_and_logged(
     assert "kanban_list failed" in caplog.text
 
 
-def test_worker_mode_refuses_command_subtasks(tmp_path: Path, db, db_path: Path) -> None:
-    claim = claim_new(db)
+def call(db_path: Path, claim: runs.Claim, name: str, **arguments: Any) -> mcp_server.Reply:
+    """One tool call in worker mode, through the server's own dispatch (no stdio)."""
+    ident = mcp_server.identity_from_env(server_env(db_path, claim))
+    specs = {s.name: s for s in mcp_server.tool_specs(ident)}
+    board = mcp_server.Board(str(db_path))
+    try:
+        return mcp_server.call_tool(board, ident, specs, name, arguments)
+    finally:
+        board.close()
 
-    async def scenario() -> None:
-        async with session(tmp_path, server_env(db_path, claim)) as client:
-            message = await fails(client, "kanban_create", {"title": "x", "runtime": "command"})
-            assert "must be one of: hermes, codex, claude" in message
-            message = await fails(client, "kanban_create", {"title": "x", "command": ["ls"]})
-            assert "no argument 'command'" in message
 
-    run(scenario)
+def test_a_sandboxed_worker_cannot_create_more_privileged_subtasks(db, db_path: Path) -> None:
+    claim = claim_new(db)  # on hermes, the default runtime
+
+    for arguments in (
+        {"runtime": "command", "command": ["curl", "example.com"]},
+        {"command": ["ls"]},
+        {"runtime": "claude"},
+    ):
+        reply = call(db_path, claim, "kanban_create", title="x", **arguments)
+        assert not reply.ok
+        assert "would run with more privilege than yours" in reply.text
+        assert "leave the runtime and any command out to use hermes" in reply.text
+    created = call(db_path, claim, "kanban_create", title="y", runtime="codex")
+    assert created.ok and created.structured is not None
+    assert created.structured["task"]["runtime"] == "codex"
+    assert [t["title"] for t in tasks.list_tasks(db, parent=claim.task["id"])] == ["y"]
+
+
+def test_a_command_worker_creates_command_subtasks(db, db_path: Path) -> None:
+    parent = tasks.create(
+        db, tasks.NewTask("nightly", runtime="command", runtime_options={"argv": ["make"]})
+    )
+    (claim,) = runs.claim(db, task_id=parent)
+
+    reply = call(db_path, claim, "kanban_create", title="docs", command=["make", "docs"])
+    assert reply.ok, reply.text
+    assert reply.structured is not None
+    assert reply.structured["task"]["runtime_options"] == {"argv": ["make", "docs"]}
+
+
+def test_a_worker_cannot_create_a_subtask_in_another_repository(
+    tmp_path: Path, db, db_path: Path
+) -> None:
+    mine, other = tmp_path / "app", tmp_path / "other"
+    mine.mkdir()
+    other.mkdir()
+    task_id = tasks.create(db, tasks.NewTask("fix it", repo=str(mine.resolve())))
+    (claim,) = runs.claim(db, task_id=task_id)
+
+    reply = call(db_path, claim, "kanban_create", title="x", repo=str(other))
+    assert not reply.ok
+    assert "a subtask works in its parent's repository" in reply.text
+    assert "Leave the repository out" in reply.text
+    same = call(db_path, claim, "kanban_create", title="y", repo=str(mine))
+    assert same.ok, same.text
 
 
 def test_orchestrator_creates_command_tasks(tmp_path: Path, db, db_path: Path) -> None:

@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 
+from board import policy
 from tests.e2e.conftest import outside_temporary_dirs
+from worker import runtimes
 
 KANBAN = str(Path(sys.executable).with_name("kanban"))
 TMP_EXCLUSIONS = (
@@ -301,3 +303,9 @@ def test_hermes_refuses_a_board_in_a_temporary_directory_codex_would_let_it_writ
     assert "exclude_slash_tmp = true" in task["failure_reason"]
     assert str(board.db_path) in task["failure_reason"]
     assert not list(board.records.iterdir())
+
+
+def test_every_runtime_has_a_privilege_level_in_the_boards_policy() -> None:
+    # A runtime missing there would count as the most privileged: workers could not use it.
+    assert set(policy.LEVELS) == set(runtimes.NAMES)
+    assert policy.level("command") is max(policy.LEVELS.values())
