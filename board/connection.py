@@ -13,7 +13,9 @@ POSIX locks for the whole process (../shared/benchmarking.md, trap 1).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -26,16 +28,74 @@ import sqlite_utils
 from board import errors, migrations, wake
 
 BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_ENV = "KANBAN_BUSY_TIMEOUT"  # seconds; tests and impatient scripts lower it
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def default_path() -> Path:
-    """``$KANBAN_DB``, else ``~/.kanban/board.db`` (a home of our own, apart from Hermes')."""
+    """``$KANBAN_DB``, else ``~/.kanban/board.db`` (a home of our own, apart from Hermes').
+
+    Always absolute (see `resolve`).
+    """
     env = os.environ.get("KANBAN_DB")
-    return Path(env).expanduser() if env else Path.home() / ".kanban" / "board.db"
+    return resolve(env) if env else Path(os.path.abspath(Path.home() / ".kanban" / "board.db"))
 
 
-def connect(path: str | os.PathLike[str] | None = None) -> sqlite_utils.Database:
+def resolve(path: str | os.PathLike[str] | None = None) -> Path:
+    """The board's location as an absolute path: `path`, else `default_path()`.
+
+    Resolved once, here: the dispatcher hands `path_of` to every process it starts, and those
+    run in worktrees elsewhere, where a relative path would name another board. Locations a
+    SQLite board cannot live at (a URL, a NUL byte) are refused.
+    """
+    if path is None:
+        return default_path()
+    text = os.fspath(path)
+    if not text.strip():
+        raise errors.BoardError("the board's path is empty; pass --db the path of a board file")
+    if "\0" in text:
+        raise errors.BoardError("the board's path contains a NUL byte; pass a file path")
+    if _URL.match(text):
+        # The URL is not repeated: it may carry a password.
+        scheme = text.split(":", 1)[0].lower()
+        if scheme in ("postgres", "postgresql"):
+            raise errors.BoardError(
+                "PostgreSQL boards are not supported by this version; pass a file path "
+                "(--db or KANBAN_DB), e.g. ~/.kanban/board.db"
+            )
+        raise errors.BoardError(
+            f"{scheme}:// locations are not supported: the board is a SQLite file; pass a "
+            "file path (--db or KANBAN_DB), e.g. ~/.kanban/board.db"
+        )
+    return Path(os.path.abspath(Path(text).expanduser()))
+
+
+def busy_timeout_ms() -> int:
+    """How long a statement waits for another process's write lock before failing.
+
+    ``$KANBAN_BUSY_TIMEOUT`` (seconds) if set, else `BUSY_TIMEOUT_MS`.
+    """
+    text = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
+    if not text:
+        return BUSY_TIMEOUT_MS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 <= seconds <= 86_400):
+        raise errors.BoardError(
+            f"${BUSY_TIMEOUT_ENV} is {text!r}; it must be a number of seconds from 0 to 86400"
+        )
+    return int(seconds * 1000)
+
+
+def connect(
+    path: str | os.PathLike[str] | None = None, *, create: bool = True
+) -> sqlite_utils.Database:
     """Open (creating and migrating if needed) the board at `path`.
+
+    With ``create=False`` (read commands) a board that does not exist is not created:
+    `errors.BoardNotFound` says where it was looked for.
 
     Example::
 
@@ -43,21 +103,27 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite_utils.Database
         with connection.transaction(db) as tx:
             tx.execute("...")
     """
-    target = Path(path).expanduser() if path is not None else default_path()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise errors.BoardError(
-            f"cannot create the board's directory {target.parent}: {exc.strerror}; "
-            "pass --db (or set KANBAN_DB to) a path in a writable directory"
-        ) from exc
+    target = resolve(path)
     if target.is_dir():
         raise errors.BoardError(f"{target} is a directory; pass --db the path of a board file")
+    if not create and not target.exists():
+        raise errors.BoardNotFound(str(target))
+    if create:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.BoardError(
+                f"cannot create the board's directory {target.parent}: {exc.strerror}; "
+                "pass --db (or set KANBAN_DB to) a path in a writable directory"
+            ) from exc
+    busy_ms = busy_timeout_ms()
+    # mode=rw never creates the file, even if it vanished since the check above.
+    uri = f"file:{urllib.parse.quote(str(target))}?mode={'rwc' if create else 'rw'}"
     try:
         conn = sqlite3.connect(
-            target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            uri, uri=True, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False
         )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise errors.BoardError(f"cannot switch {target} to WAL mode (got {mode})")

@@ -16,6 +16,19 @@ class BoardError(KanbanError):
     """The board file cannot be opened, migrated or written."""
 
 
+class BoardNotFound(BoardError):
+    """A command that only reads found no board file (it does not create one)."""
+
+    def __init__(self, path: str, origin: str = "") -> None:
+        self.path = path
+        self.origin = origin
+        looked = f"{path} ({origin})" if origin else path
+        super().__init__(
+            f"there is no board at {looked}; `kanban create TITLE` starts one there, or point "
+            "--db (or KANBAN_DB) at an existing board"
+        )
+
+
 class TaskNotFound(KanbanError):
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id

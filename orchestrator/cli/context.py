@@ -14,11 +14,33 @@ from board import actors, connection, errors, ids
 from worker import env
 
 
-def open_board(ctx: click.Context) -> sqlite_utils.Database:
+def open_board(ctx: click.Context, *, create: bool = True) -> sqlite_utils.Database:
+    """The board of this invocation, opened once.
+
+    Commands that only read (or act on tasks that must already exist) pass ``create=False``:
+    a board missing at a mistyped path is reported, not created empty there.
+    """
     root = ctx.find_root()
     if "db" not in root.meta:
-        root.meta["db"] = connection.connect((root.obj or {}).get("db_path"))
+        given = (root.obj or {}).get("db_path")
+        try:
+            root.meta["db"] = connection.connect(given, create=create)
+        except errors.BoardNotFound as exc:
+            raise errors.BoardNotFound(exc.path, _origin(root, given)) from None
     return root.meta["db"]
+
+
+def existing_board(ctx: click.Context) -> sqlite_utils.Database:
+    """The board, which must exist: for commands that read or change existing tasks."""
+    return open_board(ctx, create=False)
+
+
+def _origin(root: click.Context, given: str | None) -> str:
+    if given is None:
+        return "the default; set KANBAN_DB or pass --db for another board"
+    if root.get_parameter_source("db_path") is click.core.ParameterSource.ENVIRONMENT:
+        return f"from KANBAN_DB={given}"
+    return f"from --db {given}"
 
 
 def board_path(ctx: click.Context) -> str:

@@ -95,7 +95,7 @@ def logs(ctx, task, run_id, follow):
     Example:
       kanban logs t_3 --follow
     """
-    db = context.open_board(ctx)
+    db = context.existing_board(ctx)
     task_id = context.task_id(task)
     run = _run_for(db, task_id, run_id)
     if not run["log_path"]:
@@ -133,7 +133,7 @@ def watch(ctx, interval, show_all):
 
     from orchestrator import render
 
-    db = context.open_board(ctx)
+    db = context.existing_board(ctx)
 
     def frame():
         objects = views.task_objects(db, tasks.list_tasks(db))
@@ -165,7 +165,7 @@ def gc(ctx, force, as_json):
     """
     from orchestrator import worktrees
 
-    db = context.open_board(ctx)
+    db = context.existing_board(ctx)
     by_repo: dict[str, list[tuple[str, str]]] = {}
     for task in tasks.list_tasks(db, ("done", "failed", "cancelled")):
         if task["repo"] and task["worktree"] and task["branch"]:

@@ -51,7 +51,7 @@ def add(ctx, name, batch_file, cron):
 @click.pass_context
 def list_(ctx, as_json):
     """List schedules with their last and next fire times. Example: kanban schedule list."""
-    db = context.open_board(ctx)
+    db = context.existing_board(ctx)
     now = time.time()
     items = [
         {
@@ -90,7 +90,7 @@ def remove(ctx, name):
     Example:
       kanban schedule remove nightly
     """
-    schedules.remove(context.open_board(ctx), name)
+    schedules.remove(context.existing_board(ctx), name)
     click.echo(f"removed schedule {name}")
 
 
@@ -104,7 +104,7 @@ def run_now(ctx, name):
     Example:
       kanban schedule run-now nightly
     """
-    db = context.open_board(ctx)
+    db = context.existing_board(ctx)
     item = schedules.get(db, name)
     batch_name, entries = batch_files.load(item["batch_path"])
     submitted = batches.submit(db, entries, name=f"{name} (run-now)", source=item["batch_path"])

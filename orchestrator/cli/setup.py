@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import click
 
@@ -304,7 +303,10 @@ def _server_importable(python: str) -> Check:
 
 
 def _board(db_path: str | None) -> Check:
-    path = Path(db_path).expanduser() if db_path else connection.default_path()
+    try:
+        path = connection.resolve(db_path)
+    except errors.BoardError as exc:
+        return Check("board", False, str(exc), fix="pass --db (or set KANBAN_DB to) a file path")
     if not path.exists():
         return Check("board", True, f"{path} does not exist yet (created on first use)")
     try:

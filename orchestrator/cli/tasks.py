@@ -137,7 +137,7 @@ def list_(ctx, statuses, as_json):
     Example:
       kanban list --status ready --status running --json
     """
-    db = context.open_board(ctx)
+    db = context.existing_board(ctx)
     objects = views.task_objects(db, tasks.list_tasks(db, statuses))
     if as_json:
         context.print_json(objects)
@@ -174,7 +174,7 @@ def show(ctx, task, as_json):
     Example:
       kanban show t_3
     """
-    db = context.open_board(ctx)
+    db = context.existing_board(ctx)
     obj = views.show(db, context.task_id(task))
     if as_json:
         context.print_json(obj)
@@ -253,7 +253,7 @@ def _own(actor: actors.Actor, given: str | None) -> int:
 @click.pass_context
 def comment(ctx, task, text):
     """Add a comment to a task. Example: kanban comment t_3 "Use the v2 API"."""
-    tasks.comment(context.open_board(ctx), context.task_id(task), text, context.actor())
+    tasks.comment(context.existing_board(ctx), context.task_id(task), text, context.actor())
 
 
 @click.command()
@@ -263,7 +263,10 @@ def comment(ctx, task, text):
 def link(ctx, blocker, blocked):
     """BLOCKER must be done before BLOCKED runs. Example: kanban link t_1 t_2."""
     deps.link(
-        context.open_board(ctx), context.task_id(blocker), context.task_id(blocked), context.actor()
+        context.existing_board(ctx),
+        context.task_id(blocker),
+        context.task_id(blocked),
+        context.actor(),
     )
 
 
@@ -274,7 +277,10 @@ def link(ctx, blocker, blocked):
 def unlink(ctx, blocker, blocked):
     """Remove the dependency BLOCKER -> BLOCKED. Example: kanban unlink t_1 t_2."""
     deps.unlink(
-        context.open_board(ctx), context.task_id(blocker), context.task_id(blocked), context.actor()
+        context.existing_board(ctx),
+        context.task_id(blocker),
+        context.task_id(blocked),
+        context.actor(),
     )
 
 
@@ -289,7 +295,7 @@ def block(ctx, task, reason):
     Example:
       kanban block t_3 "Which database should the cache use?"
     """
-    tasks.block(context.open_board(ctx), context.task_id(task), reason, context.actor())
+    tasks.block(context.existing_board(ctx), context.task_id(task), reason, context.actor())
 
 
 @click.command()
@@ -299,7 +305,7 @@ def block(ctx, task, reason):
 def unblock(ctx, task, answer):
     """Return a blocked task to ready. Example: kanban unblock t_3 --comment "Use Redis"."""
     status = tasks.unblock(
-        context.open_board(ctx), context.task_id(task), context.actor(), comment=answer
+        context.existing_board(ctx), context.task_id(task), context.actor(), comment=answer
     )
     click.echo(f"{task}: {status}")
 
@@ -316,7 +322,7 @@ def complete(ctx, task, summary):
       kanban complete t_3 --summary "Added --verbose; tests pass"
     """
     actor = context.actor()
-    status = tasks.complete(context.open_board(ctx), _own(actor, task), summary, actor)
+    status = tasks.complete(context.existing_board(ctx), _own(actor, task), summary, actor)
     click.echo(f"{ids.format(_own(actor, task))}: {status}")
 
 
@@ -330,7 +336,7 @@ def cancel(ctx, task):
     Example:
       kanban cancel t_3
     """
-    changed = tasks.cancel(context.open_board(ctx), context.task_id(task), context.actor())
+    changed = tasks.cancel(context.existing_board(ctx), context.task_id(task), context.actor())
     click.echo("cancelled: " + ", ".join(ids.format(t) for t in changed))
 
 
@@ -339,7 +345,7 @@ def cancel(ctx, task):
 @click.pass_context
 def retry(ctx, task):
     """Give a failed, cancelled or blocked task new attempts. Example: kanban retry t_3."""
-    status = tasks.retry(context.open_board(ctx), context.task_id(task), context.actor())
+    status = tasks.retry(context.existing_board(ctx), context.task_id(task), context.actor())
     click.echo(f"{task}: {status}")
 
 
@@ -361,7 +367,7 @@ def heartbeat(ctx, task, note):
         )
     if task is not None and context.task_id(task) != actor.task_id:
         raise errors.NotYourTask(ids.format(context.task_id(task)), ids.format(actor.task_id))
-    runs.heartbeat(context.open_board(ctx), actor, note)
+    runs.heartbeat(context.existing_board(ctx), actor, note)
 
 
 @click.command(name="board")
@@ -372,7 +378,7 @@ def board_(ctx, as_json, show_all):
     """The board as columns, subtasks under their parent. Example: kanban board."""
     from orchestrator import render
 
-    db = context.open_board(ctx)
+    db = context.existing_board(ctx)
     objects = views.task_objects(db, tasks.list_tasks(db))
     if as_json:
         grouped = {

@@ -1,0 +1,130 @@
+"""Bad input never crashes anything and never gets a traceback: an ``Error:`` line, exit 1,
+nothing changed. Every test runs the real CLI as a subprocess on a real board in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+KANBAN = str(Path(sys.executable).with_name("kanban"))
+
+
+def kanban(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KANBAN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit 1 with one clear ``Error:`` line naming `words`, and no traceback."""
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+# -- where the board is -----------------------------------------------------------------
+
+
+def test_a_relative_board_path_names_the_same_board_for_the_dispatcher_and_its_workers(
+    tmp_path,
+):
+    env = {"KANBAN_DB": "b/board.db"}
+    created = kanban(
+        "create", "x", "--runtime", "command", "--command", "true", env=env, cwd=tmp_path
+    )
+    assert created.returncode == 0, created.stderr
+    # The worker runs in a directory of its own: with a relative path it reported to another
+    # board, and the task was retried forever.
+    done = kanban("dispatch", "--until-idle", "-q", env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shown = kanban("show", "t_1", "--json", env=env, cwd=tmp_path)
+    assert '"status": "done"' in shown.stdout
+
+
+def test_a_postgresql_url_is_refused_instead_of_becoming_a_directory(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    result = kanban("--db", "postgresql://kanban:secret@db.example/kanban", "create", "x", cwd=work)
+    refused(result, "PostgreSQL boards are not supported by this version; pass a file path")
+    assert "secret" not in result.stderr
+    assert list(work.iterdir()) == []
+
+
+def test_any_url_given_as_the_board_is_refused(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    result = kanban("create", "x", env={"KANBAN_DB": "sqlite:///board.db"}, cwd=work)
+    refused(result, "sqlite://", "pass a file path")
+    assert list(work.iterdir()) == []
+
+
+def test_a_read_command_on_a_missing_board_says_where_it_looked_and_creates_nothing(tmp_path):
+    board = tmp_path / "typo" / "board.db"
+    for command in (["list"], ["show", "t_1"], ["board"], ["schedule", "list"], ["logs", "t_1"]):
+        result = kanban("--db", str(board), *command)
+        refused(result, f"there is no board at {board}", f"from --db {board}", "kanban create")
+    result = kanban("list", "--json", env={"KANBAN_DB": str(board)})
+    refused(result, f"from KANBAN_DB={board}")
+    assert not board.parent.exists()
+
+
+def test_a_write_command_still_creates_the_board(tmp_path):
+    board = tmp_path / "new" / "board.db"
+    assert kanban("--db", str(board), "create", "first").returncode == 0
+    assert board.exists()
+    assert kanban("--db", str(board), "list").returncode == 0
+
+
+# -- a busy board -----------------------------------------------------------------------
+
+HOLD_THE_WRITE_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+conn.execute("ROLLBACK")
+"""
+
+
+def test_a_write_lock_held_by_another_process_gives_a_clear_error_not_a_traceback(tmp_path):
+    board = tmp_path / "board.db"
+    assert kanban("--db", str(board), "create", "first").returncode == 0
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_WRITE_LOCK, str(board)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdin is not None and holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+        busy = {"KANBAN_BUSY_TIMEOUT": "0.2"}
+        for command in (["create", "second"], ["comment", "t_1", "hello"], ["cancel", "t_1"]):
+            result = kanban("--db", str(board), *command, env=busy, timeout=20)
+            refused(result, str(board), "lock")
+        # Readers are not blocked by a writer (WAL).
+        assert kanban("--db", str(board), "list", env=busy).returncode == 0
+        holder.stdin.close()
+    assert holder.returncode == 0
+    shown = kanban("--db", str(board), "show", "t_1", "--json")
+    assert '"status": "ready"' in shown.stdout and "hello" not in shown.stdout
+    assert '"t_2"' not in kanban("--db", str(board), "list", "--json").stdout
+
+
+def test_a_busy_timeout_that_is_not_a_number_of_seconds_is_refused(tmp_path):
+    for value in ("soon", "inf", "-1"):
+        result = kanban(
+            "--db", str(tmp_path / "b.db"), "create", "x", env={"KANBAN_BUSY_TIMEOUT": value}
+        )
+        refused(result, "KANBAN_BUSY_TIMEOUT")
