@@ -150,6 +150,23 @@ def tasks_of(db: sqlite_utils.Database, batch_id: str) -> list[dict[str, Any]]:
     return rows(db.conn, "SELECT * FROM tasks WHERE batch_id = ? ORDER BY id", (batch_id,))
 
 
+def active_counts(db: sqlite_utils.Database, batch_id: str) -> tuple[int, int]:
+    """The batch's tasks ready or running, and their runs not yet settled.
+
+    (0, 0): nothing of the batch can move any more, whatever the rest of the board does.
+    """
+    ready_or_running = db.conn.execute(
+        "SELECT count(*) FROM tasks WHERE batch_id = ? AND status IN ('ready', 'running')",
+        (batch_id,),
+    ).fetchone()[0]
+    unended = db.conn.execute(
+        "SELECT count(*) FROM runs r JOIN tasks t ON t.id = r.task_id"
+        " WHERE t.batch_id = ? AND r.ended_at IS NULL",
+        (batch_id,),
+    ).fetchone()[0]
+    return ready_or_running, unended
+
+
 def counts(db: sqlite_utils.Database, batch_id: str) -> dict[str, int]:
     """How many of the batch's tasks are in each status."""
     return {

@@ -43,6 +43,7 @@ class Dispatcher:
         until_idle: bool = False,
         on_event: Callable[[str], None] | None = None,
         idle_scope: Callable[[sqlite_utils.Database], bool] | None = None,
+        batch_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.board = boardio.Board(db_path)
@@ -50,6 +51,8 @@ class Dispatcher:
         self.on_event = on_event or (lambda message: None)
         # For `kanban run`: stop when this says the work we care about is finished.
         self.idle_scope = idle_scope
+        # For `kanban run`: claim only this batch's tasks (their subtasks inherit it).
+        self.batch_id = batch_id
         self.id = 0
         self.stopping = False
         self._wakeup = anyio.Event()
@@ -106,7 +109,11 @@ class Dispatcher:
                 free = self.settings.max_workers - len(self.supervisor.watched)
                 if free > 0:
                     claims = await self.board.call(
-                        runs.claim, limit=free, dispatcher_id=self.id, lease=self.settings.lease
+                        runs.claim,
+                        limit=free,
+                        dispatcher_id=self.id,
+                        lease=self.settings.lease,
+                        batch_id=self.batch_id,
                     )
                     for claim in claims:
                         task = ids.format(claim.task["id"])

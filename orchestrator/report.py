@@ -11,15 +11,16 @@ from board import batches, ids, runs, states
 
 
 def finished(db: sqlite_utils.Database, batch_id: str) -> bool:
-    """Every task of the batch has ended, or nothing on the board can move any more.
+    """Every task of the batch has ended, or nothing of the batch can move any more.
 
     The second case covers a task blocked on a question, or waiting behind a failed blocker:
-    a one-shot run must end and say so instead of waiting forever.
+    a one-shot run must end and say so instead of waiting forever. Only the batch counts:
+    `kanban run` starts nothing else, so other ready work on the board must not keep it up.
     """
     by_status = batches.counts(db, batch_id)
     if not any(n for status, n in by_status.items() if status in states.OPEN):
         return True
-    return runs.active_counts(db) == (0, 0)
+    return batches.active_counts(db, batch_id) == (0, 0)
 
 
 def counts(db: sqlite_utils.Database, batch_id: str) -> dict[str, int]:

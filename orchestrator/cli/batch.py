@@ -1,4 +1,9 @@
-"""`kanban run`: submit a batch, run it to the end, report, and exit 0 only if all is done."""
+"""`kanban run`: submit a batch, run it to the end, report, and exit 0 only if all is done.
+
+The run's dispatcher starts only the batch's tasks (and the subtasks their workers create):
+other work on the board is left to `kanban dispatch`. Ctrl-C once: start nothing new and wait
+for the running workers; twice: stop them. An interrupted run exits 130.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +41,10 @@ from orchestrator.cli.dispatch import settings_from
 def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, report_path, quiet):
     """Submit BATCH_FILE (TOML), run it to the end and print a report.
 
-    Exit code 0 only if every task of the batch is done, 1 otherwise: fit for cron.
+    Only the batch's tasks (and their subtasks) are started; other ready tasks on the board
+    are left alone. Exit code 0 only if every task of the batch is done, 1 otherwise, 130 if
+    interrupted: fit for cron. Ctrl-C once: start nothing new and wait for the running workers;
+    twice: stop them.
 
     \b
     Examples:
@@ -65,9 +73,9 @@ def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, rep
     assert batch_id is not None
     show_progress = not quiet and sys.stderr.isatty()
     if no_dispatch:
-        _wait(db, batch_id, say, show_progress)
+        interrupted = _wait(db, batch_id, say, show_progress)
     else:
-        _dispatch(ctx, batch_id, max_workers, say, show_progress)
+        interrupted = _dispatch(ctx, batch_id, max_workers, say, show_progress)
     result = reports.build(db, batch_id)
     if report_path:
         Path(report_path).write_text(reports.markdown(result, name), encoding="utf-8")
@@ -75,7 +83,17 @@ def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, rep
         context.print_json(result)
     else:
         _print(result)
-    ctx.exit(0 if result["ok"] else 1)
+    if result["ok"]:
+        ctx.exit(0)
+    if interrupted:
+        if not no_dispatch:
+            again = f", or this command again with --idempotency-key {idempotency_key}"
+            say(
+                f"interrupted: the unfinished tasks of batch {batch_id} stay on the board; "
+                f"`kanban dispatch` runs them{again if idempotency_key else ''}"
+            )
+        ctx.exit(130)
+    ctx.exit(1)
 
 
 def _progress(show: bool):
@@ -105,20 +123,29 @@ def _update(progress, bar, db, batch_id: str) -> None:
     )
 
 
-def _dispatch(ctx, batch_id: str, max_workers, say, show_progress) -> None:
+def _dispatch(ctx, batch_id: str, max_workers, say, show_progress) -> bool:
+    """Run a dispatcher for the batch until it has finished; True if it was interrupted."""
     import anyio
 
     from orchestrator import dispatcher
 
     settings = settings_from(ctx, max_workers=max_workers)
-    runner = dispatcher.Dispatcher(
-        settings,
-        context.board_path(ctx),
-        until_idle=True,
-        on_event=say if not show_progress else (lambda m: None),
-        idle_scope=lambda db: reports.finished(db, batch_id),
-    )
     with _progress(show_progress) as progress:
+
+        def event(message: str) -> None:
+            if show_progress:  # above the bar, which a plain write would tear
+                progress.console.print(message, markup=False, highlight=False)
+            else:
+                say(message)
+
+        runner = dispatcher.Dispatcher(
+            settings,
+            context.board_path(ctx),
+            until_idle=True,
+            on_event=event,
+            idle_scope=lambda db: reports.finished(db, batch_id),
+            batch_id=batch_id,
+        )
         bar = progress.add_task("starting", total=None)
 
         async def refresh(d: dispatcher.Dispatcher) -> None:
@@ -127,11 +154,14 @@ def _dispatch(ctx, batch_id: str, max_workers, say, show_progress) -> None:
                 await anyio.sleep(0.25)
 
         runner.extra_tasks.append(refresh)
-        anyio.run(runner.run)
+        code = anyio.run(runner.run)
         _update(progress, bar, context.open_board(ctx), batch_id)
+    # A first signal stops new starts (the dispatcher says so), a second stops the workers.
+    return runner.stopping or code == 130
 
 
-def _wait(db, batch_id: str, say, show_progress) -> None:
+def _wait(db, batch_id: str, say, show_progress) -> bool:
+    """Wait for another dispatcher to finish the batch; True if interrupted (Ctrl-C)."""
     from orchestrator import processes
 
     if not any(processes.alive(d["pid"], d["pid_started_at"]) for d in dispatchers.all_(db)):
@@ -140,11 +170,15 @@ def _wait(db, batch_id: str, say, show_progress) -> None:
         )
     with _progress(show_progress) as progress:
         bar = progress.add_task("waiting", total=None)
-        while True:
-            _update(progress, bar, db, batch_id)
-            if reports.finished(db, batch_id):
-                return
-            time.sleep(0.25)
+        try:
+            while True:
+                _update(progress, bar, db, batch_id)
+                if reports.finished(db, batch_id):
+                    return False
+                time.sleep(0.25)
+        except KeyboardInterrupt:
+            say("interrupted: stopped waiting; the board's dispatcher goes on with the batch")
+            return True
 
 
 def _print(result: dict) -> None:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from board import connection, tasks
+from board import connection, runs, tasks
 
 KANBAN = str(Path(sys.executable).with_name("kanban"))
 PY = sys.executable
@@ -167,3 +172,68 @@ def test_no_dispatch_waits_for_a_dispatcher_already_running(tmp_path):
     finally:
         dispatcher.terminate()
         assert dispatcher.wait(timeout=30) == 0
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+def test_run_starts_only_its_own_batch_and_leaves_other_ready_tasks_alone(tmp_path, db_path):
+    batch = write_batch(tmp_path, failing=False)
+    marker = tmp_path / "outsider-ran"
+    outsider = run(
+        "create", "Not in the batch", "--command", shlex.join(["touch", str(marker)])
+    ).stdout.strip()
+
+    result = run("run", str(batch), "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert {t["key"] for t in json.loads(result.stdout)["tasks"]} == {"lint", "test", "package"}
+    db = connection.connect(db_path)
+    try:
+        task = tasks.get(db, int(outsider.removeprefix("t_")))
+        assert (task["status"], task["attempts"]) == ("ready", 0)
+        assert runs.for_task(db, task["id"]) == []
+    finally:
+        db.conn.close()
+    assert not marker.exists()
+
+
+def test_a_first_ctrl_c_is_acknowledged_and_a_second_stops_the_workers_with_exit_130(
+    tmp_path, db_path
+):
+    batch = tmp_path / "nap.toml"
+    batch.write_text('[tasks.nap]\ntitle = "Nap"\ncommand = "sleep 300"\nmax_attempts = 1\n')
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen([KANBAN, "run", str(batch)], stdout=stdout, stderr=stderr)
+    try:
+        wait_for(db_path.exists, "the batch to be submitted")
+        db = connection.connect(db_path)
+        try:
+            wait_for(lambda: any(r["pid"] for r in runs.unended(db)), "the sleep command to start")
+        finally:
+            db.conn.close()
+
+        process.send_signal(signal.SIGINT)
+        wait_for(lambda: "starting no new workers" in err.read_text(), "the acknowledgement")
+        assert "send it again to stop them" in err.read_text()
+        assert process.poll() is None, "the first Ctrl-C waits for the running worker"
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    messages = err.read_text()
+    assert "stopping the running workers" in messages
+    assert "interrupted: the unfinished tasks of batch b_1 stay on the board" in messages
+    assert "Traceback" not in messages
+    assert "NOT all tasks done" in out.read_text()
