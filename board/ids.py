@@ -9,6 +9,7 @@ from __future__ import annotations
 from board import errors
 
 PREFIX = "t_"
+MAX = 2**63 - 1  # SQLite's largest integer: no row can have a larger id
 
 
 def format(task_id: int) -> str:
@@ -16,11 +17,37 @@ def format(task_id: int) -> str:
 
 
 def parse(text: str | int) -> int:
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text > 0:
-            return text
-    elif isinstance(text, str):
-        value = text.strip().lower().removeprefix(PREFIX)
-        if value.isdigit() and value.isascii() and int(value) > 0:
-            return int(value)
-    raise errors.InvalidInput(f"{text!r} is not a task id; task ids look like t_12")
+    """A task id from ``t_12``, ``T_12``, ``12`` or 12; `errors.InvalidInput` otherwise."""
+    if isinstance(text, str):
+        number = _number(text.strip().lower().removeprefix(PREFIX))
+    else:
+        number = _number(text)
+    if number is None:
+        raise errors.InvalidInput(f"{_shown(text)} is not a task id; task ids look like t_12")
+    return number
+
+
+def parse_run(text: str | int) -> int:
+    """A run id (a positive number, as ``kanban show`` lists them)."""
+    number = _number(text.strip() if isinstance(text, str) else text)
+    if number is None:
+        raise errors.InvalidInput(
+            f"{_shown(text)} is not a run id; run ids are numbers like 7 (see `kanban show`)"
+        )
+    return number
+
+
+def _number(value: object) -> int | None:
+    """A positive id SQLite can hold, else None (never an OverflowError later)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 0 < value <= MAX else None
+    # Length first: int() refuses strings of more than 4300 digits with a ValueError.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+        return number if 0 < number <= MAX else None
+    return None
+
+
+def _shown(text: object) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 40 else shown[:37] + "..."

@@ -53,12 +53,16 @@ def worker_from_env() -> actors.Worker | None:
     if not task:
         return None
     run, token = os.environ.get(env.RUN_ID), os.environ.get(env.TOKEN)
-    if not run or not token or not run.isdigit():
+    try:
+        run_id: int | None = ids.parse_run(run or "")
+    except errors.InvalidInput:
+        run_id = None
+    if run_id is None or not token:
         raise errors.InvalidInput(
             f"{env.TASK} is set but {env.RUN_ID}/{env.TOKEN} are missing or invalid; inside a "
             f"worker all three are set by the dispatcher (unset {env.TASK} to act as an operator)"
         )
-    return actors.Worker(ids.parse(task), int(run), token)
+    return actors.Worker(ids.parse(task), run_id, token)
 
 
 def actor() -> actors.Actor:

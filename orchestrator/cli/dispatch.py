@@ -85,7 +85,7 @@ def _run_for(db, task_id: int, run_id: int | None) -> dict:
 
 @click.command()
 @click.argument("task")
-@click.option("--run", "run_id", type=int, help="Which run (default: the latest).")
+@click.option("--run", "run_id", help="Which run (default: the latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows.")
 @click.pass_context
 def logs(ctx, task, run_id, follow):
@@ -97,7 +97,7 @@ def logs(ctx, task, run_id, follow):
     """
     db = context.existing_board(ctx)
     task_id = context.task_id(task)
-    run = _run_for(db, task_id, run_id)
+    run = _run_for(db, task_id, ids.parse_run(run_id) if run_id is not None else None)
     if not run["log_path"]:
         raise errors.InvalidInput(f"run {run['id']} has no log (it never started a process)")
     path = Path(run["log_path"])

@@ -128,3 +128,54 @@ def test_a_busy_timeout_that_is_not_a_number_of_seconds_is_refused(tmp_path):
             "--db", str(tmp_path / "b.db"), "create", "x", env={"KANBAN_BUSY_TIMEOUT": value}
         )
         refused(result, "KANBAN_BUSY_TIMEOUT")
+
+
+# -- ids --------------------------------------------------------------------------------
+
+TOO_LARGE = "t_99999999999999999999999"
+
+
+def test_an_id_too_large_for_the_board_is_an_error_in_every_command(tmp_path):
+    assert kanban("create", "first").returncode == 0
+    for command in (
+        ["show", TOO_LARGE],
+        ["comment", TOO_LARGE, "hello"],
+        ["link", "t_1", TOO_LARGE],
+        ["unlink", TOO_LARGE, "t_1"],
+        ["block", TOO_LARGE, "why"],
+        ["unblock", TOO_LARGE],
+        ["complete", TOO_LARGE, "--summary", "done"],
+        ["cancel", TOO_LARGE],
+        ["retry", TOO_LARGE],
+        ["logs", TOO_LARGE],
+        ["logs", "t_1", "--run", "99999999999999999999999"],
+        ["create", "second", "--after", TOO_LARGE],
+        ["create", "second", "--parent", TOO_LARGE],
+        ["show", "t_" + "9" * 5000],
+    ):
+        refused(kanban(*command), "is not a")
+    listed = kanban("list", "--json").stdout
+    assert '"t_1"' in listed and '"t_2"' not in listed and "hello" not in listed
+
+
+def test_a_worker_run_id_too_large_for_the_board_is_an_error(tmp_path):
+    assert kanban("create", "first").returncode == 0
+    env = {
+        "HERMES_KANBAN_TASK": "t_1",
+        "HERMES_KANBAN_RUN_ID": "99999999999999999999999",
+        "HERMES_KANBAN_TOKEN": "x",
+    }
+    refused(kanban("heartbeat", env=env), "HERMES_KANBAN_RUN_ID")
+
+
+def test_ids_parse_up_to_the_largest_sqlite_integer_and_no_further():
+    from board import errors, ids
+
+    assert ids.parse(f"t_{ids.MAX}") == ids.MAX
+    assert ids.parse_run(str(ids.MAX)) == ids.MAX
+    for bad in (f"t_{ids.MAX + 1}", ids.MAX + 1, "t_0", "t_-1", "t_1.5", "t_²", True, 1.0):
+        try:
+            ids.parse(bad)
+        except errors.InvalidInput:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
