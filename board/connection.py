@@ -195,9 +195,28 @@ class Tx:
 
 
 def rows(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    cursor = conn.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor]
+    try:
+        cursor = conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+    except sqlite3.OperationalError as exc:
+        raise _error("the board", exc) from exc
+
+
+# SQLite's words for failures that pass: the write lock held past the busy timeout, a full
+# disk, a failing read or write. Nothing was written; the same call may succeed later.
+_TRANSIENT = ("locked", "busy", "disk is full", "disk i/o error", "out of memory")
+
+
+def _error(path: str, exc: sqlite3.Error) -> errors.BoardError:
+    """The kanban error for a SQLite failure: `errors.BoardBusy` when it is transient."""
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and any(word in text for word in _TRANSIENT):
+        return errors.BoardBusy(
+            f"the board {path} is unavailable for now ({exc}): another process may hold its"
+            " write lock, or its disk is full; try again, and see `kanban doctor`"
+        )
+    return errors.BoardError(_explain(Path(path), exc))
 
 
 @contextlib.contextmanager
@@ -213,21 +232,21 @@ def transaction(db: sqlite_utils.Database, *, now: float | None = None) -> Itera
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
-        raise errors.BoardError(_explain(Path(path_of(db)), exc)) from exc
+        raise _error(path_of(db), exc) from exc
     tx = Tx(conn, time.time() if now is None else now)
     try:
         yield tx
     except BaseException as exc:
         conn.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
-            raise errors.BoardError(_explain(Path(path_of(db)), exc)) from exc
+            raise _error(path_of(db), exc) from exc
         raise
     try:
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        raise errors.BoardError(_explain(Path(path_of(db)), exc)) from exc
+        raise _error(path_of(db), exc) from exc
     if tx.wake:
         wake.notify(conn)
 

@@ -160,3 +160,23 @@ class InvalidInput(KanbanError):
 
 class LimitExceeded(KanbanError):
     """A configured bound (subtask depth or breadth, batch size) would be exceeded."""
+
+
+class BoardBusy(BoardError):
+    """A transient board failure: locked past the busy timeout, disk full, an I/O error.
+
+    Nothing was written; the same call may succeed later. The dispatcher waits these out.
+    """
+
+
+class BoardReplaced(BoardError):
+    """The board file was removed or replaced under a running process."""
+
+    def __init__(self, path: str, *, removed: bool) -> None:
+        self.path = path
+        what = "was removed" if removed else "was replaced by another file"
+        super().__init__(
+            f"the board {path} {what} while this process had it open; stopping so that two "
+            "boards are not used at once: put the board back (or point --db at the new one) "
+            "and start the dispatcher again"
+        )

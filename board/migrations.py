@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 import sqlite3
 from collections.abc import Callable
 
@@ -187,7 +189,55 @@ def m003_settings(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_batches_and_schedules, m003_settings]
+def m004_identities(conn: sqlite3.Connection) -> None:
+    """Identities that are never reused: dispatcher ids (AUTOINCREMENT) and the board's own id.
+
+    A dispatcher id reused after a crash made the next dispatcher count the dead one's runs as
+    its own and never adopt them. The board id goes into branch, worktree and log names, so two
+    boards on one repository (or a board recreated after deletion) never share them.
+    """
+    _run(
+        conn,
+        """
+        CREATE TABLE dispatchers_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            pid INTEGER NOT NULL,
+            pid_started_at REAL,
+            host TEXT NOT NULL,
+            wake_address TEXT,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        );
+        INSERT INTO dispatchers_new SELECT * FROM dispatchers;
+        DROP TABLE dispatchers;
+        ALTER TABLE dispatchers_new RENAME TO dispatchers
+        """,
+    )
+    # Ids handed out before this migration (runs still name them) stay below every new one.
+    highest = conn.execute("SELECT max(dispatcher_id) FROM runs").fetchone()[0] or 0
+    conn.execute(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'dispatchers', ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'dispatchers')",
+        (highest,),
+    )
+    conn.execute(
+        "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'dispatchers'", (highest,)
+    )
+    # Attempts given back to a task (a run lost to the orchestrator's failure, a rate limit)
+    # are counted, so that refunds stop somewhere.
+    conn.execute("ALTER TABLE runs ADD COLUMN refunded INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        "INSERT OR IGNORE INTO settings (key, value, updated_at) VALUES ('board_id', ?, 0)",
+        (json.dumps(secrets.token_hex(4)),),
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    m001_initial,
+    m002_batches_and_schedules,
+    m003_settings,
+    m004_identities,
+]
 
 
 def latest() -> int:

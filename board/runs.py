@@ -28,6 +28,8 @@ from board.connection import rows, transaction
 from board.states import Outcome, Status
 
 DEFAULT_LEASE = 900.0
+# Attempts given back (lost to the orchestrator, rate limited) per task, before they count.
+MAX_REFUNDS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +113,6 @@ def claim(
                 expect=Status.READY,
                 attempts=attempt,
                 current_run_id=run_id,
-                resume=0,
                 next_attempt_at=None,
                 reason=f"attempt {attempt} ({kind})",
             )
@@ -145,34 +146,55 @@ def _token_matches(tx: Any, run_id: int, token: str) -> dict[str, Any]:
     return run
 
 
-def attach(
+def prepare(
     db: sqlite_utils.Database,
     run_id: int,
     *,
-    shim_pid: int,
-    shim_started_at: float,
     log_path: str,
     worktree: str | None,
     branch: str | None,
 ) -> None:
+    """Record where a run's worker will live, before any process of it exists.
+
+    Durable before the shim is started, so a dispatcher that dies between starting the shim
+    and `attach` leaves its successor everything it needs: the worktree to commit, the log to
+    read, and (beside the log) the run's lock that tells whether the shim still lives.
+    """
+    with transaction(db) as tx:
+        tx.execute(
+            "UPDATE runs SET log_path = ?, worktree = ?, branch = ? WHERE id = ?",
+            (log_path, worktree, branch, run_id),
+        )
+
+
+def attach(
+    db: sqlite_utils.Database, run_id: int, *, shim_pid: int, shim_started_at: float
+) -> None:
     """The dispatcher has started the run's shim."""
     with transaction(db) as tx:
         tx.execute(
-            "UPDATE runs SET shim_pid = ?, shim_started_at = ?, log_path = ?, worktree = ?,"
-            " branch = ? WHERE id = ?",
-            (shim_pid, shim_started_at, log_path, worktree, branch, run_id),
+            "UPDATE runs SET shim_pid = ?, shim_started_at = ? WHERE id = ?",
+            (shim_pid, shim_started_at, run_id),
         )
 
 
 def started(
-    db: sqlite_utils.Database, run_id: int, token: str, *, pid: int, pid_started_at: float
+    db: sqlite_utils.Database,
+    run_id: int,
+    token: str,
+    *,
+    pid: int,
+    pid_started_at: float,
+    shim_pid: int | None = None,
+    shim_started_at: float | None = None,
 ) -> None:
-    """The shim has started the agent process."""
+    """The shim has started the agent process (and says who it is itself)."""
     with transaction(db) as tx:
         _token_matches(tx, run_id, token)
         tx.execute(
-            "UPDATE runs SET pid = ?, pid_started_at = ? WHERE id = ?",
-            (pid, pid_started_at, run_id),
+            "UPDATE runs SET pid = ?, pid_started_at = ?, shim_pid = coalesce(shim_pid, ?),"
+            " shim_started_at = coalesce(shim_started_at, ?) WHERE id = ?",
+            (pid, pid_started_at, shim_pid, shim_started_at, run_id),
         )
 
 
@@ -234,18 +256,23 @@ def settle(
     reason: str | None = None,
     summary: str | None = None,
     commit_sha: str | None = None,
+    commit_error: str | None = None,
     retry_at: float | None = None,
     refund: bool = False,
     actor: actors.Actor = actors.DISPATCHER,
     now: float | None = None,
 ) -> Outcome:
-    """End a run after its process is gone and its work is committed; move the task on.
+    """End a run after its processes are gone and its work is committed; move the task on.
 
     A run that already has an outcome (the worker reported, or an operator cancelled or
-    blocked it) keeps it: `outcome` only fills in what nobody reported. For an unreported
-    failure, `retry_at` makes the task `ready` again at that time (with `refund` the attempt is
-    not counted: rate limits), unless its attempts are exhausted; otherwise it is `failed`.
-    Settling twice changes nothing.
+    blocked it) keeps it: `outcome` only fills in what nobody reported. A completed run makes
+    its task `done` (or `waiting` for open subtasks) here, not at the report: only now is its
+    work on its branch. If that commit failed (`commit_error`), the task is `blocked` with the
+    reason instead, its work still in the worktree. For an unreported failure, `retry_at` makes
+    the task `ready` again at that time, unless its attempts are exhausted; otherwise it is
+    `failed`. With `refund` (the run was lost to the orchestrator's own failure, or rate
+    limited) the attempt is not counted, at most `MAX_REFUNDS` times per task, so that nothing
+    retries forever. Settling twice changes nothing.
     """
     with transaction(db, now=now) as tx:
         run = tx.one("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -254,11 +281,18 @@ def settle(
         if run["ended_at"] is not None:
             return Outcome(run["outcome"])
         final = Outcome(run["outcome"] or outcome)
+        if refund:
+            refunded = tx.value(
+                "SELECT count(*) FROM runs WHERE task_id = ? AND refunded", (run["task_id"],)
+            )
+            if refunded >= MAX_REFUNDS:
+                refund = False
+                reason = f"{reason or final}; not refunded: {refunded} attempts already were"
         tx.execute(
             "UPDATE runs SET ended_at = ?, outcome = ?, reason = coalesce(reason, ?),"
             " summary = coalesce(summary, ?), commit_sha = coalesce(?, commit_sha),"
-            " settled_by = coalesce(settled_by, ?) WHERE id = ?",
-            (tx.now, final, reason, summary, commit_sha, actor.label, run_id),
+            " settled_by = coalesce(settled_by, ?), refunded = ? WHERE id = ?",
+            (tx.now, final, reason, summary, commit_sha, actor.label, int(refund), run_id),
         )
         transitions.event(
             tx,
@@ -270,19 +304,45 @@ def settle(
                 "outcome": final,
                 "reason": reason,
                 "commit": commit_sha,
+                "commit_error": commit_error,
                 "exit_code": run["exit_code"],
                 "signal": run["signal"],
+                "refunded": refund,
             },
         )
         tx.wake = True
-        if run["outcome"] is not None:
-            return final
         task = tx.one("SELECT * FROM tasks WHERE id = ?", (run["task_id"],))
         assert task is not None
         if task["status"] != Status.RUNNING or task["current_run_id"] != run_id:
-            return final
-        if final is Outcome.COMPLETED:
-            tasks.finish_completed(tx, task["id"], summary or "completed", actor, run_id)
+            return final  # an operator (or the worker's own block) already moved it on
+        if final is Outcome.COMPLETED and commit_error is not None:
+            why = (
+                f"the run completed, but its work could not be committed to its branch "
+                f"({commit_error}); it is still in {run['worktree']}: fix the cause, then "
+                f"`kanban unblock {ids.format(task['id'])}`"
+            )
+            transitions.apply(
+                tx, task["id"], Status.BLOCKED, actor, run_id=run_id, block_reason=why, reason=why
+            )
+        elif final is Outcome.COMPLETED:
+            text = run["summary"] or summary or "completed"
+            if not transitions.open_children(tx, task["id"]) and _unintegrated_children(tx, run):
+                # Its subtasks all ended before this run did: their work is not in its branch
+                # yet, so it runs once more to merge and integrate them.
+                transitions.apply(
+                    tx,
+                    task["id"],
+                    Status.TODO
+                    if transitions.unfinished_blockers(tx, task["id"])
+                    else Status.READY,
+                    actor,
+                    run_id=run_id,
+                    summary=text,
+                    resume=1,
+                    reason="completed; its subtasks have ended: resuming to integrate them",
+                )
+            else:
+                tasks.finish_completed(tx, task["id"], text, actor, run_id)
         elif final is Outcome.BLOCKED:
             transitions.apply(
                 tx,
@@ -320,6 +380,20 @@ def settle(
                 reason=f"{final}: {reason}" if reason else str(final),
             )
         return final
+
+
+def _unintegrated_children(tx: Any, run: dict[str, Any]) -> bool:
+    """Has the run's task subtasks whose branches this run did not merge?
+
+    A resumed run merged every subtask that existed when it started; any other run merged none.
+    """
+    created_since = run["started_at"] if run["kind"] == "resume" else None
+    return bool(
+        tx.value(
+            "SELECT 1 FROM tasks WHERE parent_id = ? AND (? IS NULL OR created_at >= ?) LIMIT 1",
+            (run["task_id"], created_since, created_since),
+        )
+    )
 
 
 def next_retry_at(db: sqlite_utils.Database) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,8 +21,13 @@ from board.connection import Tx, transaction
 from board.states import Outcome, Status
 
 RUNTIME_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-MAX_TITLE = 500
+MAX_TITLE = 500  # characters
+# A task's text reaches an agent on its command line, inside the prompt, and Linux refuses any
+# one argument over MAX_ARG_STRLEN (131072 bytes): the limit, in UTF-8 bytes, leaves room for
+# the prompt's template. Comments, reasons and summaries reach later prompts the same way.
 MAX_TEXT = 100_000
+MAX_ARGUMENT = 131_072
+MAX_NAME = 4096  # bytes: a repository path, a ref, a batch id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,24 +78,64 @@ def store_limits(db: sqlite_utils.Database, limits: Limits) -> None:
 
 
 def _text(value: str, what: str, limit: int = MAX_TEXT) -> str:
+    """Text from a person or a model, checked once for the CLI and MCP alike.
+
+    No NUL byte (no program takes one in an argument: starting the agent would fail), valid
+    UTF-8 (a lone surrogate cannot be stored), and at most `limit` UTF-8 bytes.
+    """
     if not isinstance(value, str):
         raise errors.InvalidInput(f"{what} must be text")
-    if len(value) > limit:
-        raise errors.InvalidInput(f"{what} is longer than {limit} characters; shorten it")
+    if "\0" in value:
+        raise errors.InvalidInput(
+            f"{what} contains a NUL byte (\\0), which no program takes in an argument; remove it"
+        )
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise errors.InvalidInput(
+            f"{what} is not valid UTF-8 text (it has a lone surrogate); fix its encoding"
+        ) from None
+    if size > limit:
+        raise errors.InvalidInput(
+            f"{what} is {size} bytes (UTF-8); the limit is {limit} bytes, because agents get it "
+            f"on their command line, where one argument may be at most {MAX_ARGUMENT} bytes: "
+            "shorten it, or put the details in a file in the repository and refer to that"
+        )
     return value
 
 
+def _plain(value: object, what: str) -> None:
+    """Every string in `value` (runtime options: a command's argv, nested) passes `_text`."""
+    if isinstance(value, str):
+        _text(value, what)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _plain(key, what)
+            _plain(item, what)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _plain(item, what)
+
+
 def validate(spec: NewTask) -> None:
-    title = _text(spec.title, "the title", MAX_TITLE).strip()
+    title = _text(spec.title, "the title").strip()
     if not title:
         raise errors.InvalidInput("a task needs a non-empty title")
+    if len(title) > MAX_TITLE:
+        raise errors.InvalidInput(
+            f"the title is longer than {MAX_TITLE} characters; shorten it (details go in the body)"
+        )
     _text(spec.body, "the body")
+    for name in ("repo", "base_ref", "runtime", "batch_id"):
+        if getattr(spec, name) is not None:
+            _text(getattr(spec, name), f"the {name.replace('_', ' ')}", MAX_NAME)
+    _plain(spec.runtime_options, "a runtime option")
     if spec.runtime is not None and not RUNTIME_NAME.match(spec.runtime):
         raise errors.InvalidInput(f"{spec.runtime!r} is not a runtime name")
     if not 1 <= spec.max_attempts <= 100:
         raise errors.InvalidInput("max attempts must be between 1 and 100")
-    if spec.timeout is not None and not spec.timeout > 0:
-        raise errors.InvalidInput("the timeout must be a positive number of seconds")
+    if spec.timeout is not None and not (0 < spec.timeout < math.inf):
+        raise errors.InvalidInput("the timeout must be a positive, finite number of seconds")
     if not -1_000_000 <= spec.priority <= 1_000_000:
         raise errors.InvalidInput("the priority must be between -1000000 and 1000000")
 
@@ -250,6 +296,7 @@ def finish_completed(
         actor,
         run_id=run_id,
         summary=summary,
+        resume=0,  # a resumed parent has integrated its subtasks: the resume is over
         reason="completed; waiting for subtasks" if target is Status.WAITING else "completed",
     )
     return target
@@ -258,7 +305,12 @@ def finish_completed(
 def complete(
     db: sqlite_utils.Database, task_id: int, summary: str, actor: actors.Actor = actors.OPERATOR
 ) -> Status:
-    """Report a task complete. Returns the new status (`done`, or `waiting` for subtasks)."""
+    """Report a task complete. Returns the new status (`done`, or `waiting` for subtasks).
+
+    A worker's report is recorded on its run and the task stays `running`: it becomes done
+    when the run ends and its dispatcher has committed the work to the branch (`runs.settle`),
+    so a task is never done without its work. An operator's completion takes effect at once.
+    """
     summary = _text(summary, "the summary").strip()
     if not summary:
         raise errors.InvalidInput("say what was done: the summary must not be empty")
@@ -266,7 +318,11 @@ def complete(
         if isinstance(actor, actors.Worker):
             fencing.check(tx, actor, task_id, own_only=True)
             _report(tx, actor, Outcome.COMPLETED, summary=summary)
-            return finish_completed(tx, task_id, summary, actor, actor.run_id)
+            transitions.event(
+                tx, task_id, "reported", actor, run_id=actor.run_id, data={"outcome": "completed"}
+            )
+            tx.wake = True  # its dispatcher lets the worker exit, then commits and settles
+            return Status.RUNNING
         task = _require(tx, task_id)
         if task["status"] == Status.RUNNING:
             _end_live_run(tx, task, Outcome.CANCELLED, actor, "completed by an operator")

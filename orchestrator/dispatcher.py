@@ -26,8 +26,9 @@ import anyio
 import anyio.abc
 import sqlite_utils
 
-from board import dispatchers, ids, runs, tasks, wake
+from board import dispatchers, errors, ids, runs, tasks, wake
 from orchestrator import boardio, config, processes, schedules, supervisor
+from worker import scope
 
 log = logging.getLogger("kanban.dispatcher")
 
@@ -80,7 +81,11 @@ class Dispatcher:
         await self.board.call(tasks.store_limits, self.settings.limits)
         logs_dir = self.settings.logs_dir or Path(self.board.path).parent / "logs"
         self.supervisor = supervisor.Supervisor(self.board, self.settings, self.id, logs_dir)
-        self.on_event(f"dispatcher {self.id} started (pid {me}, board {self.board.path})")
+        self.board.on_busy = self.on_event
+        self.on_event(
+            f"dispatcher {self.id} started (pid {me}, board {self.board.path}; "
+            f"every run's processes are contained by {scope.mechanism()})"
+        )
         try:
             async with anyio.create_task_group() as group:
                 if sock is not None:
@@ -93,8 +98,11 @@ class Dispatcher:
                 await self._loop(group)
                 group.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.board.call(dispatchers.unregister, self.id)
+            # Best effort, once: dispatcher ids are never reused, so a registration left behind
+            # (a locked board, a crash) is only a dead pid to the next dispatcher, which adopts
+            # whatever runs this one still held.
+            with anyio.CancelScope(shield=True), contextlib.suppress(errors.KanbanError):
+                await anyio.to_thread.run_sync(dispatchers.unregister, self.board.db, self.id)
             if sock is not None:
                 sock.close()
             self.board.close()
@@ -199,6 +207,9 @@ class Dispatcher:
                     self.on_event(f"adopting run {run['id']} of task t_{run['task_id']}")
                     group.start_soon(self._adopt, run)
             await anyio.sleep(REAP_INTERVAL)
+            # Never go on with a board that is no longer the file at its path: the CLI and the
+            # workers would use the new one, this dispatcher the old (a silent split brain).
+            self.board.check_same_file()
             await self.board.call(dispatchers.beat, self.id)
 
     async def _scheduler(self) -> None:

@@ -9,6 +9,7 @@ first (SIGTERM), then with SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import time
@@ -130,3 +131,60 @@ def wait_gone(pid: int, started_at: float | None, timeout: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+# --- a run's lock: is its shim alive? ------------------------------------------------------
+#
+# The dispatcher takes an flock on the run's lock file *before* starting the shim and hands
+# the descriptor over; the shim holds it until it exits (its agent never inherits it). So the
+# lock is held exactly while a shim of that run may still write the run's record, even a shim
+# whose pid the dispatcher died before recording. flock, not fcntl record locks: those would be
+# dropped by any close() of another descriptor of the file in this process.
+
+
+def take_run_lock(path: str) -> int:
+    """Create and lock the run's lock file; returns the descriptor to hand to the shim."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def run_lock_held(path: str | None) -> bool:
+    """True while a shim holds the run's lock at `path`."""
+    if not path:
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock if we got it
+    return False
+
+
+def kill_carrying(name: str, value: str, *, grace: float = 5.0) -> list[int]:
+    """Kill every process whose environment has `name`=`value` (a run's token).
+
+    Where runs are not in cgroups, this finds what escaped a killed shim: descendants of an
+    agent inherit its environment, and the run's token is in no other process's.
+    """
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(name) == value:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    _signal_all(found, set(), signal.SIGTERM)
+    survivors = _wait_dead(found, grace)
+    _signal_all(survivors, set(), signal.SIGKILL)
+    _wait_dead(survivors, grace)
+    return [p.pid for p in found]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +24,40 @@ import anyio.abc
 from board import actors, errors, ids, runs, tasks, views
 from board.states import Outcome
 from orchestrator import boardio, config, processes, retry, worktrees
-from worker import env, prompt, runtimes
+from worker import env, pause, prompt, runtimes, scope
 from worker.runtimes import base
 
 LOG_TAIL_BYTES = 8192
+log = logging.getLogger("kanban.supervisor")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Watched:
-    """A run this dispatcher is responsible for."""
+    """A run this dispatcher is responsible for, and where every process of it lives."""
 
     run_id: int
     task_id: int
-    runtime: base.Runtime | None
-    workspace: str | None
+    token: str
     repo: str | None
-    log_path: str | None
     started: float
     timeout: float | None
+    runtime: base.Runtime | None = None
+    workspace: str | None = None
+    log_path: str | None = None
+    scope: str | None = None  # the run's cgroup, where cgroups are in force
+    shim_pid: int | None = None
+    shim_started: float | None = None
     kill_cause: Outcome | None = None
     poke: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+
+    @property
+    def lock_path(self) -> str | None:
+        return lock_path(self.log_path)
+
+
+def lock_path(log_path: str | None) -> str | None:
+    """The run's lock file (see `processes.take_run_lock`), beside its log."""
+    return None if log_path is None else log_path.removesuffix(".log") + ".lock"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +109,15 @@ def judge(
     elif kill_cause is not None:
         verdict = (kill_cause, "stopped by the dispatcher")
     elif run["exited_at"] is None:
-        verdict = (Outcome.LOST, "the worker vanished without an exit status")
+        # The shim records every exit it sees: without one, the shim itself died or never
+        # started (a dispatcher or a shim killed). Our failure, not the agent's: refunded.
+        delay = retry.backoff(task["attempts"], settings.retry_delay, settings.retry_max_delay)
+        return Verdict(
+            Outcome.LOST,
+            "the worker's shim ended without recording how its agent ended",
+            retry_at=now + delay,
+            refund=True,
+        )
     elif run["pid"] is None and code == 127:
         return Verdict(Outcome.SPAWN_FAILED, _last_line(tail) or "the worker could not start")
     elif runtime is not None and (code != 0 or runtime.reports) and runtime.rate_limited(tail):
@@ -149,104 +173,144 @@ class Supervisor:
     async def start(self, claim: runs.Claim) -> None:
         task, run_id = claim.task, claim.run_id
         watched = Watched(
-            run_id, task["id"], None, None, task["repo"], None, time.time(), task["timeout"]
+            run_id=run_id,
+            task_id=task["id"],
+            token=claim.token,
+            repo=task["repo"],
+            started=time.time(),
+            timeout=task["timeout"],
         )
         self.watched[run_id] = watched
         try:
             try:
-                runtime = runtimes.get(task["runtime"])
-                watched.runtime = runtime
-                workspace, branch, merges = await self._place(task, claim.kind)
-                watched.workspace = workspace
-                text = await self.board.call(
-                    prompt.render,
-                    task,
-                    attempt=claim.attempt,
-                    kind=claim.kind,
-                    workspace=workspace,
-                    branch=branch,
-                    merges=merges,
-                )
-                last = await self.board.call(runs.last_ended, task["id"])
-                log_path = self.logs_dir / ids.format(task["id"]) / f"run-{run_id}.log"
-                log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                watched.log_path = str(log_path)
-                context = base.Context(
-                    task=task,
-                    run_id=run_id,
-                    token=claim.token,
-                    attempt=claim.attempt,
-                    kind=claim.kind,
-                    workspace=workspace,
-                    branch=branch,
-                    db_path=self.board.path,
-                    prompt=text,
-                    settings=self.settings.runtimes,
-                    private_dir=str(log_path.parent),
-                )
-                launch = runtime.launch(context)
-            except (errors.KanbanError, OSError) as exc:
-                # This task cannot start (bad setup, unusable repository, unwritable paths):
-                # it fails with the reason; the dispatcher and the other workers go on.
-                await self._spawn_failed(run_id, exc)
+                process = await self._launch(claim, watched)
+            except Exception as exc:
+                # This task cannot start (bad setup, an unusable repository, a NUL byte in its
+                # argv, a full disk): it alone fails or waits; the dispatcher goes on.
+                await self._spawn_failed(watched, exc)
                 return
-            environ = env.build(
-                dict(os.environ),
-                task=ids.format(task["id"]),
-                run_id=run_id,
-                token=claim.token,
-                workspace=workspace,
-                branch=branch,
-                db_path=self.board.path,
-                last_outcome=last["outcome"] if last else None,
-            )
-            environ.update(launch.env)
-            argv = [
-                sys.executable,
-                "-m",
-                "worker.shim",
-                "--db",
-                self.board.path,
-                "--run",
-                str(run_id),
-                "--cwd",
-                launch.cwd,
-                "--",
-                *launch.argv,
-            ]
-            try:
-                # A local file opened only to hand its descriptor to the child: nothing to await.
-                with open(log_path, "ab") as log:  # noqa: ASYNC230
-                    process = await anyio.open_process(
-                        argv,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=log,
-                        env=environ,
-                        cwd=launch.cwd,
-                        start_new_session=True,
-                    )
-            except OSError as exc:
-                await self._spawn_failed(run_id, exc)
-                return
-            await self.board.call(
-                runs.attach,
-                run_id,
-                shim_pid=process.pid,
-                shim_started_at=processes.start_time(process.pid) or time.time(),
-                log_path=str(log_path),
-                worktree=workspace,
-                branch=branch,
-            )
-            await self._watch(watched, process.wait, process.pid)
+            await self._watch(watched, process.wait)
             await self._finish(watched)
         finally:
             self.watched.pop(run_id, None)
 
-    async def _spawn_failed(self, run_id: int, exc: Exception) -> None:
-        reason = str(exc) if isinstance(exc, errors.KanbanError) else f"cannot start: {exc}"
+    async def _launch(self, claim: runs.Claim, watched: Watched) -> anyio.abc.Process:
+        """Place the run, record where it lives, and start its shim; returns the shim."""
+        task, run_id = claim.task, claim.run_id
+        runtime = runtimes.get(task["runtime"])
+        watched.runtime = runtime
+        tid = ids.format(task["id"])
+        log_file = self.logs_dir / self.board.id / tid / f"run-{run_id}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        watched.log_path = str(log_file)
+        workspace, branch, merges = await self._place(task, claim.kind)
+        watched.workspace = workspace
+        # Durable before any process of the run exists: an adopter needs no more than this.
         await self.board.call(
-            runs.settle, run_id, Outcome.SPAWN_FAILED, reason=reason, actor=self.actor
+            runs.prepare, run_id, log_path=str(log_file), worktree=workspace, branch=branch
+        )
+        text = await self.board.call(
+            prompt.render,
+            task,
+            attempt=claim.attempt,
+            kind=claim.kind,
+            workspace=workspace,
+            branch=branch,
+            merges=merges,
+        )
+        last = await self.board.call(runs.last_ended, task["id"])
+        context = base.Context(
+            task=task,
+            run_id=run_id,
+            token=claim.token,
+            attempt=claim.attempt,
+            kind=claim.kind,
+            workspace=workspace,
+            branch=branch,
+            db_path=self.board.path,
+            prompt=text,
+            settings=self.settings.runtimes,
+            private_dir=str(log_file.parent),
+        )
+        launch = runtime.launch(context)
+        environ = env.build(
+            dict(os.environ),
+            task=tid,
+            run_id=run_id,
+            token=claim.token,
+            workspace=workspace,
+            branch=branch,
+            db_path=self.board.path,
+            last_outcome=last["outcome"] if last else None,
+        )
+        environ.update(launch.env)
+        watched.scope = scope.path_for(self.board.id, run_id)
+        await anyio.to_thread.run_sync(scope.create, watched.scope)
+        assert watched.lock_path is not None
+        lock_fd = processes.take_run_lock(watched.lock_path)
+        argv = [
+            sys.executable,
+            "-m",
+            "worker.shim",
+            "--db",
+            self.board.path,
+            "--run",
+            str(run_id),
+            "--cwd",
+            launch.cwd,
+            "--lock-fd",
+            str(lock_fd),
+            *(["--scope", watched.scope] if watched.scope else []),
+            "--",
+            *launch.argv,
+        ]
+        try:
+            # A local file opened only to hand its descriptor to the child: nothing to await.
+            # Truncated: a run's log holds that run only.
+            with open(log_file, "wb") as log_handle:  # noqa: ASYNC230
+                process = await anyio.open_process(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_handle,
+                    stderr=log_handle,
+                    env=environ,
+                    cwd=launch.cwd,
+                    start_new_session=True,
+                    pass_fds=(lock_fd,),
+                )
+        finally:
+            os.close(lock_fd)  # the shim holds the lock from here on
+        pause.point("dispatcher.spawned")
+        watched.shim_pid = process.pid
+        watched.shim_started = processes.start_time(process.pid) or time.time()
+        await self.board.call(
+            runs.attach, run_id, shim_pid=process.pid, shim_started_at=watched.shim_started
+        )
+        return process
+
+    async def _spawn_failed(self, watched: Watched, exc: Exception) -> None:
+        if isinstance(exc, errors.KanbanError):
+            reason = str(exc)
+        else:
+            reason = f"cannot start: {exc}"
+            if not isinstance(exc, OSError):  # not the world's fault: keep the evidence
+                log.exception("starting run %s of t_%s failed", watched.run_id, watched.task_id)
+        retry_at = None
+        if retry.transient(exc):
+            task = await self.board.call(tasks.get, watched.task_id)
+            delay = retry.backoff(
+                task["attempts"], self.settings.retry_delay, self.settings.retry_max_delay
+            )
+            retry_at = time.time() + delay
+            reason += f" (a passing condition: retrying in {delay:.0f} s)"
+        await self.board.call(
+            runs.settle,
+            watched.run_id,
+            Outcome.SPAWN_FAILED,
+            reason=reason,
+            retry_at=retry_at,
+            refund=retry_at is not None,
+            actor=self.actor,
         )
 
     async def _place(
@@ -254,14 +318,17 @@ class Supervisor:
     ) -> tuple[str, str | None, list[prompt.Merge]]:
         """The task's worktree and branch (created, or reused as they are), and merges."""
         tid = ids.format(task["id"])
+        # The board's id in every name: task ids restart at 1 on every board, and two boards
+        # (or one recreated after deletion) must never share a branch, a worktree or a log.
+        board_id = self.board.id
         if not task["repo"]:
-            scratch = self.settings.scratch_root / tid
+            scratch = self.settings.scratch_root / board_id / tid
             scratch.mkdir(parents=True, exist_ok=True)
             return str(scratch), None, []
         repo = task["repo"]
-        branch = task["branch"] or f"{self.settings.branch_prefix}{tid}"
+        branch = task["branch"] or f"{self.settings.branch_prefix}{board_id}/{tid}"
         path = task["worktree"] or str(
-            worktrees.worktree_root(repo, self.settings.worktree_root) / tid
+            worktrees.worktree_root(repo, self.settings.worktree_root) / board_id / tid
         )
         base_ref = task["base_ref"]
         if task["parent_id"] and not task["branch"]:
@@ -298,6 +365,13 @@ class Supervisor:
         ]
         if not branches:
             return missing
+        # Idempotent: a resume cut short (its dispatcher killed mid-merge) merges again; what
+        # was merged is `up_to_date`, and a merge left half done is concluded first.
+        await anyio.to_thread.run_sync(
+            _commit_quietly,
+            path,
+            f"kanban: {ids.format(task['id'])} work so far, before merging its subtasks",
+        )
         outcomes = await anyio.to_thread.run_sync(
             lambda: worktrees.merge_branches(
                 path, branches, lambda b: f"kanban: merge {b} into {ids.format(task['id'])}"
@@ -312,40 +386,43 @@ class Supervisor:
     # -- adopted runs -------------------------------------------------------------------
 
     async def adopt(self, run: dict[str, Any]) -> None:
+        """Take over a run whose dispatcher is gone: watch its shim to the end, then settle.
+
+        What the run needs was recorded before its shim existed (`runs.prepare`); the run's
+        lock says whether a shim may still write its record, even one whose pid was never
+        recorded; its scope is derived from the board and the run.
+        """
         task = await self.board.call(tasks.get, run["task_id"])
         try:
             runtime = runtimes.get(task["runtime"])
         except errors.KanbanError:
             runtime = None
         watched = Watched(
-            run["id"],
-            task["id"],
-            runtime,
-            run["worktree"],
-            task["repo"],
-            run["log_path"],
-            run["started_at"],
-            task["timeout"],
+            run_id=run["id"],
+            task_id=task["id"],
+            token=run["token"],
+            repo=task["repo"],
+            started=run["started_at"],
+            timeout=task["timeout"],
+            runtime=runtime,
+            workspace=run["worktree"],
+            log_path=run["log_path"],
+            scope=scope.path_for(self.board.id, run["id"]),
+            shim_pid=run["shim_pid"],
+            shim_started=run["shim_started_at"],
         )
         self.watched[run["id"]] = watched
         try:
-            if run["exited_at"] is None:
-                if processes.alive(run["shim_pid"], run["shim_started_at"]):
-                    pid, started = run["shim_pid"], run["shim_started_at"]
-                elif processes.alive(run["pid"], run["pid_started_at"]):
-                    pid, started = run["pid"], run["pid_started_at"]
-                else:
-                    pid = started = None
-                if pid is not None:
-                    await self._watch(watched, _waiter(pid, started), pid)
+            if run["exited_at"] is None and processes.run_lock_held(watched.lock_path):
+                await self._watch(watched, _lock_waiter(watched.lock_path))
             await self._finish(watched)
         finally:
             self.watched.pop(run["id"], None)
 
     # -- watching -----------------------------------------------------------------------
 
-    async def _watch(self, watched: Watched, wait_exit, shim_pid: int) -> None:
-        """Wait for the process to end; kill it on a stall, a timeout or a cancel."""
+    async def _watch(self, watched: Watched, wait_exit: Callable[[], Awaitable[Any]]) -> None:
+        """Wait for the shim to end; kill the run on a stall, a timeout or a cancel."""
         done = anyio.Event()
         killed_at: float | None = None
 
@@ -369,12 +446,10 @@ class Supervisor:
                 if cause is not None and watched.kill_cause is None:
                     watched.kill_cause = cause
                     killed_at = now
-                    await self._kill(run, shim_pid)
+                    await self._kill(watched, run)
                 elif killed_at is not None and now - killed_at > 3 * self.settings.kill_grace:
-                    # The shim itself did not go: take it down too, then give up waiting.
-                    await anyio.to_thread.run_sync(
-                        lambda: processes.kill_tree(shim_pid, None, grace=self.settings.kill_grace)
-                    )
+                    # The shim itself did not go: take the whole run down, shim included.
+                    await anyio.to_thread.run_sync(self._kill_everything, watched, run)
                     killed_at = now
             group.cancel_scope.cancel()
 
@@ -394,24 +469,48 @@ class Supervisor:
             return Outcome.STALLED
         return None
 
-    async def _kill(self, run: dict[str, Any], shim_pid: int) -> None:
+    async def _kill(self, watched: Watched, run: dict[str, Any]) -> None:
+        """Stop the agent politely, then by force; the shim records it and ends the scope."""
         grace = self.settings.kill_grace
         if run["pid"] is not None:
             await anyio.to_thread.run_sync(
                 lambda: processes.kill_tree(run["pid"], run["pid_started_at"], grace=grace)
             )
-        else:  # the agent's pid is not recorded yet: everything below the shim
-            for proc in processes.tree(shim_pid)[1:]:
+        elif watched.scope is not None:  # the agent's pid is not recorded yet
+            await anyio.to_thread.run_sync(scope.terminate, watched.scope)
+        elif watched.shim_pid is not None:  # everything below the shim
+            for proc in processes.tree(watched.shim_pid, watched.shim_started)[1:]:
                 await anyio.to_thread.run_sync(
                     functools.partial(processes.kill_tree, proc.pid, None, grace=grace)
                 )
+        # Whatever ignored SIGTERM or escaped the agent's tree: the shim ends the scope when
+        # the agent is gone, and `_end_processes` makes sure of it after the shim.
+
+    def _kill_everything(self, watched: Watched, run: dict[str, Any]) -> None:
+        if watched.shim_pid is not None:
+            processes.kill_tree(watched.shim_pid, watched.shim_started, grace=0.5)
+        self._end_processes(watched, run)
+
+    def _end_processes(self, watched: Watched, run: dict[str, Any]) -> None:
+        """Make sure no process of the run is left (its shim is gone). Blocking."""
+        if watched.scope is not None:
+            if not scope.end(watched.scope, timeout=3 * self.settings.kill_grace):
+                log.error("run %s: processes in %s would not die", watched.run_id, watched.scope)
+            return
+        if run["pid"] is not None:
+            processes.kill_tree(run["pid"], run["pid_started_at"], grace=self.settings.kill_grace)
+        # What escaped a killed shim still carries the run's token in its environment.
+        processes.kill_carrying(env.TOKEN, watched.token, grace=self.settings.kill_grace)
 
     # -- the end ------------------------------------------------------------------------
 
     async def _finish(self, watched: Watched) -> None:
+        """The shim is gone: end every process of the run, commit its work, settle it."""
         run = await self.board.call(runs.get, watched.run_id)
+        await anyio.to_thread.run_sync(self._end_processes, watched, run)
+        run = await self.board.call(runs.get, watched.run_id)  # a late exit record, if any
         task = await self.board.call(tasks.get, watched.task_id)
-        commit, note = None, None
+        commit, commit_error = None, None
         workspace_exists = watched.workspace is not None and await anyio.to_thread.run_sync(
             os.path.isdir, watched.workspace
         )
@@ -423,8 +522,8 @@ class Supervisor:
             try:
                 await anyio.to_thread.run_sync(worktrees.commit_all, watched.workspace, message)
                 commit = await anyio.to_thread.run_sync(worktrees.head, watched.workspace)
-            except errors.KanbanError as exc:
-                note = f"could not commit the worktree: {exc}"
+            except Exception as exc:  # a full disk, a broken repository: the work stays put
+                commit_error = str(exc)
         tail = await anyio.to_thread.run_sync(log_tail, watched.log_path)
         cause = None if watched.kill_cause is Outcome.COMPLETED else watched.kill_cause
         if self.stopping_workers and cause is Outcome.LOST:
@@ -433,7 +532,11 @@ class Supervisor:
             )
         else:
             verdict = judge(run, task, watched.runtime, cause, tail, self.settings, time.time())
-        reason = verdict.reason if note is None else f"{verdict.reason or ''}; {note}".strip("; ")
+        reason = verdict.reason
+        if commit_error is not None:
+            note = f"could not commit the worktree: {commit_error}"
+            reason = f"{reason}; {note}" if reason else note
+        pause.point("dispatcher.before-settle")
         await self.board.call(
             runs.settle,
             watched.run_id,
@@ -441,6 +544,7 @@ class Supervisor:
             reason=reason,
             summary=verdict.summary,
             commit_sha=commit,
+            commit_error=commit_error,
             retry_at=verdict.retry_at,
             refund=verdict.refund,
             actor=self.actor,
@@ -467,21 +571,12 @@ def _mtime(path: str | None) -> float:
         return 0.0
 
 
-def _waiter(pid: int, started: float | None):
-    """Wait for a process that is not our child (an adopted run's shim)."""
+def _lock_waiter(path: str | None) -> Callable[[], Awaitable[None]]:
+    """Wait until no shim holds the run's lock (an adopted run's shim is not our child)."""
 
     async def wait() -> None:
-        try:
-            fd = os.pidfd_open(pid)
-        except (OSError, AttributeError):
-            # No pidfd (not Linux, or an old kernel): nothing to wait on but a poll.
-            while processes.alive(pid, started):  # noqa: ASYNC110
-                await anyio.sleep(0.2)
-            return
-        try:
-            if processes.alive(pid, started):
-                await anyio.wait_readable(fd)
-        finally:
-            os.close(fd)
+        # A poll, not a blocking flock in a thread: that could not be cancelled.
+        while await anyio.to_thread.run_sync(processes.run_lock_held, path):  # noqa: ASYNC110
+            await anyio.sleep(0.1)
 
     return wait

@@ -33,6 +33,7 @@ from pathlib import Path
 import git
 
 from board import errors
+from worker import pause
 
 DEFAULT_ROOT = Path("~/.kanban/worktrees")
 DEFAULT_BRANCH_PREFIX = "kanban/"
@@ -608,6 +609,7 @@ def merge_branches(
         merge = _git(cwd, *identity, *merge_args, ok=(0, 1))
         if merge.status == 0:
             outcomes.append(MergeOutcome(branch, MergeStatus.MERGED, head(cwd)))
+            pause.point("dispatcher.merging")
             continue
         conflicts = tuple(
             name

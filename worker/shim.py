@@ -1,11 +1,20 @@
 """The shim: the small process that owns one worker's agent and records its end in the board.
 
-The dispatcher starts ``python -m worker.shim --db DB --run RUN -- ARGV...`` in a session of
-its own, with the run's log file as stdout and stderr and the worker's environment (which
-carries the run's token). The shim starts the agent in a further session (so the dispatcher
-can kill the agent's whole tree while the shim survives to record it), records the agent's
-pid and start time, waits, and records the exit code or signal. Because the shim, not the
-dispatcher, writes the exit, the outcome survives a dispatcher that was killed or restarted.
+The dispatcher starts ``python -m worker.shim --db DB --run RUN --lock-fd N [--scope CGROUP]
+-- ARGV...`` in a session of its own, with the run's log file as stdout and stderr and the
+worker's environment (which carries the run's token). The shim:
+
+1. holds the run's lock (an ``flock`` the dispatcher took *before* starting it and handed over
+   as descriptor N) for as long as it lives, so anyone can tell whether a shim may still write
+   this run's record, even one the dispatcher died before recording (see `locks`);
+2. starts the agent in a further session (so the dispatcher can kill the agent's whole tree
+   while the shim survives to record it), inside the run's scope (`scope`: a cgroup, or the
+   shim as child subreaper), armed to die with the shim;
+3. records the agent's pid and start time, waits, then ends every process left in the scope
+   (`sleep 300 &`, a dev server, a double-forked daemon) and only then records the exit code or
+   signal. Because the shim, not the dispatcher, writes the exit, the outcome survives a
+   dispatcher that was killed or restarted; because it writes it last, a recorded exit means
+   no process of the run is left.
 
 The agent is started *before* the board is imported: that import is off the critical path
 from claim to the agent's first instruction.
@@ -20,20 +29,33 @@ import subprocess
 import sys
 import time
 
+from worker import pause, scope
+
 SPAWN_FAILED_EXIT = 127
 
 
 def _record(action, *args, **kwargs) -> None:
-    # The board may be busy or briefly unavailable; the exit must not be lost for that.
-    for delay in (0.1, 0.5, 1, 2, 5, 10, 0):
+    # The board may be busy or briefly unavailable; the exit must not be lost for that. The
+    # run stays un-ended meanwhile, so nothing else can start in its worktree.
+    delay = 0.1
+    deadline = time.monotonic() + 600
+    while True:
         try:
             action(*args, **kwargs)
             return
         except Exception as exc:
-            if delay == 0:
+            if time.monotonic() > deadline or _permanent(exc):
                 sys.stderr.write(f"kanban-shim: could not record in the board: {exc}\n")
                 return
-            time.sleep(delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _permanent(exc: Exception) -> bool:
+    from board import errors
+
+    # A stale or unknown run will never be accepted: stop trying.
+    return isinstance(exc, errors.KanbanError) and not isinstance(exc, errors.BoardBusy)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,10 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True)
     parser.add_argument("--run", type=int, required=True)
     parser.add_argument("--cwd", required=True)
+    parser.add_argument("--lock-fd", type=int)  # held, never read: see the module's docstring
+    parser.add_argument("--scope")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     token = os.environ.get("HERMES_KANBAN_TOKEN", "")
+    me = os.getpid()
 
     # Stopping the shim must not orphan the agent: forward SIGTERM, ignore SIGINT/SIGHUP.
     child: subprocess.Popen[bytes] | None = None
@@ -59,15 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if args.scope is None:
+        scope.become_subreaper()
     try:
         child = subprocess.Popen(
             command,
             cwd=args.cwd,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            close_fds=True,
+            close_fds=True,  # the run's lock stays with the shim alone
+            preexec_fn=scope.child_setup(args.scope, me),
         )
-    except OSError as exc:
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
         sys.stderr.write(f"kanban-shim: cannot start {command[:1]}: {exc}\n")
         sys.stderr.flush()
         from board import connection, runs
@@ -80,18 +108,35 @@ def main(argv: list[str] | None = None) -> int:
 
     from board import connection, runs
 
+    pause.point("shim.agent-started")
     try:
         started = psutil.Process(child.pid).create_time()
     except psutil.NoSuchProcess:
         started = time.time()
     db = connection.connect(args.db)
-    _record(runs.started, db, args.run, token, pid=child.pid, pid_started_at=started)
+    _record(
+        runs.started,
+        db,
+        args.run,
+        token,
+        pid=child.pid,
+        pid_started_at=started,
+        shim_pid=me,
+        shim_started_at=psutil.Process(me).create_time(),
+    )
     while True:
         try:
             code = child.wait()
             break
         except InterruptedError:  # pragma: no cover - PEP 475 retries for us
             continue
+    pause.point("shim.agent-exited")
+    # The agent is gone; nothing it started may outlive the run.
+    if args.scope is not None:
+        if not scope.end(args.scope):
+            sys.stderr.write(f"kanban-shim: processes left in {args.scope} would not die\n")
+    else:
+        scope.reap_descendants(me)
     exit_code, sig = (None, -code) if code < 0 else (code, None)
     _record(runs.exited, db, args.run, token, exit_code=exit_code, signal=sig)
     return code if code >= 0 else 128 + sig  # type: ignore[operator]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from board import actors, runs, tasks
+from board.states import Outcome, Status
 
 
 def new(db: sqlite_utils.Database, title: str = "a task", **fields: object) -> int:
@@ -22,3 +23,10 @@ def claim(db: sqlite_utils.Database, task_id: int, **kwargs: object) -> runs.Cla
 
 def worker(claimed: runs.Claim) -> actors.Worker:
     return actors.Worker(claimed.task["id"], claimed.run_id, claimed.token)
+
+
+def finish(db: sqlite_utils.Database, claimed: runs.Claim, summary: str = "done") -> Status:
+    """The worker reports completion and its run ends (what its dispatcher does on exit)."""
+    tasks.complete(db, claimed.task["id"], summary, worker(claimed))
+    runs.settle(db, claimed.run_id, Outcome.COMPLETED)
+    return Status(tasks.get(db, claimed.task["id"])["status"])

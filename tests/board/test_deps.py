@@ -27,6 +27,8 @@ def test_a_dependent_is_released_only_when_all_its_blockers_are_done(
 
     claimed = claim(db, second)
     tasks.complete(db, second, "two", worker(claimed))
+    assert status(db, dependent) == "todo"  # reported, but its work is not committed yet
+    runs.settle(db, claimed.run_id, Outcome.COMPLETED)
     assert status(db, dependent) == "ready"
     assert views.task_object(db, dependent)["why_not_runnable"] is None
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from board import connection, errors, migrations, states
+from board import connection, dispatchers, errors, identity, migrations, states
 
 M001_TABLES = {"tasks", "runs", "deps", "events", "comments", "dispatchers"}
 M002_TABLES = {"batches", "schedules", "schedule_fires"}
 M003_TABLES = {"settings"}
-EXPECTED_TABLES = M001_TABLES | M002_TABLES | M003_TABLES
+M004_TABLES = {"sqlite_sequence"}  # dispatchers' ids are AUTOINCREMENT: never reused
+EXPECTED_TABLES = M001_TABLES | M002_TABLES | M003_TABLES | M004_TABLES
 EXPECTED_INDEXES = {
     "tasks_ready": "tasks",
     "tasks_retry_at": "tasks",
@@ -93,6 +94,56 @@ def test_reconnecting_does_not_migrate_again(db_path: Path) -> None:
         assert second.conn.execute("SELECT count(*) FROM dispatchers").fetchone()[0] == 1
     finally:
         second.conn.close()
+
+
+def test_dispatcher_ids_are_never_reused_even_after_the_highest_is_unregistered(
+    db_path: Path,
+) -> None:
+    db = connection.connect(db_path)
+    try:
+        first = dispatchers.register(db, pid=1, pid_started_at=None, host="h", wake_address=None)
+        dispatchers.unregister(db, first)
+        second = dispatchers.register(db, pid=2, pid_started_at=None, host="h", wake_address=None)
+        assert second > first
+    finally:
+        db.conn.close()
+
+
+def test_m004_keeps_dispatcher_ids_above_those_runs_already_name(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    raw.execute("BEGIN")
+    for number, migration in enumerate(migrations.MIGRATIONS[:3], start=1):
+        migration(raw)
+        raw.execute(f"PRAGMA user_version = {number}")
+    raw.execute(
+        "INSERT INTO tasks (title, status, runtime, created_at, updated_at)"
+        " VALUES ('t', 'ready', 'command', 0, 0)"
+    )
+    # A run of dispatcher 7, which has since unregistered: the id must not come back.
+    raw.execute(
+        "INSERT INTO runs (task_id, attempt, kind, token, dispatcher_id, started_at)"
+        " VALUES (1, 1, 'first', 'x', 7, 0)"
+    )
+    raw.execute("COMMIT")
+    raw.close()
+
+    db = connection.connect(db_path)
+    try:
+        fresh = dispatchers.register(db, pid=1, pid_started_at=None, host="h", wake_address=None)
+        assert fresh == 8
+        assert len(identity.board_id(db)) == 8
+    finally:
+        db.conn.close()
+
+
+def test_every_board_has_an_id_of_its_own(tmp_path: Path) -> None:
+    ids = set()
+    for name in ("a.db", "b.db"):
+        db = connection.connect(tmp_path / name)
+        ids.add(identity.board_id(db))
+        db.conn.close()
+    assert len(ids) == 2
 
 
 def test_a_board_written_by_a_newer_kanban_is_refused(db_path: Path) -> None:

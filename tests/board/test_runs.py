@@ -155,7 +155,9 @@ def test_a_superseded_run_can_no_longer_complete_block_heartbeat_or_comment(
     task = tasks.get(db, task_id)
     assert (task["status"], task["current_run_id"]) == ("running", current.run_id)
     runs.heartbeat(db, worker(current))  # the live run is unaffected
-    assert tasks.complete(db, task_id, "real result", worker(current)) == Status.DONE
+    assert tasks.complete(db, task_id, "real result", worker(current)) == Status.RUNNING
+    runs.settle(db, current.run_id, Outcome.COMPLETED)
+    assert tasks.get(db, task_id)["status"] == Status.DONE
 
 
 def test_a_wrong_token_or_another_runs_id_is_refused(db: sqlite_utils.Database) -> None:

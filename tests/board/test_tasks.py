@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlite_utils
-from board_kit import claim, new, status, worker
+from board_kit import finish, claim, new, status, worker
 
 from board import errors, runs, tasks, views
 from board.states import Outcome, Status
@@ -186,7 +186,8 @@ def test_completing_a_task_with_open_subtasks_makes_it_wait(db: sqlite_utils.Dat
     child = tasks.create(db, tasks.NewTask("part 1"), worker(claimed))
     assert tasks.get(db, child)["parent_id"] == parent
 
-    assert tasks.complete(db, parent, "split into parts", worker(claimed)) == Status.WAITING
+    assert tasks.complete(db, parent, "split into parts", worker(claimed)) == Status.RUNNING
+    runs.settle(db, claimed.run_id, Outcome.COMPLETED)
 
     assert status(db, parent) == "waiting"
     assert (
@@ -221,7 +222,42 @@ def test_the_last_subtask_ending_makes_the_parent_ready_to_resume(
     assert (parent_row["status"], parent_row["resume"]) == ("ready", 1)
     resumed = claim(db, parent)
     assert resumed.kind == "resume"
+
+
+def test_a_resume_stays_a_resume_until_a_run_of_it_completes(db: sqlite_utils.Database) -> None:
+    parent = new(db, max_attempts=3)
+    claimed = claim(db, parent)
+    child = tasks.create(db, tasks.NewTask("part"), worker(claimed))
+    tasks.complete(db, parent, "split", worker(claimed))
+    runs.settle(db, claimed.run_id, Outcome.COMPLETED)
+    tasks.complete(db, child, "done")
+
+    resumed = claim(db, parent)
+    assert resumed.kind == "resume"
+    # Its dispatcher dies mid-merge: the run is lost, and the next attempt resumes again.
+    runs.settle(db, resumed.run_id, Outcome.LOST, retry_at=0, refund=True)
+    again = claim(db, parent)
+    assert again.kind == "resume"
+    assert finish(db, again, "integrated") == Status.DONE
     assert tasks.get(db, parent)["resume"] == 0
+
+
+def test_subtasks_that_end_before_their_parents_run_does_are_integrated_by_a_resume(
+    db: sqlite_utils.Database,
+) -> None:
+    parent = new(db)
+    claimed = claim(db, parent)
+    child = tasks.create(db, tasks.NewTask("part"), worker(claimed))
+    tasks.complete(db, parent, "split", worker(claimed))
+    tasks.complete(db, child, "done")
+    assert status(db, parent) == "running"  # reported; its run has not ended
+
+    runs.settle(db, claimed.run_id, Outcome.COMPLETED)
+
+    assert (status(db, parent), tasks.get(db, parent)["resume"]) == ("ready", 1)
+    resumed = claim(db, parent)
+    assert resumed.kind == "resume"
+    assert finish(db, resumed, "merged the part") == Status.DONE
 
 
 def test_a_waiting_parent_is_not_resumed_before_its_previous_run_is_settled(
@@ -230,13 +266,14 @@ def test_a_waiting_parent_is_not_resumed_before_its_previous_run_is_settled(
     parent = new(db)
     claimed = claim(db, parent)
     child = tasks.create(db, tasks.NewTask("part"), worker(claimed))
-    tasks.complete(db, parent, "split", worker(claimed))
+    tasks.block(db, parent, "needs the part first", worker(claimed))
+    tasks.unblock(db, parent)
     tasks.complete(db, child, "done")
 
     assert status(db, parent) == "ready"
     assert runs.claim(db) == []  # the parent's first run is still un-ended
     runs.settle(db, claimed.run_id, Outcome.EXITED_WITHOUT_REPORT)
-    assert claim(db, parent).kind == "resume"
+    assert claim(db, parent).task["id"] == parent
 
 
 def test_subtask_depth_and_breadth_are_limited(db: sqlite_utils.Database) -> None:

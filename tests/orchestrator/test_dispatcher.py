@@ -23,7 +23,7 @@ import psutil
 import pytest
 import sqlite_utils
 
-from board import connection, runs, tasks
+from board import connection, identity, runs, tasks
 
 KANBAN = str(Path(sys.executable).with_name("kanban"))
 PY = sys.executable
@@ -182,6 +182,14 @@ class Kanban:
     def status(self, task_id: int) -> str:
         return self.task(task_id)["status"]
 
+    @property
+    def board_id(self) -> str:
+        return identity.board_id(self.db)
+
+    def branch(self, task_id: int) -> str:
+        """The task's branch, as the dispatcher named it (``kanban/<board id>/t_N``)."""
+        return f"kanban/{self.board_id}/t_{task_id}"
+
     def logs(self) -> str:
         return "\n".join(f"--- {d.log.name}\n{d.output()}" for d in self.dispatchers)
 
@@ -329,8 +337,8 @@ def test_sigkilled_dispatcher_is_replaced_and_every_task_ends_exactly_once(
     for task_id in (early_ok, early_bad, late):
         (run,) = kb.runs(task_id)  # one run each: adopted, never restarted
         assert run["ended_at"] is not None
-        assert git(repo, "show", f"kanban/t_{task_id}:result.txt") == f"work of t_{task_id}"
-        assert run["commit_sha"] == git(repo, "rev-parse", f"kanban/t_{task_id}")
+        assert git(repo, "show", f"{kb.branch(task_id)}:result.txt") == f"work of t_{task_id}"
+        assert run["commit_sha"] == git(repo, "rev-parse", kb.branch(task_id))
     assert kb.runs(early_ok)[0]["exit_code"] == 0
     assert kb.runs(early_bad)[0]["exit_code"] == 5
     assert sorted(started.read_text().split()) == sorted(
@@ -417,7 +425,7 @@ def test_sigint_once_starts_nothing_new_and_waits_for_the_running_worker(
 
     assert dispatcher.wait() == 0, dispatcher.output()
     assert kb.status(running) == "done"
-    assert git(repo, "show", f"kanban/t_{running}:result.txt") == f"work of t_{running}"
+    assert git(repo, "show", f"{kb.branch(running)}:result.txt") == f"work of t_{running}"
     assert kb.status(later) == "ready"
     assert kb.runs(later) == []
 
@@ -543,7 +551,7 @@ with open("new/c.txt", "w") as out:
 
     assert kb.dispatch("--until-idle").wait() == 0
 
-    branch = f"kanban/t_{task_id}"
+    branch = kb.branch(task_id)
     assert git(repo, "show", f"{branch}:a.txt") == "changed"
     assert git(repo, "show", f"{branch}:new/c.txt") == "new file"
     assert "b.txt" not in git(repo, "ls-tree", "-r", "--name-only", branch).split()
@@ -567,14 +575,14 @@ def test_gc_removes_committed_worktrees_and_keeps_unmerged_branches_unless_force
     first = kb.run("gc")
 
     assert not tree_changes.exists() and not tree_nothing.exists()
-    assert f"kept branches: kanban/t_{changes}" in first.stdout
-    assert f"deleted branches: kanban/t_{nothing}" in first.stdout
-    assert git(repo, "show", f"kanban/t_{changes}:x.txt") == "x"
-    assert git(repo, "branch", "--list", f"kanban/t_{nothing}") == ""
+    assert f"kept branches: {kb.branch(changes)}" in first.stdout
+    assert f"deleted branches: {kb.branch(nothing)}" in first.stdout
+    assert git(repo, "show", f"{kb.branch(changes)}:x.txt") == "x"
+    assert git(repo, "branch", "--list", kb.branch(nothing)) == ""
 
     forced = kb.run("gc", "--force")
 
-    assert f"deleted branches: kanban/t_{changes}" in forced.stdout
+    assert f"deleted branches: {kb.branch(changes)}" in forced.stdout
     assert git(repo, "branch", "--list", "kanban/*") == ""
 
 
@@ -588,7 +596,7 @@ def test_gc_keeps_a_worktree_written_to_after_its_task_ended(kb: Kanban, repo: P
 
     assert (tree / "late.txt").read_text() == "written after the task ended\n"
     assert f"kept worktrees: {tree}" in result.stdout
-    assert f"kanban/t_{task_id}" in git(repo, "branch", "--list", "kanban/*")
+    assert kb.branch(task_id) in git(repo, "branch", "--list", "kanban/*")
 
 
 def test_task_without_a_repository_runs_in_a_scratch_directory(kb: Kanban, tmp_path: Path) -> None:
@@ -603,7 +611,7 @@ json.dump({"cwd": os.getcwd(), "workspace": os.environ["HERMES_KANBAN_WORKSPACE"
     assert kb.dispatch("--until-idle").wait() == 0
 
     where = json.loads(out.read_text())
-    scratch = tmp_path / "scratch" / f"t_{task_id}"
+    scratch = tmp_path / "scratch" / kb.board_id / f"t_{task_id}"
     assert Path(where["cwd"]) == scratch
     assert Path(where["workspace"]) == scratch
     assert where["branch"] is None
@@ -642,7 +650,7 @@ def test_inherited_git_variables_reach_neither_the_worker_nor_git(
     report = json.loads(Path(run["log_path"]).read_text().splitlines()[0])
     assert not {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"} & set(report["env"])
     assert Path(report["toplevel"]) == Path(kb.task(task_id)["worktree"])
-    assert git(repo, "show", f"kanban/t_{task_id}:from-worker.txt") == "hello"
+    assert git(repo, "show", f"{kb.branch(task_id)}:from-worker.txt") == "hello"
     assert git(decoy, "rev-parse", "HEAD") == decoy_head
     assert git(decoy, "branch", "--list", "kanban/*") == ""
     assert git(decoy, "status", "--porcelain") == ""
@@ -681,7 +689,7 @@ sys.exit(3)  # the report stands, whatever the exit code
         "HERMES_KANBAN_RUN_ID": str(run["id"]),
         "HERMES_KANBAN_TOKEN": run["token"],
         "HERMES_KANBAN_WORKSPACE": task["worktree"],
-        "HERMES_KANBAN_BRANCH": f"kanban/t_{task_id}",
+        "HERMES_KANBAN_BRANCH": kb.branch(task_id),
         "KANBAN_DB": str(kb.db_path),
     }
     assert {k: report["env"].get(k) for k in expected} == expected
@@ -765,14 +773,14 @@ def test_subtasks_run_on_branches_of_the_parent_which_resumes_with_them_merged(
     assert [r["kind"] for r in kb.runs(parent)] == ["first", "resume"]
     for child, name in zip(children, ("child1", "child2"), strict=True):
         assert kb.status(child["id"]) == "done"
-        branch = f"kanban/t_{child['id']}"
+        branch = kb.branch(child["id"])
         assert git(repo, "show", f"{branch}:{name}.txt") == f"{name} saw parent.txt: True"
         # Branched from the parent's branch, with the parent's work so far committed.
         assert git(repo, "show", f"{branch}:parent.txt") == "parent"
         assert child["parent_id"] == parent
     resumed = json.loads((state / "resumed.json").read_text())
     assert {"parent.txt", "child1.txt", "child2.txt"} <= set(resumed)
-    parent_branch = f"kanban/t_{parent}"
+    parent_branch = kb.branch(parent)
     files = git(repo, "ls-tree", "-r", "--name-only", parent_branch).split()
     assert {"parent.txt", "child1.txt", "child2.txt"} <= set(files)
     assert any(e["kind"] == "merged" for e in kb.events(parent))
