@@ -179,3 +179,76 @@ def test_ids_parse_up_to_the_largest_sqlite_integer_and_no_further():
         except errors.InvalidInput:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+# -- hostile text -----------------------------------------------------------------------
+
+
+def test_a_nul_byte_in_a_batch_file_is_refused_and_nothing_is_submitted(tmp_path):
+    assert kanban("create", "seed").returncode == 0
+    cases = {
+        "title": '[tasks.a]\ntitle = "a\\u0000b"\ncommand = "true"\n',
+        "body": '[tasks.a]\ntitle = "a"\nbody = "x\\u0000y"\n',
+        "runtime option": '[tasks.a]\ntitle = "a"\ncommand = "echo a\\u0000b"\n',
+    }
+    for what, text in cases.items():
+        batch = tmp_path / f"{what.replace(' ', '-')}.toml"
+        batch.write_text(text)
+        refused(kanban("run", str(batch), "--no-dispatch", "-q"), what, "NUL byte")
+    assert kanban("list", "--json").stdout.count('"id"') == 1
+
+
+def test_text_that_is_not_utf8_on_the_command_line_is_refused(tmp_path):
+    assert kanban("create", "seed").returncode == 0
+    # Python decodes undecodable argv bytes to lone surrogates, which SQLite cannot store.
+    for argv in ([b"create", b"caf\xe9"], [b"comment", b"t_1", b"\xff"]):
+        result = subprocess.run(
+            [KANBAN.encode(), *argv], capture_output=True, text=True, timeout=60
+        )
+        refused(result, "not valid UTF-8")
+    shown = kanban("show", "t_1", "--json").stdout
+    assert '"comments": []' in shown
+    assert kanban("list", "--json").stdout.count('"id"') == 1
+
+
+def test_nul_bytes_are_refused_by_the_board_for_every_interface(db_path):
+    """The CLI cannot pass a NUL in argv; MCP clients (JSON) and batch files can."""
+    from board import connection, errors, tasks
+
+    db = connection.connect(db_path)
+    task_id = tasks.create(db, tasks.NewTask("seed"))
+    attempts = [
+        lambda: tasks.create(db, tasks.NewTask("a\0b")),
+        lambda: tasks.create(db, tasks.NewTask("a", body="\0")),
+        lambda: tasks.create(db, tasks.NewTask("a", repo="/tmp/a\0b")),
+        lambda: tasks.create(db, tasks.NewTask("a", base_ref="main\0")),
+        lambda: tasks.create(
+            db, tasks.NewTask("a", runtime="command", runtime_options={"argv": ["echo", "\0"]})
+        ),
+        lambda: tasks.comment(db, task_id, "a\0b"),
+        lambda: tasks.block(db, task_id, "why\0"),
+        lambda: tasks.complete(db, task_id, "did it\0"),
+        lambda: tasks.unblock(db, task_id, comment="answer\0"),
+    ]
+    for attempt in attempts:
+        try:
+            attempt()
+        except errors.InvalidInput as exc:
+            assert "NUL byte" in str(exc)
+        else:
+            raise AssertionError("a NUL byte was accepted")
+    assert [t["id"] for t in tasks.list_tasks(db)] == [task_id]
+    assert tasks.get(db, task_id)["status"] == "ready"
+    db.conn.close()
+
+
+# -- long bodies ------------------------------------------------------------------------
+
+
+def test_a_body_longer_than_a_command_line_argument_allows_is_refused_at_creation(tmp_path):
+    # 60,000 characters, 120,000 bytes: within a character limit, over the byte limit.
+    result = kanban("create", "long", "--body", "é" * 60_000)
+    refused(result, "the body is 120000 bytes", "the limit is 100000 bytes", "131072")
+    assert kanban("create", "fits", "--body", "é" * 50_000).returncode == 0
+    listed = kanban("list", "--json").stdout
+    assert '"fits"' in listed and '"long"' not in listed
