@@ -35,8 +35,8 @@ bench: venv tools
 	$(PY) -m bench.end_to_end
 
 # Random SIGKILLs of dispatchers, shims and agents during batches of real tasks, then the
-# invariants (docs/lifecycle.md). On demand, never part of `make test`: 200 trials take about
-# 15-20 minutes on 2 CPUs. Shorter or reproducible: make soak SOAK_ARGS="--trials 20 --seed 7".
+# invariants (docs/lifecycle.md). On demand, never part of `make test`: 200 trials take
+# 15-25 minutes on 2 CPUs. Shorter or reproducible: make soak SOAK_ARGS="--trials 20 --seed 7".
 .PHONY: soak
 soak: venv
 	$(PY) -m bench.soak $(SOAK_ARGS)

@@ -15,7 +15,8 @@ Invariants checked after every trial (../../shared/design.md, "Guarantees"):
 - lost work: a task is `done` but its file is not on its branch (``git cat-file -e``);
 - not ended: a task still todo/ready/running/waiting (a todo held by a failed blocker is
   fine), or a run never settled;
-- attempts spent by the orchestrator: a task `failed` with fewer agent kills than attempts;
+- attempts spent by the orchestrator: a task `done` after more attempts than agent kills
+  plus one, or `failed` with fewer agent kills than attempts (only agents' failures count);
 - duplicated runs: two runs of one task overlapping in the board (started_at..ended_at), or a
   run starting while a process of an earlier run of its task still lived (every agent takes
   a per-task ``flock`` that its children inherit, and notes when it cannot get it);
@@ -429,6 +430,14 @@ class Trial:
                         "lost",
                         f"{tid} (soak {n}) is done but out-{n}.txt is not on its branch {branch}"
                         + (" (it is in the worktree, uncommitted)" if left else ""),
+                    )
+                # Only the agent's own failures spend attempts; our agent kills are the only
+                # ones these agents have (issue 9, window 8).
+                if task["attempts"] > self.agent_kills[tid] + 1:
+                    self.problem(
+                        "attempts",
+                        f"{tid} is done after {task['attempts']} attempts, but only"
+                        f" {self.agent_kills[tid]} agent kill(s) hit it",
                     )
             elif state == "todo" and any(
                 status.get(_id_of(b)) in ("failed", "cancelled") for b in task["blockers"]
