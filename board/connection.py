@@ -154,6 +154,32 @@ def path_of(db: sqlite_utils.Database) -> str:
     return db.kanban_path  # type: ignore[attr-defined]
 
 
+def check_intact(db: sqlite_utils.Database) -> None:
+    """Raise `errors.BoardError` unless SQLite's quick check finds the board file intact.
+
+    For the dispatcher, before its first write: on a damaged board it would otherwise fail at
+    some later read, having written to the file meanwhile. (About 50 ms for 20,000 tasks.)
+    """
+    try:
+        verdict = [row[0] for row in db.conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.Error as exc:
+        raise _error(path_of(db), exc) from exc
+    if verdict != ["ok"]:
+        raise errors.BoardError(_damaged(Path(path_of(db)), "; ".join(verdict)))
+
+
+def failure(path: str, exc: sqlite3.Error) -> errors.BoardError:
+    """The kanban error for a SQLite error raised outside `transaction` (a plain read)."""
+    return _error(path, exc)
+
+
+def _damaged(path: Path, detail: str) -> str:
+    return (
+        f"the board {path} is damaged ({detail}); `kanban doctor` checks it: restore it from a "
+        f"backup (`sqlite3 {path} .recover` may save what is left)"
+    )
+
+
 def _explain(path: Path, exc: sqlite3.Error) -> str:
     text = str(exc)
     if "readonly" in text or "unable to open" in text or "disk I/O" in text:
@@ -161,7 +187,9 @@ def _explain(path: Path, exc: sqlite3.Error) -> str:
             f"cannot write the board {path} ({text}); check the file's permissions or pass "
             "--db a writable path"
         )
-    if "not a database" in text or "malformed" in text:
+    if "malformed" in text:
+        return _damaged(path, text)
+    if "not a database" in text:
         return f"{path} is not a kanban board ({text}); pass --db the path of a board file"
     return f"board {path}: {text}"
 

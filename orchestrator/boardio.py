@@ -31,6 +31,7 @@ BUSY_MAX_DELAY = 10.0
 class Board:
     def __init__(self, path: str | None) -> None:
         self.db: sqlite_utils.Database = connection.connect(path)
+        connection.check_intact(self.db)  # before the dispatcher writes anything
         self.path = connection.path_of(self.db)
         self.id = identity.board_id(self.db)
         # What the file at `path` was when we opened it: a board replaced or removed under us
@@ -43,6 +44,9 @@ class Board:
         """``await board.call(tasks.get, 3)`` runs ``tasks.get(db, 3)`` in a thread."""
         delay = BUSY_FIRST_DELAY
         while True:
+            # A stat per call (microseconds): a board removed or replaced under us is noticed
+            # at the next use, before anything is written to the old file.
+            self.check_same_file()
             try:
                 return await anyio.to_thread.run_sync(
                     functools.partial(fn, self.db, *args, **kwargs), limiter=self._limiter
@@ -58,4 +62,11 @@ class Board:
         identity.check_same(self.path, self.file)
 
     def close(self) -> None:
-        self.db.conn.close()
+        """Close the connection, unless the file at our path is no longer our board.
+
+        The last connection to close checkpoints and deletes ``<path>-wal`` and ``-shm`` *by
+        name*: after a replacement those names may belong to the new board's live files.
+        Leaving ours open until the process exits releases our locks and deletes nothing.
+        """
+        if identity.file_identity(self.path) == self.file:
+            self.db.conn.close()

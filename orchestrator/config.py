@@ -19,6 +19,7 @@ Example ``~/.kanban/config.toml``::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -88,9 +89,15 @@ def _convert(value: Any, kind: type, where: str) -> Any:
             raise TypeError
         if kind is float and isinstance(value, bool):
             raise TypeError
-        return kind(value)
+        converted = kind(value)
     except (TypeError, ValueError) as exc:
         raise errors.InvalidInput(f"{where}: {value!r} is not a valid {kind.__name__}") from exc
+    # TOML and float() accept inf and nan; no setting means "forever" or "not a number".
+    if kind is float and not math.isfinite(converted):
+        raise errors.InvalidInput(f"{where}: {value!r} is not a finite number of seconds")
+    if "\0" in str(converted):  # a path or program with a NUL can never be used
+        raise errors.InvalidInput(f"{where}: contains a NUL byte (\\0); remove it")
+    return converted
 
 
 def _section(data: Mapping[str, Any], name: str, keys: Mapping[str, type], path: Path) -> dict:

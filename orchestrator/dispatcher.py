@@ -209,6 +209,7 @@ class Dispatcher:
             await anyio.sleep(REAP_INTERVAL)
             # Never go on with a board that is no longer the file at its path: the CLI and the
             # workers would use the new one, this dispatcher the old (a silent split brain).
+            # Every board call checks it too; this one notices it on an idle board.
             self.board.check_same_file()
             await self.board.call(dispatchers.beat, self.id)
 

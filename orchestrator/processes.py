@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import subprocess
 import time
 
 import psutil
@@ -188,3 +189,24 @@ def kill_carrying(name: str, value: str, *, grace: float = 5.0) -> list[int]:
     _signal_all(survivors, set(), signal.SIGKILL)
     _wait_dead(survivors, grace)
     return [p.pid for p in found]
+
+
+def spawn(
+    argv: list[str], *, log: int, env: dict[str, str], cwd: str, pass_fds: tuple[int, ...]
+) -> subprocess.Popen[bytes]:
+    """Start a run's shim in a session of its own, its output into the run's log.
+
+    A plain `subprocess.Popen`, not the event loop's: asyncio kills the processes it started
+    when its loop closes, and a dispatcher that stops (or crashes) must leave its shims
+    running for the next dispatcher to adopt. Blocking: call it from a thread.
+    """
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        pass_fds=pass_fds,
+    )

@@ -22,6 +22,35 @@ STYLE = {
 }
 ENDED_SHOWN = 8  # most recent ended tasks per column unless --all
 
+# What a terminal would obey rather than show: C0 controls (ESC starts colour, cursor and
+# title sequences), DEL, C1 controls (CSI, OSC...) and the bidirectional overrides and
+# isolates that reorder what follows (U+202E shows `exe.txt` as `txt.exe`).
+_CONTROLS = dict.fromkeys(
+    [
+        *range(0x00, 0x20),
+        0x7F,
+        *range(0x80, 0xA0),
+        0x061C,
+        0x200E,
+        0x200F,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    ]
+)
+_ONE_LINE = str.maketrans({**_CONTROLS, 0x09: " ", 0x0A: " ", 0x0D: " "})
+_LINES = str.maketrans({k: v for k, v in _CONTROLS.items() if k not in (0x09, 0x0A)})
+
+
+def plain(text: str | None, *, lines: bool = False) -> str:
+    """`text` (a title, a summary, a body from people or models) safe to print to a terminal.
+
+    Control characters and bidi overrides are dropped; newlines and tabs become spaces unless
+    `lines` (bodies, comments). The one sanitiser of every command that prints board text.
+    """
+    if not text:
+        return ""
+    return text.translate(_LINES if lines else _ONE_LINE)
+
 
 def _card(task: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> Text:
     text = Text()
@@ -33,11 +62,11 @@ def _card(task: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> Text:
         parent = by_id[parent]["parent"]
     text.append("  " * depth + ("└ " if depth else ""))
     text.append(task["id"], style="bold")
-    text.append(f" {task['title'][:40]}")
+    text.append(f" {plain(task['title'])[:40]}")
     if task["parent"] and not depth:
-        text.append(f" (subtask of {task['parent']})", style="dim")
+        text.append(f" (subtask of {plain(task['parent'])})", style="dim")
     if task["status"] == "running" and task.get("branch"):
-        text.append(f"\n{'  ' * depth}  {task['branch']}", style="dim")
+        text.append(f"\n{'  ' * depth}  {plain(task['branch'])}", style="dim")
     return text
 
 

@@ -10,24 +10,74 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 import sqlite_utils
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from board import errors, schedules
 from orchestrator import batch
 
 log = logging.getLogger("kanban.schedules")
 
+_EXAMPLES = '"0 3 * * *" (03:00 daily) or "*/15 * * * *" (every 15 minutes)'
+_warned: set[tuple[str, str]] = set()  # (name, cron) of stored schedules already reported
+
 
 def check_cron(expression: str) -> str:
-    if not croniter.is_valid(expression):
+    """A cron expression that schedules can use; `errors.InvalidInput` says why not.
+
+    Five fields (minute hour day-of-month month day-of-week) or a macro such as ``@daily``.
+    A sixth field would be read as seconds (``* * * * * *`` fires every second): refused, as
+    batches are not scheduled by the second. An expression that never fires (``0 0 30 2 *``,
+    the 30th of February) is refused too: croniter raises on every later look at it.
+    """
+    text = expression.strip()
+    fields = text.split()
+    if not text.startswith("@") and len(fields) == 6:
         raise errors.InvalidInput(
-            f'{expression!r} is not a cron expression; e.g. "0 3 * * *" (03:00 daily) or '
-            '"*/15 * * * *" (every 15 minutes)'
+            f"{expression!r} has six fields, and a sixth is read as seconds; schedules have five "
+            f"(minute hour day-of-month month day-of-week), e.g. {_EXAMPLES}"
         )
-    return expression
+    if (not text.startswith("@") and len(fields) != 5) or not croniter.is_valid(text):
+        raise errors.InvalidInput(f"{expression!r} is not a cron expression; e.g. {_EXAMPLES}")
+    try:
+        croniter(text, _moment(time.time())).get_next(float)
+    except (CroniterError, ValueError, OverflowError):
+        raise errors.InvalidInput(
+            f"{expression!r} never fires (no date matches it, like the 30th of February); "
+            f"e.g. {_EXAMPLES}"
+        ) from None
+    return text
+
+
+def problem(schedule: dict[str, Any]) -> str | None:
+    """Why a stored schedule cannot be used (an older kanban stored it), or None."""
+    try:
+        check_cron(schedule["cron"])
+    except errors.InvalidInput as exc:
+        return str(exc)
+    return None
+
+
+def _usable(schedule: dict[str, Any]) -> bool:
+    """Enabled and usable; one bad schedule is skipped (said once), never stops the rest."""
+    if not schedule["enabled"]:
+        return False
+    trouble = problem(schedule)
+    if trouble is None:
+        return True
+    if (schedule["name"], schedule["cron"]) not in _warned:
+        _warned.add((schedule["name"], schedule["cron"]))
+        log.warning(
+            "schedule %s is skipped: %s; replace it: `kanban schedule remove %s`, then add it"
+            " again",
+            schedule["name"],
+            trouble,
+            schedule["name"],
+        )
+    return False
 
 
 def _moment(epoch: float) -> dt.datetime:
@@ -53,7 +103,7 @@ def fire_due(db: sqlite_utils.Database, now: float) -> list[tuple[str, float, st
     """Fire every due schedule; returns (name, fire time, batch id or None) for each claim."""
     fired = []
     for schedule in schedules.all_(db):
-        if not schedule["enabled"]:
+        if not _usable(schedule):
             continue
         fire_at = due(schedule, now)
         if fire_at is None:
@@ -75,6 +125,6 @@ def seconds_until_next(db: sqlite_utils.Database, now: float) -> float | None:
     upcoming = [
         next_after(s["cron"], s["last_fire_at"] or s["created_at"])
         for s in schedules.all_(db)
-        if s["enabled"]
+        if _usable(s)
     ]
     return max(0.0, min(upcoming) - now) if upcoming else None

@@ -7,6 +7,7 @@ judge the outcome (`judge`), and settle the run in the board with the retry poli
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -189,12 +191,12 @@ class Supervisor:
                 # argv, a full disk): it alone fails or waits; the dispatcher goes on.
                 await self._spawn_failed(watched, exc)
                 return
-            await self._watch(watched, process.wait)
+            await self._watch(watched, functools.partial(_child_waiter, process))
             await self._finish(watched)
         finally:
             self.watched.pop(run_id, None)
 
-    async def _launch(self, claim: runs.Claim, watched: Watched) -> anyio.abc.Process:
+    async def _launch(self, claim: runs.Claim, watched: Watched) -> subprocess.Popen[bytes]:
         """Place the run, record where it lives, and start its shim; returns the shim."""
         task, run_id = claim.task, claim.run_id
         runtime = runtimes.get(task["runtime"])
@@ -268,15 +270,15 @@ class Supervisor:
             # A local file opened only to hand its descriptor to the child: nothing to await.
             # Truncated: a run's log holds that run only.
             with open(log_file, "wb") as log_handle:  # noqa: ASYNC230
-                process = await anyio.open_process(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_handle,
-                    stderr=log_handle,
-                    env=environ,
-                    cwd=launch.cwd,
-                    start_new_session=True,
-                    pass_fds=(lock_fd,),
+                process = await anyio.to_thread.run_sync(
+                    functools.partial(
+                        processes.spawn,
+                        argv,
+                        log=log_handle.fileno(),
+                        env=environ,
+                        cwd=launch.cwd,
+                        pass_fds=(lock_fd,),
+                    )
                 )
         finally:
             os.close(lock_fd)  # the shim holds the lock from here on
@@ -293,8 +295,10 @@ class Supervisor:
             reason = str(exc)
         else:
             reason = f"cannot start: {exc}"
-            if not isinstance(exc, OSError):  # not the world's fault: keep the evidence
-                log.exception("starting run %s of t_%s failed", watched.run_id, watched.task_id)
+            if not isinstance(exc, OSError) and watched.log_path:
+                # Not the world's fault: keep the evidence in the run's log, not the terminal.
+                await anyio.to_thread.run_sync(_append_traceback, watched.log_path, exc)
+                reason += f" (traceback in {watched.log_path})"
         retry_at = None
         if retry.transient(exc):
             task = await self.board.call(tasks.get, watched.task_id)
@@ -555,6 +559,12 @@ class Supervisor:
             watched.poke.set()
 
 
+def _append_traceback(path: str, exc: BaseException) -> None:
+    with contextlib.suppress(OSError), open(path, "a") as log_file:
+        log_file.write("kanban: starting this run failed:\n")
+        log_file.writelines(traceback.format_exception(exc))
+
+
 def _commit_quietly(path: str, message: str) -> None:
     try:
         worktrees.commit_all(path, message)
@@ -569,6 +579,21 @@ def _mtime(path: str | None) -> float:
         return os.stat(path).st_mtime
     except OSError:
         return 0.0
+
+
+async def _child_waiter(process: subprocess.Popen[bytes]) -> None:
+    """Wait for our own shim to exit, and reap it."""
+    try:
+        fd = os.pidfd_open(process.pid)
+    except (OSError, AttributeError):  # no pidfd (not Linux, or an old kernel): a poll
+        while process.poll() is None:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+        return
+    try:
+        await anyio.wait_readable(fd)  # a zombie is readable too: no exit is missed
+    finally:
+        os.close(fd)
+    await anyio.to_thread.run_sync(process.wait)  # it has exited: reaps at once
 
 
 def _lock_waiter(path: str | None) -> Callable[[], Awaitable[None]]:

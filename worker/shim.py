@@ -34,14 +34,25 @@ from worker import pause, scope
 SPAWN_FAILED_EXIT = 127
 
 
-def _record(action, *args, **kwargs) -> None:
-    # The board may be busy or briefly unavailable; the exit must not be lost for that. The
-    # run stays un-ended meanwhile, so nothing else can start in its worktree.
+def _record(action, path: str, *args, **kwargs) -> None:
+    """Write to the board at `path`, through a connection of its own.
+
+    Opened for each record (twice a run): a board restored from a backup while the agent ran
+    is the one at the path now, and the record must reach it, not the file we saw at start.
+    The board may be busy or briefly unavailable; the exit must not be lost for that. The run
+    stays un-ended meanwhile, so nothing else can start in its worktree.
+    """
+    from board import connection
+
     delay = 0.1
     deadline = time.monotonic() + 600
     while True:
         try:
-            action(*args, **kwargs)
+            db = connection.connect(path)
+            try:
+                action(db, *args, **kwargs)
+            finally:
+                db.conn.close()
             return
         except Exception as exc:
             if time.monotonic() > deadline or _permanent(exc):
@@ -98,25 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         sys.stderr.write(f"kanban-shim: cannot start {command[:1]}: {exc}\n")
         sys.stderr.flush()
-        from board import connection, runs
+        from board import runs
 
-        db = connection.connect(args.db)
-        _record(runs.exited, db, args.run, token, exit_code=SPAWN_FAILED_EXIT, signal=None)
+        _record(runs.exited, args.db, args.run, token, exit_code=SPAWN_FAILED_EXIT, signal=None)
         return SPAWN_FAILED_EXIT
 
     import psutil
 
-    from board import connection, runs
+    from board import runs
 
     pause.point("shim.agent-started")
     try:
         started = psutil.Process(child.pid).create_time()
     except psutil.NoSuchProcess:
         started = time.time()
-    db = connection.connect(args.db)
     _record(
         runs.started,
-        db,
+        args.db,
         args.run,
         token,
         pid=child.pid,
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         scope.reap_descendants(me)
     exit_code, sig = (None, -code) if code < 0 else (code, None)
-    _record(runs.exited, db, args.run, token, exit_code=exit_code, signal=sig)
+    _record(runs.exited, args.db, args.run, token, exit_code=exit_code, signal=sig)
     return code if code >= 0 else 128 + sig  # type: ignore[operator]
 
 

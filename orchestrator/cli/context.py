@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -71,6 +72,20 @@ def actor() -> actors.Actor:
 
 def task_id(value: str) -> int:
     return ids.parse(value)
+
+
+class Finite(click.FloatRange):
+    """A float option that refuses ``inf`` and ``nan`` (no limit means leaving it out; and
+    ``--json`` could not print them: JSON has no such numbers).
+
+    Example: ``@click.option("--timeout", type=context.Finite(min=0, min_open=True))``.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def print_json(value: Any) -> None:

@@ -31,13 +31,13 @@ def settings_from(ctx: click.Context, **overrides) -> config.Settings:
 )
 @click.option(
     "--stall-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=context.Finite(min=0, min_open=True),
     envvar="KANBAN_STALL_TIMEOUT",
     help="Kill a worker with no heartbeat and no output for this long (s).",
 )
 @click.option(
     "--retry-delay",
-    type=click.FloatRange(min=0, min_open=True),
+    type=context.Finite(min=0, min_open=True),
     envvar="KANBAN_RETRY_DELAY",
     help="First retry's delay (s); doubles each time.",
 )
@@ -119,7 +119,7 @@ def logs(ctx, task, run_id, follow):
 
 
 @click.command()
-@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True)
+@click.option("--interval", type=context.Finite(0.1, 60), default=1.0, show_default=True)
 @click.option("--all", "show_all", is_flag=True, help="Include every ended task.")
 @click.pass_context
 def watch(ctx, interval, show_all):

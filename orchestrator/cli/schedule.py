@@ -26,7 +26,12 @@ def schedule():
 @schedule.command()
 @click.argument("name")
 @click.argument("batch_file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--cron", "cron", required=True, help='Cron expression, e.g. "0 3 * * *".')
+@click.option(
+    "--cron",
+    "cron",
+    required=True,
+    help='Cron expression of five fields (no seconds), e.g. "0 3 * * *", or @daily, @hourly...',
+)
 @click.pass_context
 def add(ctx, name, batch_file, cron):
     """Add a schedule that submits BATCH_FILE at every fire time of --cron.
@@ -37,7 +42,7 @@ def add(ctx, name, batch_file, cron):
     Example:
       kanban schedule add nightly --cron "0 3 * * *" nightly.toml
     """
-    firing.check_cron(cron)
+    cron = firing.check_cron(cron)
     batch_files.load(batch_file)
     path = str(Path(batch_file).resolve())
     db = context.open_board(ctx)
@@ -51,32 +56,41 @@ def add(ctx, name, batch_file, cron):
 @click.pass_context
 def list_(ctx, as_json):
     """List schedules with their last and next fire times. Example: kanban schedule list."""
+    from orchestrator import render
+
     db = context.existing_board(ctx)
     now = time.time()
-    items = [
-        {
-            "name": s["name"],
-            "cron": s["cron"],
-            "batch_file": s["batch_path"],
-            "enabled": bool(s["enabled"]),
-            "last_fire_at": views.when(s["last_fire_at"])
-            if s["last_fire_at"] != s["created_at"]
-            else None,
-            "next_fire_at": views.when(
-                firing.next_after(s["cron"], max(now, s["last_fire_at"] or 0))
-            ),
-        }
-        for s in schedules.all_(db)
-    ]
+    items = []
+    for s in schedules.all_(db):
+        # A schedule an older kanban stored with an unusable expression is listed, not fatal.
+        trouble = firing.problem(s)
+        items.append(
+            {
+                "name": s["name"],
+                "cron": s["cron"],
+                "batch_file": s["batch_path"],
+                "enabled": bool(s["enabled"]),
+                "last_fire_at": views.when(s["last_fire_at"])
+                if s["last_fire_at"] != s["created_at"]
+                else None,
+                "next_fire_at": None
+                if trouble
+                else views.when(firing.next_after(s["cron"], max(now, s["last_fire_at"] or 0))),
+                "problem": trouble,
+            }
+        )
     if as_json:
         context.print_json(items)
         return
     if not items:
         click.echo("no schedules; add one with `kanban schedule add NAME --cron EXPR FILE`")
     for item in items:
+        nxt = f"never: {item['problem']}" if item["problem"] else item["next_fire_at"]
         click.echo(
-            f"{item['name']}  {item['cron']!r}  {item['batch_file']}  "
-            f"last: {item['last_fire_at'] or 'never'}  next: {item['next_fire_at']}"
+            render.plain(
+                f"{item['name']}  {item['cron']!r}  {item['batch_file']}  "
+                f"last: {item['last_fire_at'] or 'never'}  next: {nxt}"
+            )
         )
 
 

@@ -69,14 +69,14 @@ def setup() -> None:
 @click.option("--model", metavar="NAME", help="The model to ask that endpoint for.")
 @click.option(
     "--startup-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=context.Finite(min=0, min_open=True),
     default=codex.DEFAULT_STARTUP_TIMEOUT_SEC,
     show_default=True,
     help="Seconds Codex waits for the MCP server to start.",
 )
 @click.option(
     "--tool-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=context.Finite(min=0, min_open=True),
     default=codex.DEFAULT_TOOL_TIMEOUT_SEC,
     show_default=True,
     help="Seconds Codex waits for one kanban tool call.",

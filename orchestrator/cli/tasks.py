@@ -46,7 +46,7 @@ def _echo_task(obj: dict, as_json: bool) -> None:
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=context.Finite(min=0, min_open=True),
     help="Wall-clock limit of one attempt, in seconds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the task object.")
@@ -143,6 +143,7 @@ def list_(ctx, statuses, as_json):
         context.print_json(objects)
         return
     from rich.table import Table
+    from rich.text import Text
 
     from orchestrator import render
 
@@ -152,13 +153,14 @@ def list_(ctx, statuses, as_json):
     for obj in objects:
         style = render.STYLE.get(obj["status"], "")
         note = obj["summary"] or obj["why_not_runnable"] or ""
+        # Text, not markup: a title like "[/]" is shown as typed, never parsed.
         table.add_row(
             obj["id"],
             f"[{style}]{obj['status']}[/]",
             str(obj["priority"]),
-            obj["title"],
-            obj["branch"] or "",
-            note[:80],
+            Text(render.plain(obj["title"])),
+            Text(render.plain(obj["branch"])),
+            Text(render.plain(note)[:80]),
         )
     context.console().print(table)
 
@@ -179,11 +181,17 @@ def show(ctx, task, as_json):
     if as_json:
         context.print_json(obj)
         return
+    from rich.text import Text
+
     from orchestrator import render
 
     out = context.console()
     style = render.STYLE.get(obj["status"], "")
-    out.print(f"[bold]{obj['id']}[/] {obj['title']}  [{style}]{obj['status']}[/]")
+    out.print(
+        Text.assemble(
+            (obj["id"], "bold"), f" {render.plain(obj['title'])}  ", (obj["status"], style)
+        )
+    )
     for key in (
         "parent",
         "repo",
@@ -196,21 +204,24 @@ def show(ctx, task, as_json):
         "why_not_runnable",
     ):
         if obj[key]:
-            out.print(f"  {key.replace('_', ' ')}: {obj[key]}", markup=False)
+            text = render.plain(str(obj[key]), lines=True)
+            out.print(f"  {key.replace('_', ' ')}: {text}", markup=False)
     out.print(f"  attempts: {obj['attempts']}/{obj['max_attempts']}")
     for key in ("blockers", "dependents", "children"):
         if obj[key]:
             out.print(f"  {key}: {', '.join(obj[key])}")
     if obj["body"]:
-        out.print("\n" + obj["body"], markup=False)
+        out.print("\n" + render.plain(obj["body"], lines=True), markup=False)
     if obj["subtasks"]:
         out.print("\n[bold]subtasks[/]")
         for sub in obj["subtasks"]:
             indent = "  " * sub["level"]
             out.print(
-                f"{indent}{sub['id']} [{render.STYLE.get(sub['status'], '')}]"
-                f"{sub['status']}[/] {sub['title']}",
-                highlight=False,
+                Text.assemble(
+                    f"{indent}{sub['id']} ",
+                    (sub["status"], render.STYLE.get(sub["status"], "")),
+                    f" {render.plain(sub['title'])}",
+                )
             )
     if obj["runs"]:
         out.print("\n[bold]runs[/]")
@@ -224,19 +235,21 @@ def show(ctx, task, as_json):
             )
             out.print(
                 f"  #{run['id']} attempt {run['attempt']} ({run['kind']}) "
-                f"{run['outcome'] or 'live'} {exit_text} {run['reason'] or ''}"
-                f"{'  log: ' + run['log_path'] if run['log_path'] else ''}",
+                f"{run['outcome'] or 'live'} {exit_text} {render.plain(run['reason'])}"
+                f"{'  log: ' + render.plain(run['log_path']) if run['log_path'] else ''}",
                 markup=False,
             )
     if obj["comments"]:
         out.print("\n[bold]comments[/]")
         for c in obj["comments"]:
-            out.print(f"  {c['at']} {c['author']}: {c['body']}", markup=False)
+            body = render.plain(c["body"], lines=True)
+            out.print(f"  {c['at']} {render.plain(c['author'])}: {body}", markup=False)
     out.print("\n[bold]events[/]")
     for e in obj["events"]:
         change = f"{e['from'] or ''} -> {e['to']}" if e["to"] else ""
         detail = (e["data"] or {}).get("reason") or (e["data"] or {}).get("note") or ""
-        out.print(f"  {e['at']} {e['actor']}: {e['kind']} {change} {detail}", markup=False)
+        line = f"  {e['at']} {e['actor']}: {e['kind']} {change} {detail}"
+        out.print(render.plain(line), markup=False)
 
 
 def _own(actor: actors.Actor, given: str | None) -> int:

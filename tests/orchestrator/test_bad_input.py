@@ -252,3 +252,221 @@ def test_a_body_longer_than_a_command_line_argument_allows_is_refused_at_creatio
     assert kanban("create", "fits", "--body", "é" * 50_000).returncode == 0
     listed = kanban("list", "--json").stdout
     assert '"fits"' in listed and '"long"' not in listed
+
+
+# -- a damaged board --------------------------------------------------------------------
+
+
+def damaged_board(tmp_path: Path) -> Path:
+    """A real board whose tasks table is overwritten with garbage (schema and header intact)."""
+    import sqlite3
+
+    board = tmp_path / "board.db"
+    for n in range(30):
+        assert (
+            kanban("--db", str(board), "create", f"task {n}", "--body", "x" * 2000).returncode == 0
+        )
+    conn = sqlite3.connect(board)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
+    conn.close()
+    assert not Path(f"{board}-wal").exists()  # everything is in the main file
+    with open(board, "r+b") as handle:  # no SQLite connection is open in this process
+        handle.seek((root - 1) * page_size)
+        handle.write(bytes(range(256)) * (page_size // 256))
+    return board
+
+
+def test_a_damaged_board_is_refused_by_dispatch_and_every_command_and_left_as_it_was(tmp_path):
+    board = damaged_board(tmp_path)
+    before = board.read_bytes()
+    for command in (
+        ["dispatch", "--until-idle", "-q"],
+        ["list"],
+        ["list", "--json"],
+        ["show", "t_1"],
+        ["board"],
+        ["create", "one more"],
+        ["cancel", "t_1"],
+    ):
+        refused(kanban("--db", str(board), *command), str(board), "damaged", "kanban doctor")
+    assert board.read_bytes() == before
+
+
+def test_a_file_that_is_not_a_board_is_refused_by_dispatch_and_left_as_it_was(tmp_path):
+    notes = tmp_path / "notes.db"
+    notes.write_bytes(b"my notes, not a board\n" * 500)
+    refused(kanban("--db", str(notes), "dispatch", "--until-idle"), "is not a kanban board")
+    board = tmp_path / "board.db"
+    assert kanban("--db", str(board), "create", "x", "--body", "y" * 50_000).returncode == 0
+    truncated = tmp_path / "truncated.db"
+    truncated.write_bytes(board.read_bytes()[: 3 * 4096])
+    for path, words in ((notes, "is not a kanban board"), (truncated, "damaged")):
+        before = path.read_bytes()
+        refused(kanban("--db", str(path), "dispatch", "--until-idle"), words)
+        refused(kanban("--db", str(path), "list"), words)
+        assert path.read_bytes() == before
+
+
+# -- terminal control characters --------------------------------------------------------
+
+HOSTILE = "Fix \x1b[2J\x1b]0;pwned\x07it \u202etxt.exe \x9b31m[/] [bold]done"
+
+
+def test_list_board_and_show_print_titles_and_summaries_without_control_characters(tmp_path):
+    assert kanban("create", HOSTILE, "--body", "line one\n\x1b[31mline two").returncode == 0
+    assert kanban("complete", "t_1", "--summary", "sum \x1b[5mmary\u202e").returncode == 0
+    for command in (["list"], ["board", "--all"], ["show", "t_1"]):
+        out = kanban(*command).stdout
+        for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
+            assert bad not in out, (command, bad)
+        assert "Fix" in out
+        if command != ["board", "--all"]:  # the board cuts titles at 40 characters
+            # Markup-looking text is shown as typed, never parsed or dropped.
+            assert "[/] [bold]done" in out
+    shown = kanban("show", "t_1").stdout
+    assert "line one\n" in shown and "mary" in shown
+    # --json keeps the text exactly as stored: it is data, not terminal output.
+    assert "\\u001b[2J" in kanban("show", "t_1", "--json").stdout
+
+
+def test_the_shared_sanitiser_drops_controls_and_bidi_overrides_and_keeps_text():
+    from orchestrator import render
+
+    assert render.plain("a\x1b[31mb\u202ec\x00d\x7fe\x85f") == "a[31mbcdef"
+    assert render.plain("one\ntwo\tthree") == "one two three"
+    assert render.plain("one\ntwo\tthree", lines=True) == "one\ntwo\tthree"
+    assert render.plain("naïve 日本 😀") == "naïve 日本 😀"
+    assert render.plain(None) == ""
+
+
+# -- numbers ----------------------------------------------------------------------------
+
+
+def test_non_finite_numbers_are_refused_for_every_float_option(tmp_path):
+    for value in ("inf", "nan", "Infinity", "+inf"):
+        result = kanban("create", "x", "--timeout", value, "--json")
+        assert result.returncode == 2 and "finite" in result.stderr, result.stderr
+        assert "Infinity" not in result.stdout and "NaN" not in result.stdout
+        for option in ("--stall-timeout", "--retry-delay"):
+            result = kanban("dispatch", "--until-idle", option, value)
+            assert result.returncode == 2 and "finite" in result.stderr, result.stderr
+    result = kanban("dispatch", "--until-idle", env={"KANBAN_STALL_TIMEOUT": "inf"})
+    assert result.returncode == 2 and "finite" in result.stderr, result.stderr
+    assert not (tmp_path / "home" / ".kanban" / "board.db").exists()
+
+
+def test_non_finite_numbers_in_the_config_file_are_refused(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[dispatch]\nstall_timeout = inf\n")
+    result = kanban("dispatch", "--until-idle", env={"KANBAN_CONFIG": str(config)})
+    refused(result, str(config), "stall_timeout", "finite")
+
+
+# -- schedules --------------------------------------------------------------------------
+
+
+def batch_file(tmp_path: Path) -> Path:
+    path = tmp_path / "nightly.toml"
+    path.write_text('[tasks.check]\ntitle = "Check"\ncommand = "true"\n')
+    return path
+
+
+def test_a_cron_expression_that_never_fires_is_refused_and_not_stored(tmp_path):
+    batch = batch_file(tmp_path)
+    assert kanban("create", "seed").returncode == 0
+    result = kanban("schedule", "add", "feb30", "--cron", "0 0 30 2 *", str(batch))
+    refused(result, "never fires")
+    assert kanban("schedule", "list", "--json").stdout.strip() == "[]"
+
+
+def test_a_six_field_cron_expression_is_refused_because_it_would_mean_seconds(tmp_path):
+    batch = batch_file(tmp_path)
+    assert kanban("create", "seed").returncode == 0
+    refused(kanban("schedule", "add", "fast", "--cron", "* * * * * *", str(batch)), "seconds")
+    refused(kanban("schedule", "add", "odd", "--cron", "* * *", str(batch)), "not a cron")
+    assert kanban("schedule", "add", "daily", "--cron", "@daily", str(batch)).returncode == 0
+    listed = kanban("schedule", "list", "--json").stdout
+    assert '"daily"' in listed and '"fast"' not in listed
+
+
+def test_a_stored_schedule_that_cannot_fire_breaks_neither_the_list_nor_the_dispatcher(tmp_path):
+    import sqlite3
+
+    batch = batch_file(tmp_path)
+    board = tmp_path / "home" / ".kanban" / "board.db"
+    assert kanban("schedule", "add", "good", "--cron", "* * * * *", str(batch)).returncode == 0
+    # What an older kanban stored without checking.
+    conn = sqlite3.connect(board)
+    with conn:
+        for name, cron in (("feb30", "0 0 30 2 *"), ("seconds", "* * * * * *")):
+            conn.execute(
+                "INSERT INTO schedules (name, cron, batch_path, created_at, last_fire_at)"
+                " VALUES (?, ?, ?, 0, 0)",
+                (name, cron, str(batch)),
+            )
+    conn.close()
+    listed = kanban("schedule", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "feb30" in listed.stdout and "never fires" in listed.stdout
+    assert "good" in listed.stdout
+    assert '"problem": null' in kanban("schedule", "list", "--json").stdout
+    done = kanban("dispatch", "--until-idle", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "schedule feb30 is skipped" in done.stderr and "never fires" in done.stderr
+    assert "schedule seconds is skipped" in done.stderr
+
+
+# -- the crash handler ------------------------------------------------------------------
+
+FAULTS = """
+import os
+fault = os.environ.get("KANBAN_TEST_FAULT")
+if fault:
+    from board import errors, tasks
+
+    def broken(*args, **kwargs):
+        if fault == "bug":
+            raise ZeroDivisionError("division by zero")
+        if fault == "interrupt":
+            raise KeyboardInterrupt
+        if fault == "group":
+            raise ExceptionGroup("task group", [errors.BoardError("the board is gone")])
+        raise AssertionError(fault)
+
+    tasks.list_tasks = broken
+"""
+
+
+def faulty(tmp_path: Path, fault: str) -> dict[str, str]:
+    """Environment that makes `board.tasks.list_tasks` raise inside the real CLI process."""
+    inject = tmp_path / "inject"
+    inject.mkdir(exist_ok=True)
+    (inject / "sitecustomize.py").write_text(FAULTS)
+    return {"PYTHONPATH": str(inject), "KANBAN_TEST_FAULT": fault}
+
+
+def test_an_unexpected_exception_prints_one_line_naming_its_crash_log(tmp_path):
+    assert kanban("create", "x").returncode == 0
+    result = kanban("list", env=faulty(tmp_path, "bug"))
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: unexpected ZeroDivisionError: division by zero; ")
+    assert "Traceback" not in result.stderr
+    log = Path(line.split("the full traceback is in ")[1])
+    assert log.parent == tmp_path / "home" / ".kanban" / "logs"
+    text = log.read_text()
+    assert "Traceback" in text and "ZeroDivisionError" in text and "kanban list" in text
+
+
+def test_expected_errors_interrupts_and_usage_errors_keep_their_exit_codes(tmp_path):
+    assert kanban("create", "x").returncode == 0
+    interrupted = kanban("list", env=faulty(tmp_path, "interrupt"))
+    assert interrupted.returncode == 130 and interrupted.stderr == "Interrupted.\n"
+    grouped = kanban("list", env=faulty(tmp_path, "group"))
+    assert grouped.returncode == 1 and grouped.stderr == "Error: the board is gone\n"
+    usage = kanban("list", "--no-such-option")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+    refused(kanban("show", "t_9"), "t_9 does not exist")
+    assert not (tmp_path / "home" / ".kanban" / "logs").exists()

@@ -1,0 +1,1 @@
+"""Helpers the tests share (git repositories, a kanban world, waiting for conditions)."""
