@@ -444,7 +444,8 @@ def faulty(tmp_path: Path, fault: str) -> dict[str, str]:
     inject = tmp_path / "inject"
     inject.mkdir(exist_ok=True)
     (inject / "sitecustomize.py").write_text(FAULTS)
-    return {"PYTHONPATH": str(inject), "KANBAN_TEST_FAULT": fault}
+    path = os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "KANBAN_TEST_FAULT": fault}
 
 
 def test_an_unexpected_exception_prints_one_line_naming_its_crash_log(tmp_path):
