@@ -132,9 +132,19 @@ def for_task(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
     return rows(db.conn, "SELECT * FROM runs WHERE task_id = ? ORDER BY id", (task_id,))
 
 
-def unended(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Runs not yet settled: what a (re)starting dispatcher must supervise or settle."""
-    return rows(db.conn, "SELECT * FROM runs WHERE ended_at IS NULL ORDER BY id")
+def unended(db: sqlite_utils.Database, *, batch_id: str | None = None) -> list[dict[str, Any]]:
+    """Runs not yet settled: what a (re)starting dispatcher must supervise or settle.
+
+    With `batch_id`, only the runs of that batch's tasks (a one-shot `kanban run`).
+    """
+    if batch_id is None:
+        return rows(db.conn, "SELECT * FROM runs WHERE ended_at IS NULL ORDER BY id")
+    return rows(
+        db.conn,
+        "SELECT r.* FROM runs r JOIN tasks t ON t.id = r.task_id"
+        " WHERE r.ended_at IS NULL AND t.batch_id = ? ORDER BY r.id",
+        (batch_id,),
+    )
 
 
 def _token_matches(tx: Any, run_id: int, token: str) -> dict[str, Any]:

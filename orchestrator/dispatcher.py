@@ -92,7 +92,8 @@ class Dispatcher:
                     group.start_soon(self._listen, sock)
                 group.start_soon(self._signals, group)
                 group.start_soon(self._reaper, group)
-                group.start_soon(self._scheduler)
+                if self.batch_id is None:  # a one-shot `kanban run` fires no schedules
+                    group.start_soon(self._scheduler)
                 for extra in self.extra_tasks:
                     group.start_soon(extra, self)
                 await self._loop(group)
@@ -191,7 +192,9 @@ class Dispatcher:
         while True:
             # Runs before dispatchers: a dispatcher that registers after this read owns none
             # of these runs, so its fresh claims are never mistaken for orphans.
-            unended = await self.board.call(runs.unended)
+            # A one-shot `kanban run` adopts only its own batch's runs: it must not wait for
+            # (or be answerable for) work that is not its own; a long-lived dispatcher will.
+            unended = await self.board.call(runs.unended, batch_id=self.batch_id)
             registered = await self.board.call(dispatchers.all_)
             live, dead = await anyio.to_thread.run_sync(self._partition_dispatchers, registered)
             if dead:

@@ -25,22 +25,29 @@ _EXAMPLES = '"0 3 * * *" (03:00 daily) or "*/15 * * * *" (every 15 minutes)'
 _warned: set[tuple[str, str]] = set()  # (name, cron) of stored schedules already reported
 
 
-def check_cron(expression: str) -> str:
+def check_cron(expression: str, *, seconds: bool = False) -> str:
     """A cron expression that schedules can use; `errors.InvalidInput` says why not.
 
     Five fields (minute hour day-of-month month day-of-week) or a macro such as ``@daily``.
-    A sixth field would be read as seconds (``* * * * * *`` fires every second): refused, as
-    batches are not scheduled by the second. An expression that never fires (``0 0 30 2 *``,
-    the 30th of February) is refused too: croniter raises on every later look at it.
+    croniter reads a sixth field as seconds (``* * * * * *`` fires every second), so six fields
+    are taken only with `seconds` (``schedule add --seconds``), the user saying so. An
+    expression that never fires (``0 0 30 2 *``, the 30th of February) is refused: croniter
+    raises on every later look at it.
     """
     text = expression.strip()
-    fields = text.split()
-    if not text.startswith("@") and len(fields) == 6:
+    fields = len(text.split())
+    if seconds and fields != 6:
         raise errors.InvalidInput(
-            f"{expression!r} has six fields, and a sixth is read as seconds; schedules have five "
-            f"(minute hour day-of-month month day-of-week), e.g. {_EXAMPLES}"
+            f"{expression!r} has {fields} field(s); with --seconds give six: minute hour "
+            'day-of-month month day-of-week second, e.g. "* * * * * */30" (every 30 seconds)'
         )
-    if (not text.startswith("@") and len(fields) != 5) or not croniter.is_valid(text):
+    if not seconds and fields == 6:
+        raise errors.InvalidInput(
+            f"{expression!r} has six fields, and the sixth would be read as seconds; give five "
+            f"(minute hour day-of-month month day-of-week), e.g. {_EXAMPLES}, or pass --seconds "
+            "if you mean seconds"
+        )
+    if (not text.startswith("@") and fields not in (5, 6)) or not croniter.is_valid(text):
         raise errors.InvalidInput(f"{expression!r} is not a cron expression; e.g. {_EXAMPLES}")
     try:
         croniter(text, _moment(time.time())).get_next(float)
@@ -53,9 +60,13 @@ def check_cron(expression: str) -> str:
 
 
 def problem(schedule: dict[str, Any]) -> str | None:
-    """Why a stored schedule cannot be used (an older kanban stored it), or None."""
+    """Why a stored schedule cannot be used (an older kanban stored it), or None.
+
+    Six stored fields were added with ``--seconds`` (or by an older kanban, which read them
+    the same way): they keep their seconds.
+    """
     try:
-        check_cron(schedule["cron"])
+        check_cron(schedule["cron"], seconds=len(schedule["cron"].split()) == 6)
     except errors.InvalidInput as exc:
         return str(exc)
     return None

@@ -31,6 +31,8 @@ class KanbanGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: usage errors (exit 2) and explicit exits
+        except BrokenPipeError:
+            raise  # the reader of our output has gone (`kanban list | head`): click exits quietly
         except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:
             ctx.exit(_fail(ctx, exc))
 

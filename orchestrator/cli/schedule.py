@@ -30,19 +30,26 @@ def schedule():
     "--cron",
     "cron",
     required=True,
-    help='Cron expression of five fields (no seconds), e.g. "0 3 * * *", or @daily, @hourly...',
+    help='Cron expression of five fields, e.g. "0 3 * * *", or @daily, @hourly...',
+)
+@click.option(
+    "--seconds",
+    is_flag=True,
+    help="--cron has a sixth field, last: seconds (without this flag six fields are refused).",
 )
 @click.pass_context
-def add(ctx, name, batch_file, cron):
+def add(ctx, name, batch_file, cron, seconds):
     """Add a schedule that submits BATCH_FILE at every fire time of --cron.
 
-    The file is read at each fire, so edits apply to the next one. It is checked now.
+    The file is read at each fire, so edits apply to the next one. It is checked now, and so
+    is the expression: it must fire some day (not "0 0 30 2 *").
 
     \b
-    Example:
+    Examples:
       kanban schedule add nightly --cron "0 3 * * *" nightly.toml
+      kanban schedule add poll --seconds --cron "* * * * * */30" poll.toml   # every 30 s
     """
-    cron = firing.check_cron(cron)
+    cron = firing.check_cron(cron, seconds=seconds)
     batch_files.load(batch_file)
     path = str(Path(batch_file).resolve())
     db = context.open_board(ctx)

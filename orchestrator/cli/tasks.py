@@ -336,7 +336,13 @@ def complete(ctx, task, summary):
     """
     actor = context.actor()
     status = tasks.complete(context.existing_board(ctx), _own(actor, task), summary, actor)
-    click.echo(f"{ids.format(_own(actor, task))}: {status}")
+    if status == "running":  # a worker's own report
+        click.echo(
+            f"{ids.format(_own(actor, task))}: reported complete; it becomes done (or waits for"
+            " its open subtasks) when this run exits and its work is committed"
+        )
+    else:
+        click.echo(f"{ids.format(_own(actor, task))}: {status}")
 
 
 @click.command()

@@ -253,13 +253,17 @@ class World:
 
     def logs(self) -> str:
         """Every run's log, for failure messages."""
-        found = sorted((self.db_path.parent / "logs").glob("*/run-*.log"))
+        found = sorted((self.db_path.parent / "logs").glob("*/*/run-*.log"))
         return "\n".join(
             f"--- {path}\n{path.read_text(errors='replace')[-4000:]}" for path in found
         )
 
+    def branch(self, task: str) -> str:
+        """The task's branch, as the board records it (``kanban/<board id>/t_N``)."""
+        return self.show(task)["branch"]
+
     def branch_files(self, task: str) -> set[str]:
-        return set(git(self.repo, "ls-tree", "-r", "--name-only", f"kanban/{task}").split())
+        return set(git(self.repo, "ls-tree", "-r", "--name-only", self.branch(task)).split())
 
     # -- tear-down ------------------------------------------------------------------------
 

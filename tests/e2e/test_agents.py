@@ -77,7 +77,7 @@ def test_agent_edits_its_worktree_heartbeats_and_completes_through_the_kanban_to
     assert run["outcome"] == "completed"
     assert run["note"] == "greeting written"
     assert run["heartbeat_at"] is not None
-    assert git(world.repo, "show", f"kanban/{task}:greeting.txt") == "hello from the agent\n"
+    assert git(world.repo, "show", f"{world.branch(task)}:greeting.txt") == "hello from the agent\n"
     assert git(world.repo, "status", "--porcelain") == ""  # the user's checkout is untouched
 
     turns = responses(server, "E2E-GREET")

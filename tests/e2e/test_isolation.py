@@ -4,6 +4,7 @@ parallel tasks on one repository that never see each other's work."""
 from __future__ import annotations
 
 import datetime
+import re
 import shlex
 
 import pytest
@@ -117,9 +118,9 @@ def test_three_tasks_run_in_parallel_on_one_repository_each_on_its_own_branch(
         world.logs()
     )
     for name, task in tasks.items():
-        assert shown[name]["branch"] == f"kanban/{task}"
+        assert re.fullmatch(rf"kanban/[0-9a-f]{{8}}/{task}", shown[name]["branch"])
         assert world.branch_files(task) == {"README", f"{name}.txt"}
-        assert git(world.repo, "show", f"kanban/{task}:{name}.txt") == f"{name}\n"
+        assert git(world.repo, "show", f"{world.branch(task)}:{name}.txt") == f"{name}\n"
         # What the agent's shell saw in its worktree: its own file, nobody else's.
         (listing,) = [r for r in responses(server, f"E2E-PAR-{name}") if r.turn == 1]
         assert "README" in call_output(listing, turn=0)

@@ -60,7 +60,7 @@ def test_blocked_worker_gets_the_answer_in_its_next_prompt_after_unblock(world: 
     resumed = responses(server, "ANSWER-7F3")[0]
     assert "Comments on this task" in resumed.user_text
     assert ANSWER in resumed.user_text
-    assert git(world.repo, "show", f"kanban/{task}:database.txt") == "sqlite\n"
+    assert git(world.repo, "show", f"{world.branch(task)}:database.txt") == "sqlite\n"
 
 
 @pytest.mark.e2e
@@ -98,7 +98,7 @@ def test_agent_that_exits_without_reporting_is_retried_and_told_why(world: World
     assert "The previous attempt ended: exited_without_report" in second.user_text
     assert "exited without calling kanban_complete or kanban_block" in second.user_text
     # The first attempt's work was committed to the branch, not lost.
-    assert git(world.repo, "show", f"kanban/{task}:first-attempt.txt") == "first\n"
+    assert git(world.repo, "show", f"{world.branch(task)}:first-attempt.txt") == "first\n"
 
 
 def _tree(world: World) -> list[psutil.Process]:

@@ -380,14 +380,19 @@ def test_a_cron_expression_that_never_fires_is_refused_and_not_stored(tmp_path):
     assert kanban("schedule", "list", "--json").stdout.strip() == "[]"
 
 
-def test_a_six_field_cron_expression_is_refused_because_it_would_mean_seconds(tmp_path):
+def test_a_six_field_cron_expression_needs_the_user_to_say_seconds(tmp_path):
     batch = batch_file(tmp_path)
     assert kanban("create", "seed").returncode == 0
-    refused(kanban("schedule", "add", "fast", "--cron", "* * * * * *", str(batch)), "seconds")
+    every_second = ["--cron", "* * * * * *", str(batch)]
+    refused(kanban("schedule", "add", "fast", *every_second), "six fields", "--seconds")
     refused(kanban("schedule", "add", "odd", "--cron", "* * *", str(batch)), "not a cron")
+    five = ["--cron", "*/5 * * * *", str(batch)]
+    refused(kanban("schedule", "add", "five", "--seconds", *five), "with --seconds give six")
     assert kanban("schedule", "add", "daily", "--cron", "@daily", str(batch)).returncode == 0
+    assert kanban("schedule", "add", "fast", "--seconds", *every_second).returncode == 0
     listed = kanban("schedule", "list", "--json").stdout
-    assert '"daily"' in listed and '"fast"' not in listed
+    assert '"daily"' in listed and '"fast"' in listed and '"five"' not in listed
+    assert '"problem": null' in listed and "never fires" not in listed
 
 
 def test_a_stored_schedule_that_cannot_fire_breaks_neither_the_list_nor_the_dispatcher(tmp_path):
@@ -399,7 +404,7 @@ def test_a_stored_schedule_that_cannot_fire_breaks_neither_the_list_nor_the_disp
     # What an older kanban stored without checking.
     conn = sqlite3.connect(board)
     with conn:
-        for name, cron in (("feb30", "0 0 30 2 *"), ("seconds", "* * * * * *")):
+        for name, cron in (("feb30", "0 0 30 2 *"), ("garbage", "every day at noon")):
             conn.execute(
                 "INSERT INTO schedules (name, cron, batch_path, created_at, last_fire_at)"
                 " VALUES (?, ?, ?, 0, 0)",
@@ -415,7 +420,7 @@ def test_a_stored_schedule_that_cannot_fire_breaks_neither_the_list_nor_the_disp
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert "schedule feb30 is skipped" in done.stderr and "never fires" in done.stderr
-    assert "schedule seconds is skipped" in done.stderr
+    assert "schedule garbage is skipped" in done.stderr
 
 
 # -- the crash handler ------------------------------------------------------------------

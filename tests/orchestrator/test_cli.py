@@ -185,7 +185,9 @@ def test_inside_a_worker_commands_act_as_its_run_and_a_stale_token_is_refused(db
     stale = {**env, "HERMES_KANBAN_TOKEN": "not-the-token"}
     refused = kanban("complete", "--summary", "done", env=stale, ok=False)
     assert refused.returncode == 1 and "no longer holds task t_1" in refused.stderr
-    assert "waiting" in kanban("complete", "--summary", "split in two", env=env).stdout
+    reported = kanban("complete", "--summary", "split in two", env=env).stdout
+    assert "reported complete" in reported and "waits for its open subtasks" in reported
+    assert json.loads(kanban("show", "t_1", "--json").stdout)["status"] == "running"
     after = kanban("comment", "t_1", "too late", env=env, ok=False)
     assert after.returncode == 1 and "already ended" in after.stderr
 

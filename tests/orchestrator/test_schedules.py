@@ -94,7 +94,7 @@ def test_a_schedule_whose_batch_file_is_broken_records_the_error_and_does_not_lo
 def test_the_running_dispatcher_fires_a_due_schedule(tmp_path, db_path):
     path = batch_file(tmp_path)
     added = subprocess.run(
-        [KANBAN, "schedule", "add", "often", "--cron", "* * * * * */2", str(path)],
+        [KANBAN, "schedule", "add", "often", "--seconds", "--cron", "* * * * * */2", str(path)],
         capture_output=True,
         text=True,
     )

@@ -251,11 +251,13 @@ def test_worker_reports_through_its_run(tmp_path: Path, db, db_path: Path) -> No
             assert shown["comments"][0]["author"] == f"run {claim.run_id}"
 
             completed = await ok(client, "kanban_complete", summary="Split into two fixes")
-            assert completed["task"]["status"] == "waiting"
+            # Reported: the task moves on when the run ends and its work is committed.
+            assert completed["task"]["status"] == "running"
 
     run(scenario)
-    assert tasks.get(db, claim.task["id"])["status"] == "waiting"
     assert runs.get(db, claim.run_id)["outcome"] == Outcome.COMPLETED
+    runs.settle(db, claim.run_id, Outcome.EXITED_WITHOUT_REPORT)  # its dispatcher, on exit
+    assert tasks.get(db, claim.task["id"])["status"] == "waiting"
     assert runs.get(db, claim.run_id)["note"] == "running the tests"
 
 
@@ -299,10 +301,12 @@ def test_a_stale_token_cannot_complete(tmp_path: Path, db, db_path: Path) -> Non
         assert tasks.get(db, old.task["id"])["status"] == "running"
         async with session(tmp_path, server_env(db_path, new)) as client:
             done = await ok(client, "kanban_complete", summary="Fixed, with a test")
-            assert done["task"]["status"] == "done"
-            assert done["task"]["summary"] == "Fixed, with a test"
+            assert done["task"]["status"] == "running"
 
     run(scenario)
+    runs.settle(db, new.run_id, Outcome.EXITED_WITHOUT_REPORT)  # its dispatcher, on exit
+    task = tasks.get(db, old.task["id"])
+    assert (task["status"], task["summary"]) == ("done", "Fixed, with a test")
 
 
 def test_missing_run_identity_refuses_writes_but_serves_reads(

@@ -144,7 +144,7 @@ def worker_variables(task: dict[str, Any], token: str, db_path: str) -> dict[str
         "HERMES_KANBAN_RUN_ID": "1",
         "HERMES_KANBAN_TOKEN": token,
         "HERMES_KANBAN_WORKSPACE": task["worktree"],
-        "HERMES_KANBAN_BRANCH": "kanban/t_1",
+        "HERMES_KANBAN_BRANCH": task["branch"],
         "KANBAN_DB": db_path,
     }
 
