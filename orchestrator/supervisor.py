@@ -191,13 +191,24 @@ class Supervisor:
                 # argv, a full disk): it alone fails or waits; the dispatcher goes on.
                 await self._spawn_failed(watched, exc)
                 return
+            # From here a shim lives: no error may settle the run before the shim is gone (one
+            # that escapes stops this dispatcher, and the next adopts the run).
+            pause.point("dispatcher.spawned")
+            watched.shim_pid = process.pid
+            watched.shim_started = processes.start_time(process.pid) or time.time()
+            await self.board.call(
+                runs.attach, run_id, shim_pid=process.pid, shim_started_at=watched.shim_started
+            )
             await self._watch(watched, functools.partial(_child_waiter, process))
             await self._finish(watched)
         finally:
             self.watched.pop(run_id, None)
 
     async def _launch(self, claim: runs.Claim, watched: Watched) -> subprocess.Popen[bytes]:
-        """Place the run, record where it lives, and start its shim; returns the shim."""
+        """Place the run, record where it lives, and start its shim; returns the shim.
+
+        Raises only before the shim exists: whatever it raises is this task's failure to start.
+        """
         task, run_id = claim.task, claim.run_id
         runtime = runtimes.get(task["runtime"])
         watched.runtime = runtime
@@ -282,12 +293,6 @@ class Supervisor:
                 )
         finally:
             os.close(lock_fd)  # the shim holds the lock from here on
-        pause.point("dispatcher.spawned")
-        watched.shim_pid = process.pid
-        watched.shim_started = processes.start_time(process.pid) or time.time()
-        await self.board.call(
-            runs.attach, run_id, shim_pid=process.pid, shim_started_at=watched.shim_started
-        )
         return process
 
     async def _spawn_failed(self, watched: Watched, exc: Exception) -> None:
@@ -417,8 +422,16 @@ class Supervisor:
         )
         self.watched[run["id"]] = watched
         try:
-            if run["exited_at"] is None and processes.run_lock_held(watched.lock_path):
-                await self._watch(watched, _lock_waiter(watched.lock_path))
+            if run["exited_at"] is None:
+                if processes.run_lock_held(watched.lock_path):
+                    await self._watch(watched, _lock_waiter(watched.lock_path))
+                elif not _exists(watched.lock_path) and processes.alive(
+                    run["shim_pid"], run["shim_started_at"]
+                ):
+                    # A run started by a kanban from before run locks: its shim's pid it is.
+                    await self._watch(
+                        watched, _pid_waiter(run["shim_pid"], run["shim_started_at"])
+                    )
             await self._finish(watched)
         finally:
             self.watched.pop(run["id"], None)
@@ -594,6 +607,18 @@ async def _child_waiter(process: subprocess.Popen[bytes]) -> None:
     finally:
         os.close(fd)
     await anyio.to_thread.run_sync(process.wait)  # it has exited: reaps at once
+
+
+def _exists(path: str | None) -> bool:
+    return path is not None and os.path.exists(path)
+
+
+def _pid_waiter(pid: int, started: float | None) -> Callable[[], Awaitable[None]]:
+    async def wait() -> None:
+        while processes.alive(pid, started):  # noqa: ASYNC110 - not our child: no pidfd wait
+            await anyio.sleep(0.2)
+
+    return wait
 
 
 def _lock_waiter(path: str | None) -> Callable[[], Awaitable[None]]:
