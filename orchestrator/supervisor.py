@@ -92,8 +92,16 @@ def judge(
     tail: str,
     settings: config.Settings,
     now: float,
+    *,
+    tries: int | None = None,
 ) -> Verdict:
-    """The outcome of a run whose process is gone, and whether the task gets another go."""
+    """The outcome of a run whose process is gone, and whether the task gets another go.
+
+    `tries` counts the task's runs so far, refunded ones included: the backoff grows with it,
+    so a condition that keeps refunding attempts (a rate limit, a shim that keeps dying) is
+    retried ever more slowly instead of hammering.
+    """
+    tries = task["attempts"] if tries is None else max(tries, task["attempts"])
     if run["outcome"] is not None:  # reported by the worker, or ended by an operator
         return Verdict(Outcome(run["outcome"]), run["reason"])
     code, sig = run["exit_code"], run["signal"]
@@ -113,7 +121,7 @@ def judge(
     elif run["exited_at"] is None:
         # The shim records every exit it sees: without one, the shim itself died or never
         # started (a dispatcher or a shim killed). Our failure, not the agent's: refunded.
-        delay = retry.backoff(task["attempts"], settings.retry_delay, settings.retry_max_delay)
+        delay = retry.backoff(tries, settings.retry_delay, settings.retry_max_delay)
         return Verdict(
             Outcome.LOST,
             "the worker's shim ended without recording how its agent ended",
@@ -123,7 +131,7 @@ def judge(
     elif run["pid"] is None and code == 127:
         return Verdict(Outcome.SPAWN_FAILED, _last_line(tail) or "the worker could not start")
     elif runtime is not None and (code != 0 or runtime.reports) and runtime.rate_limited(tail):
-        delay = retry.backoff(task["attempts"], settings.rate_limit_delay, settings.retry_max_delay)
+        delay = retry.backoff(tries, settings.rate_limit_delay, settings.retry_max_delay)
         return Verdict(
             Outcome.RATE_LIMITED, f"rate limited ({exit_text})", retry_at=now + delay, refund=True
         )
@@ -140,7 +148,7 @@ def judge(
         verdict = (Outcome.CRASHED, exit_text)
     outcome, reason = verdict
     if outcome in retry.RETRYABLE and task["attempts"] < task["max_attempts"]:
-        delay = retry.backoff(task["attempts"], settings.retry_delay, settings.retry_max_delay)
+        delay = retry.backoff(tries, settings.retry_delay, settings.retry_max_delay)
         return Verdict(outcome, reason, retry_at=now + delay)
     if outcome in retry.RETRYABLE:
         reason = f"{reason}; all {task['max_attempts']} attempts used"
@@ -306,10 +314,8 @@ class Supervisor:
                 reason += f" (traceback in {watched.log_path})"
         retry_at = None
         if retry.transient(exc):
-            task = await self.board.call(tasks.get, watched.task_id)
-            delay = retry.backoff(
-                task["attempts"], self.settings.retry_delay, self.settings.retry_max_delay
-            )
+            tries = len(await self.board.call(runs.for_task, watched.task_id))
+            delay = retry.backoff(tries, self.settings.retry_delay, self.settings.retry_max_delay)
             retry_at = time.time() + delay
             reason += f" (a passing condition: retrying in {delay:.0f} s)"
         await self.board.call(
@@ -548,7 +554,10 @@ class Supervisor:
                 Outcome.LOST, "the dispatcher was stopped", retry_at=time.time(), refund=True
             )
         else:
-            verdict = judge(run, task, watched.runtime, cause, tail, self.settings, time.time())
+            tries = len(await self.board.call(runs.for_task, watched.task_id))
+            verdict = judge(
+                run, task, watched.runtime, cause, tail, self.settings, time.time(), tries=tries
+            )
         reason = verdict.reason
         if commit_error is not None:
             note = f"could not commit the worktree: {commit_error}"

@@ -13,6 +13,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -413,6 +415,50 @@ def test_a_write_lock_held_past_the_busy_timeout_is_waited_out(
 
 
 # --- window 9: which spawn errors pass -----------------------------------------------------
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A file system with no room left for a new file or directory (a tiny tmpfs)."""
+    where = tmp_path / "full"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=8", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        for n in itertools.count():  # take every inode left
+            try:
+                (where / f"filler-{n}").write_text("x")
+            except OSError:
+                break
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_at_spawn_is_waited_out_without_spending_attempts(
+    kb: Kanban, full_disk: Path
+) -> None:
+    task_id = kb.create("no room yet", "print('ran')", max_attempts=1)
+    dispatcher = kb.dispatch("--until-idle", KANBAN_SCRATCH_ROOT=str(full_disk))
+    first = wait_for(
+        lambda: next((r for r in kb.runs(task_id) if r["ended_at"]), None), "a failed start"
+    )
+    assert first["outcome"] == "spawn_failed" and first["refunded"] == 1
+    assert "No space left on device" in first["reason"]
+    assert kb.status(task_id) in ("ready", "running")  # waiting for a retry, not failed
+
+    for filler in full_disk.glob("filler-*"):  # room again
+        filler.unlink()
+
+    assert dispatcher.wait() == 0, kb.logs()
+    task = kb.task(task_id)
+    assert task["status"] == "done", task
+    assert task["attempts"] == 1  # the failed starts were given back
 
 
 @pytest.mark.parametrize(
