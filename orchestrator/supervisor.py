@@ -304,6 +304,7 @@ class Supervisor:
         return process
 
     async def _spawn_failed(self, watched: Watched, exc: Exception) -> None:
+        await anyio.to_thread.run_sync(scope.end, watched.scope)  # made, but no process in it
         if isinstance(exc, errors.KanbanError):
             reason = str(exc)
         else:
@@ -435,9 +436,7 @@ class Supervisor:
                     run["shim_pid"], run["shim_started_at"]
                 ):
                     # A run started by a kanban from before run locks: its shim's pid it is.
-                    await self._watch(
-                        watched, _pid_waiter(run["shim_pid"], run["shim_started_at"])
-                    )
+                    await self._watch(watched, _pid_waiter(run["shim_pid"], run["shim_started_at"]))
             await self._finish(watched)
         finally:
             self.watched.pop(run["id"], None)
