@@ -231,8 +231,8 @@ def heartbeat(
     now: float | None = None,
 ) -> None:
     """The worker is alive (and optionally says what it is doing). Fenced by the token."""
-    if note is not None and len(note) > 2000:
-        raise errors.InvalidInput("a heartbeat note is at most 2000 characters")
+    if note is not None:
+        tasks.check_text(note, "a heartbeat note", 2000)
     with transaction(db, now=now) as tx:
         cursor = tx.execute(
             "UPDATE runs SET heartbeat_at = :now, lease_expires_at = :now + :lease,"

@@ -77,7 +77,7 @@ def store_limits(db: sqlite_utils.Database, limits: Limits) -> None:
         )
 
 
-def _text(value: str, what: str, limit: int = MAX_TEXT) -> str:
+def check_text(value: str, what: str, limit: int = MAX_TEXT) -> str:
     """Text from a person or a model, checked once for the CLI and MCP alike.
 
     No NUL byte (no program takes one in an argument: starting the agent would fail), valid
@@ -107,7 +107,7 @@ def _text(value: str, what: str, limit: int = MAX_TEXT) -> str:
 def _plain(value: object, what: str) -> None:
     """Every string in `value` (runtime options: a command's argv, nested) passes `_text`."""
     if isinstance(value, str):
-        _text(value, what)
+        check_text(value, what)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             _plain(key, what)
@@ -118,17 +118,17 @@ def _plain(value: object, what: str) -> None:
 
 
 def validate(spec: NewTask) -> None:
-    title = _text(spec.title, "the title").strip()
+    title = check_text(spec.title, "the title").strip()
     if not title:
         raise errors.InvalidInput("a task needs a non-empty title")
     if len(title) > MAX_TITLE:
         raise errors.InvalidInput(
             f"the title is longer than {MAX_TITLE} characters; shorten it (details go in the body)"
         )
-    _text(spec.body, "the body")
+    check_text(spec.body, "the body")
     for name in ("repo", "base_ref", "runtime", "batch_id"):
         if getattr(spec, name) is not None:
-            _text(getattr(spec, name), f"the {name.replace('_', ' ')}", MAX_NAME)
+            check_text(getattr(spec, name), f"the {name.replace('_', ' ')}", MAX_NAME)
     _plain(spec.runtime_options, "a runtime option")
     if spec.runtime is not None and not RUNTIME_NAME.match(spec.runtime):
         raise errors.InvalidInput(f"{spec.runtime!r} is not a runtime name")
@@ -311,7 +311,7 @@ def complete(
     when the run ends and its dispatcher has committed the work to the branch (`runs.settle`),
     so a task is never done without its work. An operator's completion takes effect at once.
     """
-    summary = _text(summary, "the summary").strip()
+    summary = check_text(summary, "the summary").strip()
     if not summary:
         raise errors.InvalidInput("say what was done: the summary must not be empty")
     with transaction(db) as tx:
@@ -343,7 +343,7 @@ def block(
     db: sqlite_utils.Database, task_id: int, reason: str, actor: actors.Actor = actors.OPERATOR
 ) -> None:
     """Block a task: it needs a person or another task; `unblock` returns it to ready."""
-    reason = _text(reason, "the reason").strip()
+    reason = check_text(reason, "the reason").strip()
     if not reason:
         raise errors.InvalidInput("say why the task is blocked: the reason must not be empty")
     with transaction(db) as tx:
@@ -460,7 +460,7 @@ def retry(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.
 
 
 def add_comment(tx: Tx, task_id: int, body: str, actor: actors.Actor) -> int:
-    body = _text(body, "the comment").strip()
+    body = check_text(body, "the comment").strip()
     if not body:
         raise errors.InvalidInput("the comment is empty")
     run_id = actor.run_id if isinstance(actor, actors.Worker) else None

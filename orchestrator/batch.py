@@ -216,6 +216,8 @@ def _entry(
     if spec.get("repo") is not None:
         if not isinstance(spec["repo"], str):
             raise _Problem("repo", "repo must be a path")
+        if "\0" in spec["repo"]:
+            raise _Problem("repo", "repo contains a NUL byte (\\0), which no path can hold")
         where = (path.parent / Path(spec["repo"]).expanduser()).resolve()
         cache_key = (str(where), spec.get("base"))
         if cache_key not in resolved:

@@ -24,6 +24,9 @@ import sqlite_utils
 from board import ids, runs, views
 
 TEMPLATE = Path(__file__).parent / "templates" / "prompt.md"
+# Agents get the prompt as one command-line argument, and Linux refuses any one argument over
+# MAX_ARG_STRLEN (131072 bytes); the board keeps a task's body well below this.
+MAX_BYTES = 120_000
 _SECTION = re.compile(r"^<!-- section: (\w+) -->\n", re.MULTILINE)
 
 
@@ -116,16 +119,31 @@ def render(
                 children=text, merges=_bullets(merge_lines) or "- (no branches to merge)"
             )
         )
-    return (
-        sections["main"]
-        .substitute(
-            task_id=ids.format(task["id"]),
-            title=task["title"],
-            body=task["body"] or "(no further description: the title says it all)",
-            workspace=workspace,
-            branch_text=f" on branch {branch}" if branch else "",
-            sections="\n".join(extra),
+
+    def main(extra_text: str) -> str:
+        return (
+            sections["main"]
+            .substitute(
+                task_id=ids.format(task["id"]),
+                title=task["title"],
+                body=task["body"] or "(no further description: the title says it all)",
+                workspace=workspace,
+                branch_text=f" on branch {branch}" if branch else "",
+                sections=extra_text,
+            )
+            .rstrip()
+            + "\n"
         )
-        .rstrip()
-        + "\n"
+
+    text = main("\n".join(extra))
+    if len(text.encode("utf-8")) <= MAX_BYTES:
+        return text
+    # Many long comments and results add up: the agent gets the first of them, and where the
+    # rest is. Its title and body always fit (the board limits them below this).
+    room = MAX_BYTES - len(main("").encode("utf-8")) - 200
+    note = (
+        f"\n[... cut to fit on a command line: `kanban show {ids.format(task['id'])}` "
+        "(or kanban_show) has all of it]\n"
     )
+    clipped = "\n".join(extra).encode("utf-8")[: max(room, 0)].decode("utf-8", "ignore")
+    return main(clipped + note)

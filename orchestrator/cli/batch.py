@@ -183,6 +183,7 @@ def _wait(db, batch_id: str, say, show_progress) -> bool:
 
 def _print(result: dict) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from orchestrator import render
 
@@ -198,13 +199,14 @@ def _print(result: dict) -> None:
         style = render.STYLE.get(e["status"], "")
         duration = f"{e['duration_s']:.1f}s" if e["duration_s"] is not None else ""
         text = (e["summary"] or e["reason"] or "").strip().splitlines()
+        # Text objects: a title is neither rich markup nor terminal control sequences.
         table.add_row(
-            f"{e['id']} {e['title']}",
+            Text(f"{e['id']} {render.plain(e['title'])}"),
             f"[{style}]{e['status']}[/]",
             str(e["attempts"]),
             duration,
             e["branch"] or "",
-            (text[-1] if text else "")[:120],
+            Text(render.plain(text[-1] if text else "")[:120]),
         )
     context.console().print(table)
 

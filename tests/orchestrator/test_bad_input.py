@@ -190,6 +190,7 @@ def test_a_nul_byte_in_a_batch_file_is_refused_and_nothing_is_submitted(tmp_path
         "title": '[tasks.a]\ntitle = "a\\u0000b"\ncommand = "true"\n',
         "body": '[tasks.a]\ntitle = "a"\nbody = "x\\u0000y"\n',
         "runtime option": '[tasks.a]\ntitle = "a"\ncommand = "echo a\\u0000b"\n',
+        "repo": '[tasks.a]\ntitle = "a"\nrepo = "r\\u0000"\ncommand = "true"\n',
     }
     for what, text in cases.items():
         batch = tmp_path / f"{what.replace(' ', '-')}.toml"
@@ -213,7 +214,7 @@ def test_text_that_is_not_utf8_on_the_command_line_is_refused(tmp_path):
 
 def test_nul_bytes_are_refused_by_the_board_for_every_interface(db_path):
     """The CLI cannot pass a NUL in argv; MCP clients (JSON) and batch files can."""
-    from board import connection, errors, tasks
+    from board import actors, connection, errors, runs, tasks
 
     db = connection.connect(db_path)
     task_id = tasks.create(db, tasks.NewTask("seed"))
@@ -239,6 +240,14 @@ def test_nul_bytes_are_refused_by_the_board_for_every_interface(db_path):
             raise AssertionError("a NUL byte was accepted")
     assert [t["id"] for t in tasks.list_tasks(db)] == [task_id]
     assert tasks.get(db, task_id)["status"] == "ready"
+    (claim,) = runs.claim(db, task_id=task_id)
+    worker = actors.Worker(task_id, claim.run_id, claim.token)
+    try:
+        runs.heartbeat(db, worker, note="working\0")
+    except errors.InvalidInput as exc:
+        assert "NUL byte" in str(exc)
+    else:
+        raise AssertionError("a NUL byte in a heartbeat note was accepted")
     db.conn.close()
 
 
@@ -476,3 +485,15 @@ def test_expected_errors_interrupts_and_usage_errors_keep_their_exit_codes(tmp_p
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
     refused(kanban("show", "t_9"), "t_9 does not exist")
     assert not (tmp_path / "home" / ".kanban" / "logs").exists()
+
+
+def test_the_batch_report_prints_titles_without_control_characters_or_markup(tmp_path):
+    batch = tmp_path / "hostile.toml"
+    batch.write_text(
+        '[tasks.a]\ntitle = "Fix \\u001b[2J it [/] \\u202e"\ncommand = "echo \\u001b[31mdone"\n'
+    )
+    result = kanban("run", str(batch))
+    assert result.returncode == 0, result.stderr
+    for bad in ("\x1b", "\u202e"):
+        assert bad not in result.stdout
+    assert "Fix" in result.stdout and "[/]" in result.stdout

@@ -100,3 +100,17 @@ def test_a_resumed_parent_gets_its_subtasks_outcomes_and_the_merge_conflicts(db)
     assert "kanban/t_3: conflicted; CONFLICTS left for you to resolve" in text
     assert "app.py, README.md" in text
     assert "This is attempt" not in text  # a resume is a fresh start, not a retry
+
+
+def test_a_prompt_never_outgrows_one_command_line_argument(db):
+    body = "é" * 49_000  # 98,000 bytes: just under the board's limit for a body
+    task = tasks.create(db, tasks.NewTask("Big", body=body, max_attempts=5))
+    for n in range(40):
+        tasks.comment(db, task, f"note {n}: " + "x" * 5_000)
+
+    text = render(db, task)
+
+    assert len(text.encode("utf-8")) <= prompt.MAX_BYTES < 131_072
+    assert body in text  # the task itself is never cut
+    assert "note 10: xxx" in text  # the oldest of the 30 most recent comments made it
+    assert "`kanban show t_1` (or kanban_show) has all of it" in text
