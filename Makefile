@@ -19,11 +19,11 @@ test: venv tools
 	$(PY) -m pytest
 
 demo: venv tools
-	$(PY) -m orchestrator.demo
+	$(PY) -m testing.demo
 
 lint: venv
-	$(PY) -m ruff check board worker orchestrator tests bench
-	$(PY) -m ruff format --check board worker orchestrator tests bench
+	$(PY) -m ruff check board worker orchestrator testing tests bench
+	$(PY) -m ruff format --check board worker orchestrator testing tests bench
 	$(PY) -m mypy
 
 # Run as modules from the repository root, so `import board` is the package, never

@@ -4,7 +4,7 @@ For each runtime (``codex``, ``hermes``) one small task (write a file, then repo
 through a running ``kanban dispatch``, and the same scripted work is run by the bare agent
 (``codex exec --sandbox workspace-write ...``, ``hermes chat -Q -q ...`` on its Codex
 app-server runtime) in a checkout of the same repository. Both talk to one scripted model
-(`orchestrator.scripted_model`), so no time is spent thinking and what remains is the cost of
+(`testing.scripted_model`), so no time is spent thinking and what remains is the cost of
 the programs and of the orchestration. Bare and kanban runs are interleaved, their order
 alternating from one round to the next (ABBA), after one warm-up round that is not counted.
 
@@ -62,7 +62,7 @@ from typing import Any
 import psutil
 
 from board import connection
-from orchestrator import demo, scripted_model
+from testing import demo, scripted_model
 from worker.setup import codex as codex_setup
 from worker.setup import hermes as hermes_setup
 

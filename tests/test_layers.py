@@ -1,5 +1,7 @@
 """Imports go one way: orchestrator -> worker -> board, and the board stays a plain SQLite store.
 
+None of the three imports what lives beside the product (testing/, tests/, bench/).
+
 Checked twice: statically (every import statement of every module, including imports inside
 functions) and dynamically (importing every module of a layer in a fresh interpreter must not
 load a higher layer, whatever the import statements look like).
@@ -19,16 +21,21 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# What lives beside the product and is not in the wheel (tests/test_packaging.py): the demo
+# and the scripted model, the tests, the benchmarks. The product never needs any of them.
+BESIDE = {"testing", "tests", "bench"}
 # What each layer must never import, directly or through anything it imports.
 FORBIDDEN = {
-    "board": {"worker", "orchestrator", "git", "subprocess", "anyio", "click"},
-    "worker": {"orchestrator"},
+    "board": {"worker", "orchestrator", "git", "subprocess", "anyio", "click", *BESIDE},
+    "worker": {"orchestrator", *BESIDE},
+    "orchestrator": BESIDE,
 }
 # `click` arrives with sqlite_utils and `subprocess` with parts of the standard library, so at
 # run time only the layers and the libraries no dependency of the board pulls in are checked.
 FORBIDDEN_LOADED = {
-    "board": {"worker", "orchestrator", "git", "anyio"},
-    "worker": {"orchestrator"},
+    "board": {"worker", "orchestrator", "git", "anyio", *BESIDE},
+    "worker": {"orchestrator", *BESIDE},
+    "orchestrator": BESIDE,
 }
 
 

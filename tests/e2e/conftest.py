@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 import pytest
 
-from orchestrator import scripted_model
+from testing import scripted_model
 from worker.runtimes import codex as codex_runtime
 from worker.setup import codex as codex_setup
 

@@ -1,4 +1,4 @@
-"""orchestrator.scripted_model driven by plain HTTP requests, and by the real `codex exec`."""
+"""testing.scripted_model driven by plain HTTP requests, and by the real `codex exec`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import scripted_model
+from testing import scripted_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -395,7 +395,7 @@ def test_cli_prints_its_base_url_first_and_serves_until_terminated(tmp_path: Pat
         [
             sys.executable,
             "-m",
-            "orchestrator.scripted_model",
+            "testing.scripted_model",
             "--script",
             str(script),
             "--record",
@@ -423,7 +423,7 @@ def test_cli_refuses_a_malformed_script_with_usage_exit_code(tmp_path: Path) -> 
     script = tmp_path / "script.json"
     script.write_text("{not json")
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator.scripted_model", "--script", str(script)],
+        [sys.executable, "-m", "testing.scripted_model", "--script", str(script)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ Everything lives under one output directory (default ``./demo-output``, wiped at
 throwaway git repository holding a tiny Python project, the board, the workers' worktrees and
 logs, and Codex and Hermes homes of the demo's own, so the user's ``~/.codex``, ``~/.hermes``
 and ``~/.kanban`` are never read or written. No account is needed: the model is
-`orchestrator.scripted_model`, which replays tool calls written down below. The agents, the
+`testing.scripted_model`, which replays tool calls written down below. The agents, the
 MCP server, the dispatcher, the worktrees and the merges are all real.
 
 The batch: two tasks in parallel (one on the ``codex`` runtime, one on ``hermes``) that edit
@@ -12,7 +12,7 @@ different files, a third that runs after both, and an orchestrator task that spl
 into two subtasks with ``kanban_create``, completes, and, resumed once they are done with their
 branches merged into its worktree, runs their tests and completes for real.
 
-    python -m orchestrator.demo [--output DIR]
+    python -m testing.demo [--output DIR]
 
 Exit status 0 only if every task is done with the expected files on its branch. Codex's
 sandbox lets the agent's shell write /tmp, and the board must stay out of its reach: when the
@@ -37,7 +37,8 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator import scripted_model, worktrees
+from orchestrator import worktrees
+from testing import scripted_model
 from worker.runtimes import codex as codex_runtime
 
 # Codex settings kept outside kanban's block: no plugin or app sync at start-up (there is no
@@ -396,7 +397,7 @@ def prepare_output(out: Path) -> None:
             )
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    (out / MARKER).write_text("Made by `python -m orchestrator.demo`; wiped by its next run.\n")
+    (out / MARKER).write_text("Made by `python -m testing.demo`; wiped by its next run.\n")
 
 
 def environment(out: Path) -> dict[str, str]:
@@ -550,8 +551,8 @@ def explain(demo: Demo, board: list[dict[str, Any]]) -> None:
     batch = demo.show(demo.out / "batch.toml")
     demo.say(
         textwrap.dedent(f"""\
-        The model was SCRIPTED: orchestrator/scripted_model.py answered Codex with tool calls
-        written down in advance in orchestrator/demo.py. There was no model, no account, and
+        The model was SCRIPTED: testing/scripted_model.py answered Codex with tool calls
+        written down in advance in testing/demo.py. There was no model, no account, and
         nothing left this machine. Everything else was real: `codex exec` and Hermes (on its
         Codex app-server runtime) worked in their own git worktrees, reported through kanban's
         MCP server, and the dispatcher committed, merged and settled their work on the board.
@@ -637,7 +638,7 @@ def run(demo: Demo) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.demo",
+        prog="python -m testing.demo",
         description="Run a small batch with real Codex and Hermes workers against a scripted "
         "model, in a throwaway repository; no account needed.",
     )

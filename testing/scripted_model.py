@@ -39,7 +39,7 @@ Calls of one turn may run in parallel in the agent; put actions in separate turn
         ...  # point the agent at server.base_url, "http://127.0.0.1:PORT/v1"
         assert "T1" in server.requests[-1].user_text
 
-    python -m orchestrator.scripted_model --script script.json [--port 0] [--record log.jsonl]
+    python -m testing.scripted_model --script script.json [--port 0] [--record log.jsonl]
 
 The command prints its base URL as the first line of stdout and serves until killed.
 """
@@ -627,7 +627,7 @@ def serve(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.scripted_model",
+        prog="python -m testing.scripted_model",
         description="Serve a scripted stand-in for a model API on 127.0.0.1. It is not a model.",
     )
     parser.add_argument("--script", required=True, help="the JSON script file")

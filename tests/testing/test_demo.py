@@ -1,4 +1,4 @@
-"""`python -m orchestrator.demo`, run as `make demo` runs it, with real Codex and Hermes workers.
+"""`python -m testing.demo`, run as `make demo` runs it, with real Codex and Hermes workers.
 
 It runs in a directory of its own under the repository's ignored ``demo-output/``, as a user's
 demo does (wherever the clone is: under /tmp the demo takes the temporary roots out of its
@@ -55,7 +55,7 @@ def test_the_demo_runs_every_task_to_done_with_its_files_on_its_branch(
     output: Path, isolated_home: Path
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator.demo", "--output", str(output)],
+        [sys.executable, "-m", "testing.demo", "--output", str(output)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
