@@ -51,10 +51,10 @@ def test_every_config_key_is_in_the_config_reference():
 
 
 def test_every_mcp_tool_is_in_the_tool_reference():
-    from worker import mcp_server
+    from worker.mcp_server import identity, specs
 
     text = (REPO_ROOT / "docs" / "mcp-tools.md").read_text()
-    names = [spec.name for spec in mcp_server.tool_specs(mcp_server.identity_from_env({}))]
+    names = [spec.name for spec in specs.tool_specs(identity.from_env({}))]
     assert len(names) == 9
     for name in names:
         assert f"`{name}`" in text, name

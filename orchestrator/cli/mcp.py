@@ -26,10 +26,10 @@ def mcp(ctx: click.Context, db_path: str | None) -> None:
     Example (an MCP client's server entry):
       command = "kanban", args = ["--db", "/srv/board.db", "mcp"]
     """
-    from worker import mcp_server
+    from worker.mcp_server import server
 
     path = db_path or (ctx.find_root().obj or {}).get("db_path")
-    ctx.exit(mcp_server.run(path))
+    ctx.exit(server.run(path))
 
 
 COMMANDS = [mcp]

@@ -20,7 +20,8 @@ from mcp.client.stdio import stdio_client
 
 from board import actors, connection, runs, tasks
 from board.states import Outcome
-from worker import env, mcp_server
+from worker import env
+from worker.mcp_server import identity, specs, tools
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {
@@ -492,8 +493,9 @@ def test_stdout_carries_only_protocol(db_path: Path) -> None:
 
 def test_importing_the_server_module_is_cheap_and_silent() -> None:
     probe = (
-        "import sys, worker.mcp_server as m;"
-        "m.tool_specs(m.identity_from_env({}));"
+        "import sys, worker.mcp_server.__main__, worker.mcp_server.tools;"
+        "from worker.mcp_server import identity, specs;"
+        "specs.tool_specs(identity.from_env({}));"
         "heavy = ('mcp', 'sqlite_utils', 'click', 'rich', 'orchestrator', 'anyio');"
         "print(sorted({n.split('.')[0] for n in sys.modules} & set(heavy)), file=sys.stderr)"
     )
@@ -508,7 +510,8 @@ def test_serving_imports_print_nothing_and_pull_in_no_cli() -> None:
     # Everything the server imports when it serves and on its first tool call. (The MCP SDK
     # itself imports click through uvicorn; only our own CLI layer and rich must stay out.)
     probe = (
-        "import sys, worker.mcp_server, mcp.server.lowlevel, mcp.server.stdio, anyio.to_thread;"
+        "import sys, worker.mcp_server.server, worker.mcp_server.tools;"
+        "import mcp.server.lowlevel, mcp.server.stdio, anyio.to_thread;"
         "import board.connection, board.tasks, board.views, board.runs, board.deps;"
         "print(sorted({n.split('.')[0] for n in sys.modules} & {'rich', 'orchestrator'}),"
         " file=sys.stderr)"
@@ -529,8 +532,8 @@ def test_show_is_bounded_to_the_latest_events(tmp_path: Path, db, db_path: Path)
     async def scenario() -> None:
         async with session(tmp_path, server_env(db_path, claim)) as client:
             shown = await ok(client, "kanban_show")
-        assert len(shown["events"]) == mcp_server.SHOW_EVENTS
-        assert shown["events_omitted"] >= 30 - mcp_server.SHOW_EVENTS
+        assert len(shown["events"]) == specs.SHOW_EVENTS
+        assert shown["events_omitted"] >= 30 - specs.SHOW_EVENTS
         assert shown["events"][-1]["data"] == {"note": "step 29"}
 
     run(scenario)
@@ -554,7 +557,7 @@ def test_concurrent_calls_are_all_answered(tmp_path: Path, db, db_path: Path) ->
     assert len({a["id"] for a in answers}) == 20
 
 
-class _BrokenBoard(mcp_server.Board):
+class _BrokenBoard(tools.Board):
     def get(self):
         raise RuntimeError("disk on fire")
 
@@ -562,20 +565,20 @@ class _BrokenBoard(mcp_server.Board):
 def test_an_unexpected_failure_is_an_error_result_and_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    ident = mcp_server.identity_from_env({})
-    specs = {s.name: s for s in mcp_server.tool_specs(ident)}
-    reply = mcp_server.call_tool(_BrokenBoard(None), ident, specs, "kanban_list", {})
+    ident = identity.from_env({})
+    listed = {s.name: s for s in specs.tool_specs(ident)}
+    reply = tools.call_tool(_BrokenBoard(None), ident, listed, "kanban_list", {})
     assert not reply.ok and "RuntimeError: disk on fire" in reply.text
     assert "kanban_list failed" in caplog.text
 
 
-def call(db_path: Path, claim: runs.Claim, name: str, **arguments: Any) -> mcp_server.Reply:
+def call(db_path: Path, claim: runs.Claim, name: str, **arguments: Any) -> tools.Reply:
     """One tool call in worker mode, through the server's own dispatch (no stdio)."""
-    ident = mcp_server.identity_from_env(server_env(db_path, claim))
-    specs = {s.name: s for s in mcp_server.tool_specs(ident)}
-    board = mcp_server.Board(str(db_path))
+    ident = identity.from_env(server_env(db_path, claim))
+    listed = {s.name: s for s in specs.tool_specs(ident)}
+    board = tools.Board(str(db_path))
     try:
-        return mcp_server.call_tool(board, ident, specs, name, arguments)
+        return tools.call_tool(board, ident, listed, name, arguments)
     finally:
         board.close()
 
