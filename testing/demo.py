@@ -319,6 +319,18 @@ class Demo:
         """A path as the user would type it from here."""
         return os.path.relpath(path)
 
+    def program(self) -> list[str]:
+        """The kanban the demo runs, as the user would type it from here."""
+        return [self.show(a) if os.path.isabs(a) and _below_here(a) else a for a in self.kanban]
+
+    def hint(self, *args: str) -> str:
+        """`kanban ARGS` on the demo's board, as a command that works as printed from here.
+
+        `kanban` itself is rarely on the PATH after `make demo` (it is the checkout's venv's),
+        so a hint names the program the demo ran, and the board with --db.
+        """
+        return shlex.join([*self.program(), "--db", self.show(self.out / "board.db"), *args])
+
     def step(self, text: str) -> None:
         self.console.print(f"\n[bold]{text}[/]")
 
@@ -361,6 +373,10 @@ class Demo:
         if check and done.returncode != 0:
             raise DemoError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
+
+
+def _below_here(path: str) -> bool:
+    return not os.path.relpath(path).startswith(os.pardir)
 
 
 def kanban_command() -> list[str]:
@@ -542,11 +558,10 @@ def explain(demo: Demo, board: list[dict[str, Any]]) -> None:
     demo.step("6. Logs")
     demo.say(f"Each run's log (its agent's output): {demo.show(demo.out / 'logs')}/TASK/run-N.log")
     demo.say(f"Each request the model answered: {demo.show(demo.out / 'model-requests.jsonl')}")
-    demo.say("To look around, point kanban at the demo's board:")
-    env = f"export KANBAN_DB={demo.show(demo.out / 'board.db')}"
+    demo.say("To look around the demo's board, from this directory:")
     first = board[0]["id"] if board else "t_1"
-    for command in (env, f"kanban logs {first}", f"kanban show {first}", "kanban board --all"):
-        demo.say(f"  {command}")
+    for args in (("logs", first), ("show", first), ("board", "--all")):
+        demo.say(f"  {demo.hint(*args)}")
     demo.step("7. What was real, and what was scripted")
     batch = demo.show(demo.out / "batch.toml")
     demo.say(
@@ -557,7 +572,8 @@ def explain(demo: Demo, board: list[dict[str, Any]]) -> None:
         Codex app-server runtime) worked in their own git worktrees, reported through kanban's
         MCP server, and the dispatcher committed, merged and settled their work on the board.
 
-        To run the same against a real model, with your own homes:
+        To run the same against a real model, with your own homes, install the kanban
+        command for daily use first (`pipx install .` from this checkout: see the README):
           codex login                 # sign in to Codex (or use an API key)
           kanban setup codex          # registers kanban's MCP server in ~/.codex/config.toml
           kanban setup hermes         # a Hermes home of kanban's own, ~/.kanban/hermes
@@ -579,6 +595,7 @@ def run(demo: Demo) -> bool:
     demo.kanban = kanban_command()
 
     demo.step("1. A throwaway project, a board, and agent homes of the demo's own")
+    demo.say(f"(`kanban` below is {shlex.join(demo.program())}, with the demo's board and homes)")
     base = make_project(demo)
     agent_homes(demo)
     (out / "batch.toml").write_text(batch_toml())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,32 @@ def test_the_demo_runs_every_task_to_done_with_its_files_on_its_branch(
     for title, files in EXPECTED.items():
         for path, text in files.items():
             assert text in git(output / "repo", "show", f"{by_title[title]['branch']}:{path}")
+
+    # The hints to look around work as printed, from where the demo ran, with no `kanban` on
+    # the PATH and KANBAN_DB naming another board.
+    lines = done.stdout.splitlines()
+    start = lines.index("To look around the demo's board, from this directory:") + 1
+    hints = [line.strip() for line in lines[start : start + 3]]
+    assert [shlex.split(h)[-2:] for h in hints] == [
+        ["logs", "t_1"],
+        ["show", "t_1"],
+        ["board", "--all"],
+    ]
+    outputs = []
+    for hint in hints:
+        shown = subprocess.run(
+            shlex.split(hint),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PATH": "/usr/bin:/bin"},
+        )
+        assert shown.returncode == 0, (hint, shown.stderr)
+        outputs.append(shown.stdout)
+    logs, show, board_table = outputs
+    assert logs.strip() and board_table.strip()
+    assert "Add slugify() to textutils.py" in show
 
     # Nothing of the user's (here: the test's isolated home) was read into or written.
     for name in (".codex", ".hermes", ".kanban"):
