@@ -251,7 +251,11 @@ class Trial:
             if self.current is None or self.current.poll() is not None:
                 return []
             return [psutil.Process(self.current.pid)]
-        shims = [p for p in self.processes() if "worker.shim" in _cmdline(p)]
+        with_shim_argv = [p for p in self.processes() if "worker.shim" in _cmdline(p)]
+        # A shim's child between fork and exec still shows the shim's argv: it is the agent
+        # being born (killing it is an agent kill, whose attempt is rightly spent).
+        pids = {p.pid for p in with_shim_argv}
+        shims = [p for p in with_shim_argv if _parent_pid(p) not in pids]
         if kind == "shim":
             return shims
         agents = []
@@ -539,6 +543,13 @@ def run_trial(number: int, seed: int, root: Path, args: argparse.Namespace) -> d
 
 def _sleep_until(when: float) -> None:
     time.sleep(max(0.0, when - time.monotonic()))
+
+
+def _parent_pid(proc: psutil.Process) -> int | None:
+    try:
+        return proc.ppid()
+    except psutil.NoSuchProcess:
+        return None
 
 
 def _cmdline(proc: psutil.Process) -> str:
