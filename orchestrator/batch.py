@@ -171,7 +171,7 @@ def _entry(
     table: dict[str, Any],
     resolved: dict[tuple[str, str | None], tuple[str, str]],
 ) -> batches.Entry:
-    from orchestrator import worktrees
+    from orchestrator import git
 
     unknown = set(spec) - TASK_KEYS
     if unknown:
@@ -222,8 +222,8 @@ def _entry(
         cache_key = (str(where), spec.get("base"))
         if cache_key not in resolved:
             try:
-                top = str(worktrees.open_repo(where).path)
-                resolved[cache_key] = (top, worktrees.resolve_base(top, spec.get("base")))
+                top = str(git.open_repo(where).path)
+                resolved[cache_key] = (top, git.resolve_base(top, spec.get("base")))
             except errors.KanbanError as exc:
                 raise _Problem("repo", str(exc)) from exc
         repo, base_ref = resolved[cache_key]

@@ -25,7 +25,7 @@ import anyio.abc
 
 from board import actors, errors, ids, runs, tasks, views
 from board.states import Outcome
-from orchestrator import boardio, config, processes, retry, worktrees
+from orchestrator import boardio, config, git, merging, processes, retry, worktrees
 from worker import env, pause, prompt, runtimes, scope
 from worker.runtimes import base
 
@@ -342,10 +342,18 @@ class Supervisor:
             scratch.mkdir(parents=True, exist_ok=True)
             return str(scratch), None, []
         repo = task["repo"]
-        branch = task["branch"] or f"{self.settings.branch_prefix}{board_id}/{tid}"
-        path = task["worktree"] or str(
-            worktrees.worktree_root(repo, self.settings.worktree_root) / board_id / tid
-        )
+        branch, path = task["branch"], task["worktree"]
+        if not (branch and path):  # named once: a retry or a resume keeps what it was given
+            named = functools.partial(
+                worktrees.placement,
+                repo,
+                root=self.settings.worktree_root,
+                prefix=self.settings.branch_prefix,
+                board_id=board_id,
+                task_id=tid,
+            )
+            new_branch, new_path = await anyio.to_thread.run_sync(named)
+            branch, path = branch or new_branch, path or str(new_path)
         base_ref = task["base_ref"]
         if task["parent_id"] and not task["branch"]:
             parent = await self.board.call(tasks.get, task["parent_id"])
@@ -357,7 +365,7 @@ class Supervisor:
                 )
                 base_ref = parent["branch"]
         if base_ref is None:
-            base_ref = await anyio.to_thread.run_sync(worktrees.resolve_base, repo, None)
+            base_ref = await anyio.to_thread.run_sync(git.resolve_base, repo, None)
         tree = await anyio.to_thread.run_sync(
             worktrees.ensure_worktree, repo, Path(path), branch, base_ref
         )
@@ -389,7 +397,7 @@ class Supervisor:
             f"kanban: {ids.format(task['id'])} work so far, before merging its subtasks",
         )
         outcomes = await anyio.to_thread.run_sync(
-            lambda: worktrees.merge_branches(
+            lambda: merging.merge_branches(
                 path, branches, lambda b: f"kanban: merge {b} into {ids.format(task['id'])}"
             )
         )
@@ -543,7 +551,7 @@ class Supervisor:
             )
             try:
                 await anyio.to_thread.run_sync(worktrees.commit_all, watched.workspace, message)
-                commit = await anyio.to_thread.run_sync(worktrees.head, watched.workspace)
+                commit = await anyio.to_thread.run_sync(git.head, watched.workspace)
             except Exception as exc:  # a full disk, a broken repository: the work stays put
                 commit_error = str(exc)
         tail = await anyio.to_thread.run_sync(log_tail, watched.log_path)

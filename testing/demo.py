@@ -37,7 +37,7 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator import worktrees
+from orchestrator import git
 from testing import scripted_model
 from worker.runtimes import codex as codex_runtime
 
@@ -420,7 +420,7 @@ def environment(out: Path) -> dict[str, str]:
     """The children's environment: every kanban path under `out`, nothing of the user's."""
     environ = {
         k: v
-        for k, v in worktrees.clean_environ().items()
+        for k, v in git.clean_environ().items()
         if not k.startswith(("KANBAN_", "HERMES_KANBAN_"))
     }
     environ |= {

@@ -77,7 +77,7 @@ def create(
       kanban create "Add a --verbose flag" --repo . --body "Use click's count option"
       kanban create "Nightly checks" --command "make check" --after t_3
     """
-    from orchestrator import worktrees
+    from orchestrator import git
 
     options: dict = {}
     if command is not None:
@@ -95,11 +95,11 @@ def create(
     actor = context.actor()
     base_ref = None
     if repo is not None:
-        repo = str(worktrees.open_repo(repo).path)
+        repo = str(git.open_repo(repo).path)
         # A subtask branches from its parent's branch, so only a top-level task pins HEAD.
         subtask = parent is not None or isinstance(actor, actors.Worker)
         if base is not None or not subtask:
-            base_ref = worktrees.resolve_base(repo, base)
+            base_ref = git.resolve_base(repo, base)
     elif base is not None:
         raise errors.InvalidInput("--base needs --repo")
     spec = tasks.NewTask(

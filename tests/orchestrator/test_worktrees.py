@@ -1,4 +1,4 @@
-"""orchestrator.worktrees against real repositories made with `git init` in tmp_path."""
+"""orchestrator.git, .worktrees and .merging against real repositories made with `git init`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import worktrees
+import orchestrator.git
+from orchestrator import config, merging, worktrees
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+BOARD = "0b0a4d00"  # a board's id, as board.identity makes them
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:
@@ -63,9 +65,14 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "worktrees"
 
 
+def placed(repo: Path, root: Path, task_id: str) -> tuple[str, Path]:
+    """The task's branch and worktree, named as the supervisor names them."""
+    return worktrees.placement(repo, root=root, prefix="kanban/", board_id=BOARD, task_id=task_id)
+
+
 def new_worktree(repo: Path, root: Path, task_id: str, base: str = "HEAD") -> worktrees.Worktree:
-    path = worktrees.worktree_path(worktrees.worktree_root(repo, root), task_id)
-    return worktrees.ensure_worktree(repo, path, worktrees.task_branch(task_id), base)
+    branch, path = placed(repo, root, task_id)
+    return worktrees.ensure_worktree(repo, path, branch, base)
 
 
 # --- creation ----------------------------------------------------------------------------
@@ -78,13 +85,14 @@ def test_worktree_is_created_on_a_new_branch_at_the_base_sha(repo: Path, root: P
     wt = new_worktree(repo, root, "t_1", base=first)
 
     assert wt.created is True
-    assert wt.branch == "kanban/t_1"
+    assert wt.branch == f"kanban/{BOARD}/t_1"
     assert wt.head == first
-    assert wt.path.parent.parent == root.resolve()
+    assert wt.path.parents[2] == root.resolve()
     assert wt.path.name == "t_1"
-    assert wt.path.parent.name.startswith("app-")
-    assert git(repo, "rev-parse", "kanban/t_1") == first
-    assert git(wt.path, "symbolic-ref", "HEAD") == "refs/heads/kanban/t_1"
+    assert wt.path.parent.name == BOARD
+    assert wt.path.parents[1].name.startswith("app-")
+    assert git(repo, "rev-parse", f"kanban/{BOARD}/t_1") == first
+    assert git(wt.path, "symbolic-ref", "HEAD") == f"refs/heads/kanban/{BOARD}/t_1"
     assert (wt.path / "README").read_text() == "hello\n"
     assert not (wt.path / "later.txt").exists()
     assert wt.path in worktree_paths(repo)
@@ -107,7 +115,8 @@ def test_second_call_reuses_the_worktree_as_it_is(repo: Path, root: Path) -> Non
 
 def test_existing_branch_without_worktree_gets_one_without_reset(repo: Path, root: Path) -> None:
     base = git(repo, "rev-parse", "HEAD")
-    git(repo, "checkout", "-q", "-b", "kanban/t_1")
+    branch, _ = placed(repo, root, "t_1")
+    git(repo, "checkout", "-q", "-b", branch)
     ahead = commit_file(repo, "done.txt", "earlier work\n")
     git(repo, "checkout", "-q", "main")
 
@@ -115,7 +124,7 @@ def test_existing_branch_without_worktree_gets_one_without_reset(repo: Path, roo
 
     assert wt.created is True
     assert wt.head == ahead
-    assert git(repo, "rev-parse", "kanban/t_1") == ahead
+    assert git(repo, "rev-parse", branch) == ahead
     assert (wt.path / "done.txt").read_text() == "earlier work\n"
 
 
@@ -132,13 +141,13 @@ def test_worktree_deleted_by_hand_is_recreated_from_its_branch(repo: Path, root:
 
 
 def test_worktree_left_half_made_by_a_killed_git_is_rebuilt(repo: Path, root: Path) -> None:
-    path = worktrees.worktree_path(worktrees.worktree_root(repo, root), "t_1")
+    branch, path = placed(repo, root, "t_1")
     # What a `git worktree add` killed mid-checkout leaves: git's own "initializing" lock.
     locked = ["--lock", "--reason", "initializing"]
-    git(repo, "worktree", "add", *locked, "-b", "kanban/t_1", str(path), "HEAD")
+    git(repo, "worktree", "add", *locked, "-b", branch, str(path), "HEAD")
     (path / "README").unlink()
 
-    wt = worktrees.ensure_worktree(repo, path, "kanban/t_1", "HEAD")
+    wt = worktrees.ensure_worktree(repo, path, branch, "HEAD")
 
     assert wt.created is True
     assert (path / "README").read_text() == "hello\n"
@@ -146,9 +155,9 @@ def test_worktree_left_half_made_by_a_killed_git_is_rebuilt(repo: Path, root: Pa
 
 
 def test_branch_checked_out_elsewhere_is_refused(repo: Path, root: Path) -> None:
-    new_worktree(repo, root, "t_1")
-    with pytest.raises(worktrees.GitError, match="already checked out"):
-        worktrees.ensure_worktree(repo, root / "elsewhere", "kanban/t_1", "HEAD")
+    wt = new_worktree(repo, root, "t_1")
+    with pytest.raises(orchestrator.git.GitError, match="already checked out"):
+        worktrees.ensure_worktree(repo, root / "elsewhere", wt.branch, "HEAD")
 
 
 def test_inherited_git_variables_do_not_redirect_anything(
@@ -162,29 +171,29 @@ def test_inherited_git_variables_do_not_redirect_anything(
     monkeypatch.setenv("GIT_INDEX_FILE", str(decoy / ".git" / "index"))
     monkeypatch.setenv("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
 
-    info = worktrees.open_repo(repo)
+    info = orchestrator.git.open_repo(repo)
     assert info.path == repo
     assert info.head == git(repo, "rev-parse", "HEAD") != decoy_head
-    assert worktrees.resolve_base(repo) == info.head
+    assert orchestrator.git.resolve_base(repo) == info.head
     wt = new_worktree(repo, root, "t_1")
     (wt.path / "new.txt").write_text("new\n")
     sha = worktrees.commit_all(wt.path, "task t_1, run 1")
     assert sha is not None
-    assert worktrees.head(wt.path) == sha
+    assert orchestrator.git.head(wt.path) == sha
 
-    assert git(repo, "rev-parse", "kanban/t_1") == sha
+    assert git(repo, "rev-parse", f"kanban/{BOARD}/t_1") == sha
     assert branches(decoy) == {"main"}
     assert git(decoy, "rev-parse", "HEAD") == decoy_head
     assert (decoy / ".git" / "index").read_bytes() == decoy_index
     assert git(decoy, "status", "--porcelain") == ""
-    env = worktrees.clean_environ()
+    env = orchestrator.git.clean_environ()
     assert not {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"} & env.keys()
     assert env["GIT_SSH_COMMAND"] == "ssh -o BatchMode=yes"
     assert env["HOME"] == os.environ["HOME"]
 
 
 def test_clean_environ_strips_location_and_identity_but_keeps_transport() -> None:
-    env = worktrees.clean_environ(
+    env = orchestrator.git.clean_environ(
         {
             "PATH": "/bin",
             "GIT_DIR": "x",
@@ -223,10 +232,10 @@ def test_creation_failing_halfway_leaves_no_branch_and_no_directory(repo: Path, 
     hook.parent.mkdir(exist_ok=True)
     hook.write_text("#!/bin/sh\necho 'checkout hook says no' >&2\nexit 3\n")
     hook.chmod(0o755)
-    path = worktrees.worktree_path(worktrees.worktree_root(repo, root), "t_1")
+    branch, path = placed(repo, root, "t_1")
 
-    with pytest.raises(worktrees.GitError, match="checkout hook says no"):
-        worktrees.ensure_worktree(repo, path, "kanban/t_1", "HEAD")
+    with pytest.raises(orchestrator.git.GitError, match="checkout hook says no"):
+        worktrees.ensure_worktree(repo, path, branch, "HEAD")
 
     assert not path.exists()
     assert_nothing_left(repo, path)
@@ -239,7 +248,7 @@ def test_creation_onto_an_existing_file_keeps_the_file_and_leaves_no_branch(
     root.mkdir()
     path.write_text("not yours\n")
 
-    with pytest.raises(worktrees.GitError, match="already exists"):
+    with pytest.raises(orchestrator.git.GitError, match="already exists"):
         worktrees.ensure_worktree(repo, path, "kanban/t_1", "HEAD")
 
     assert path.read_text() == "not yours\n"
@@ -248,7 +257,7 @@ def test_creation_onto_an_existing_file_keeps_the_file_and_leaves_no_branch(
 
 def test_unknown_base_creates_nothing(repo: Path, root: Path) -> None:
     path = root / "t_1"
-    with pytest.raises(worktrees.GitError, match="unknown ref 'no-such-branch'"):
+    with pytest.raises(orchestrator.git.GitError, match="unknown ref 'no-such-branch'"):
         worktrees.ensure_worktree(repo, path, "kanban/t_1", "no-such-branch")
     assert not path.exists()
     assert_nothing_left(repo, path)
@@ -278,7 +287,7 @@ def test_threads_creating_worktrees_in_one_repo_all_succeed(repo: Path, root: Pa
 
     assert failures == []
     assert all(results[t].created for t in ids)
-    assert branches(repo) == {"main", *(f"kanban/{t}" for t in ids)}
+    assert branches(repo) == {"main", *(f"kanban/{BOARD}/{t}" for t in ids)}
     assert sorted(worktree_paths(repo)) == sorted([repo, *(results[t].path for t in ids)])
 
 
@@ -286,11 +295,13 @@ CREATE_IN_CHILD = """
 import sys
 from pathlib import Path
 from orchestrator import worktrees
-repo, root, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+repo, root = Path(sys.argv[1]), Path(sys.argv[2])
 sys.stdin.readline()  # the test writes a line once every child is running
 for task_id in sys.argv[4:]:
-    path = worktrees.worktree_path(worktrees.worktree_root(repo, root), task_id)
-    worktrees.ensure_worktree(repo, path, worktrees.task_branch(task_id), "HEAD")
+    branch, path = worktrees.placement(
+        repo, root=root, prefix="kanban/", board_id=sys.argv[3], task_id=task_id
+    )
+    worktrees.ensure_worktree(repo, path, branch, "HEAD")
 """
 
 
@@ -300,7 +311,7 @@ def test_processes_creating_worktrees_in_one_repo_all_succeed(
     groups = [[f"t_{p}{i}" for i in range(4)] for p in range(4)]
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", CREATE_IN_CHILD, str(repo), str(root), str(tmp_path), *group],
+            [sys.executable, "-c", CREATE_IN_CHILD, str(repo), str(root), BOARD, *group],
             cwd=REPO_ROOT,
             stdin=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -316,7 +327,7 @@ def test_processes_creating_worktrees_in_one_repo_all_succeed(
 
     assert [child.returncode for child in children] == [0] * len(children), outputs
     ids = [task_id for group in groups for task_id in group]
-    assert branches(repo) == {"main", *(f"kanban/{t}" for t in ids)}
+    assert branches(repo) == {"main", *(f"kanban/{BOARD}/{t}" for t in ids)}
     assert len(worktree_paths(repo)) == 1 + len(ids)
 
 
@@ -344,11 +355,11 @@ def test_creation_waits_for_the_lock_held_by_another_process(repo: Path, root: P
         thread.start()
         # A bounded wait for something that must not happen while the other process holds it.
         assert not done.wait(0.5)
-        assert "kanban/t_1" not in branches(repo)
+        assert f"kanban/{BOARD}/t_1" not in branches(repo)
         holder.stdin.write("release\n")
     thread.join(timeout=30)
     assert done.is_set()
-    assert "kanban/t_1" in branches(repo)
+    assert f"kanban/{BOARD}/t_1" in branches(repo)
 
 
 # --- commit_all --------------------------------------------------------------------------
@@ -364,13 +375,13 @@ def test_commit_all_captures_modified_new_and_deleted_files(repo: Path, root: Pa
 
     sha = worktrees.commit_all(wt.path, "kanban: task t_1, run 3")
 
-    assert sha == git(repo, "rev-parse", "kanban/t_1")
+    assert sha == git(repo, "rev-parse", f"kanban/{BOARD}/t_1")
     assert git(wt.path, "log", "-1", "--format=%s") == "kanban: task t_1, run 3"
     changes = git(wt.path, "show", "--name-status", "--format=", sha).splitlines()
     assert sorted(changes) == ["A\tpkg/new.py", "D\tgone.txt", "M\tREADME"]
     assert git(wt.path, "status", "--porcelain") == ""
     assert worktrees.commit_all(wt.path, "again") is None
-    assert git(repo, "rev-parse", "kanban/t_1") == sha
+    assert git(repo, "rev-parse", f"kanban/{BOARD}/t_1") == sha
 
 
 def test_commit_all_leaves_ignored_files_out(repo: Path, root: Path) -> None:
@@ -429,7 +440,7 @@ def test_commit_all_concludes_a_conflicted_merge_with_markers(repo: Path, root: 
     commit_file(other.path, "README", "theirs\n")
     wt = new_worktree(repo, root, "t_1")
     commit_file(wt.path, "README", "ours\n")
-    git(wt.path, "merge", "kanban/t_2", check=False)
+    git(wt.path, "merge", f"kanban/{BOARD}/t_2", check=False)
 
     sha = worktrees.commit_all(wt.path, "task t_1")
 
@@ -452,29 +463,34 @@ def test_merge_branches_merges_skips_and_commits_conflicts(repo: Path, root: Pat
     later = new_worktree(repo, root, "t_d")
     commit_file(later.path, "d.txt", "from d\n")
     commit_file(parent.path, "README", "from the parent\n")
-    parent_head = worktrees.head(parent.path)
+    parent_head = orchestrator.git.head(parent.path)
 
-    outcomes = worktrees.merge_branches(
+    outcomes = merging.merge_branches(
         parent.path,
-        ["kanban/t_a", "kanban/t_b", "kanban/t_c", "kanban/t_d"],
+        [
+            f"kanban/{BOARD}/t_a",
+            f"kanban/{BOARD}/t_b",
+            f"kanban/{BOARD}/t_c",
+            f"kanban/{BOARD}/t_d",
+        ],
         lambda branch: f"kanban: integrate {branch} into t_p",
     )
 
     statuses = [(o.branch, o.status, o.conflicts) for o in outcomes]
     assert statuses == [
-        ("kanban/t_a", worktrees.MergeStatus.MERGED, ()),
-        ("kanban/t_b", worktrees.MergeStatus.UP_TO_DATE, ()),
-        ("kanban/t_c", worktrees.MergeStatus.CONFLICTED, ("README",)),
-        ("kanban/t_d", worktrees.MergeStatus.MERGED, ()),
+        (f"kanban/{BOARD}/t_a", merging.MergeStatus.MERGED, ()),
+        (f"kanban/{BOARD}/t_b", merging.MergeStatus.UP_TO_DATE, ()),
+        (f"kanban/{BOARD}/t_c", merging.MergeStatus.CONFLICTED, ("README",)),
+        (f"kanban/{BOARD}/t_d", merging.MergeStatus.MERGED, ()),
     ]
     assert outcomes[1].sha is None
     first_merge = outcomes[0].sha
     assert git(parent.path, "log", "-1", "--format=%P", first_merge).split() == [
         parent_head,
-        git(repo, "rev-parse", "kanban/t_a"),
+        git(repo, "rev-parse", f"kanban/{BOARD}/t_a"),
     ]
     assert git(parent.path, "log", "-1", "--format=%s", first_merge) == (
-        "kanban: integrate kanban/t_a into t_p"
+        f"kanban: integrate kanban/{BOARD}/t_a into t_p"
     )
     conflict_merge = outcomes[2].sha
     assert len(git(parent.path, "log", "-1", "--format=%P", conflict_merge).split()) == 2
@@ -483,7 +499,7 @@ def test_merge_branches_merges_skips_and_commits_conflicts(repo: Path, root: Pat
     assert "README" in git(parent.path, "log", "-1", "--format=%b", conflict_merge)
     assert (parent.path / "a.txt").read_text() == "from a\n"
     assert (parent.path / "d.txt").read_text() == "from d\n"
-    assert outcomes[3].sha == worktrees.head(parent.path)
+    assert outcomes[3].sha == orchestrator.git.head(parent.path)
     assert git(parent.path, "status", "--porcelain") == ""
 
 
@@ -494,9 +510,9 @@ def test_merge_records_a_merge_commit_even_where_a_fast_forward_would_do(
     child = new_worktree(repo, root, "t_c")
     child_head = commit_file(child.path, "c.txt", "c\n")
 
-    [outcome] = worktrees.merge_branches(parent.path, ["kanban/t_c"], lambda b: f"merge {b}")
+    [outcome] = merging.merge_branches(parent.path, [f"kanban/{BOARD}/t_c"], lambda b: f"merge {b}")
 
-    assert outcome.status is worktrees.MergeStatus.MERGED
+    assert outcome.status is merging.MergeStatus.MERGED
     assert outcome.sha != child_head
     assert git(parent.path, "log", "-1", "--format=%P", outcome.sha).split() == [
         parent.head,
@@ -508,11 +524,11 @@ def test_merge_branches_refuses_a_dirty_worktree_and_unknown_branches(
     repo: Path, root: Path
 ) -> None:
     parent = new_worktree(repo, root, "t_p")
-    with pytest.raises(worktrees.GitError, match="no branch named kanban/t_x"):
-        worktrees.merge_branches(parent.path, ["kanban/t_x"], str)
+    with pytest.raises(orchestrator.git.GitError, match=f"no branch named kanban/{BOARD}/t_x"):
+        merging.merge_branches(parent.path, [f"kanban/{BOARD}/t_x"], str)
     (parent.path / "wip.txt").write_text("wip\n")
-    with pytest.raises(worktrees.WorktreeDirty, match=r"wip\.txt"):
-        worktrees.merge_branches(parent.path, ["main"], str)
+    with pytest.raises(orchestrator.git.WorktreeDirty, match=r"wip\.txt"):
+        merging.merge_branches(parent.path, ["main"], str)
 
 
 # --- removal and gc ------------------------------------------------------------------------
@@ -536,53 +552,32 @@ def test_gc_removes_what_is_safe_and_keeps_the_rest(repo: Path, root: Path) -> N
 
     assert report.removed_worktrees == (merged.path, unmerged.path)
     assert report.kept_worktrees == (dirty.path,)
-    assert report.deleted_branches == ("kanban/t_1",)
-    assert report.kept_branches == ("kanban/t_2", "kanban/t_3")
+    assert report.deleted_branches == (f"kanban/{BOARD}/t_1",)
+    assert report.kept_branches == (f"kanban/{BOARD}/t_2", f"kanban/{BOARD}/t_3")
     assert report.problems == ()
     assert not merged.path.exists() and not unmerged.path.exists()
     assert (dirty.path / "unsaved.txt").read_text() == "work in progress\n"
-    assert branches(repo) == {"main", "kanban/t_2", "kanban/t_3"}
+    assert branches(repo) == {"main", f"kanban/{BOARD}/t_2", f"kanban/{BOARD}/t_3"}
     assert worktree_paths(repo) == [repo, dirty.path]
 
-    with pytest.raises(
-        worktrees.BranchNotMerged,
-        match="branch kanban/t_3 is not merged into main; keep it, merge it, or pass --force",
-    ):
-        worktrees.delete_branch(repo, "kanban/t_3")
-    assert worktrees.branch_is_merged(repo, "kanban/t_3") is False
-    assert worktrees.delete_branch(repo, "kanban/t_3", force=True) is True
-    assert worktrees.delete_branch(repo, "kanban/t_3") is False
+    again = worktrees.gc(repo, [(unmerged.path, unmerged.branch)])
+    assert again == worktrees.GcReport(kept_branches=(unmerged.branch,))
 
-    forced = worktrees.gc(repo, [(dirty.path, dirty.branch)], force=True)
+    forced = worktrees.gc(
+        repo, [(dirty.path, dirty.branch), (unmerged.path, unmerged.branch)], force=True
+    )
     assert forced.removed_worktrees == (dirty.path,)
-    assert forced.deleted_branches == ("kanban/t_2",)
+    assert forced.deleted_branches == (dirty.branch, unmerged.branch)
     assert branches(repo) == {"main"}
     assert worktree_paths(repo) == [repo]
 
 
-def test_branch_merged_elsewhere_counts_with_merged_into(repo: Path, root: Path) -> None:
+def test_gc_of_what_is_already_collected_does_nothing(repo: Path, root: Path) -> None:
     wt = new_worktree(repo, root, "t_1")
-    commit_file(wt.path, "f.txt", "f\n")
-    git(repo, "branch", "release", "kanban/t_1")
-    worktrees.remove_worktree(repo, wt.path)
-
-    assert worktrees.branch_is_merged(repo, "kanban/t_1") is False
-    assert worktrees.branch_is_merged(repo, "kanban/t_1", "release") is True
-    with pytest.raises(worktrees.BranchNotMerged):
-        worktrees.delete_branch(repo, "kanban/t_1")
-    assert worktrees.delete_branch(repo, "kanban/t_1", merged_into="release") is True
-
-
-def test_remove_worktree_refuses_dirty_unless_forced(repo: Path, root: Path) -> None:
-    wt = new_worktree(repo, root, "t_1")
-    (wt.path / "README").write_text("edited\n")
-    with pytest.raises(worktrees.WorktreeDirty, match="uncommitted changes"):
-        worktrees.remove_worktree(repo, wt.path)
-    assert wt.path.exists()
-    assert worktrees.remove_worktree(repo, wt.path, force=True) is True
-    assert not wt.path.exists()
-    assert worktrees.remove_worktree(repo, wt.path) is False
-    assert branches(repo) == {"main", "kanban/t_1"}
+    first = worktrees.gc(repo, [(wt.path, wt.branch)])
+    assert first.removed_worktrees == (wt.path,)
+    assert first.deleted_branches == (wt.branch,)
+    assert worktrees.gc(repo, [(wt.path, wt.branch)]) == worktrees.GcReport()
 
 
 def test_dirty_worktree_error_names_every_kind_of_change(repo: Path, root: Path) -> None:
@@ -594,8 +589,8 @@ def test_dirty_worktree_error_names_every_kind_of_change(repo: Path, root: Path)
     git(wt.path, "add", "staged.txt")
     (wt.path / "untracked file.txt").write_text("u\n")
 
-    with pytest.raises(worktrees.WorktreeDirty) as caught:
-        worktrees.remove_worktree(repo, wt.path)
+    with pytest.raises(orchestrator.git.WorktreeDirty, match="uncommitted changes") as caught:
+        merging.merge_branches(wt.path, ["main"], str)
 
     assert sorted(caught.value.entries) == [
         "README",
@@ -616,17 +611,20 @@ def test_a_worktree_on_a_detached_head_is_kept(repo: Path, root: Path) -> None:
     assert report.kept_branches == (wt.branch,)
     assert "detached HEAD" in report.problems[0]
     assert (wt.path / "orphan.txt").exists()
-    with pytest.raises(worktrees.GitError, match="detached HEAD"):
-        worktrees.merge_branches(wt.path, ["main"], str)
-    with pytest.raises(worktrees.GitError, match="detached HEAD"):
+    with pytest.raises(orchestrator.git.GitError, match="detached HEAD"):
+        merging.merge_branches(wt.path, ["main"], str)
+    with pytest.raises(orchestrator.git.GitError, match="detached HEAD"):
         worktrees.commit_all(wt.path, "task t_1")
-    assert worktrees.remove_worktree(repo, wt.path, force=True) is True
+    forced = worktrees.gc(repo, [(wt.path, wt.branch)], force=True)
+    assert forced.removed_worktrees == (wt.path,)
 
 
 def test_a_checked_out_branch_is_never_deleted(repo: Path, root: Path) -> None:
     wt = new_worktree(repo, root, "t_1")
-    with pytest.raises(worktrees.GitError, match="checked out in"):
-        worktrees.delete_branch(repo, wt.branch, force=True)
+    report = worktrees.gc(repo, [(root / "elsewhere", wt.branch)], force=True)
+    assert report.kept_branches == (wt.branch,)
+    assert "checked out in" in report.problems[0]
+    assert wt.branch in branches(repo) and wt.path.exists()
 
 
 # --- refusals ----------------------------------------------------------------------------
@@ -635,26 +633,28 @@ def test_a_checked_out_branch_is_never_deleted(repo: Path, root: Path) -> None:
 def test_a_directory_that_is_not_a_repository_is_refused(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
-    with pytest.raises(worktrees.NotARepository, match="is not a git repository; pass --repo"):
-        worktrees.open_repo(plain)
-    with pytest.raises(worktrees.NotARepository, match="no such directory"):
-        worktrees.open_repo(tmp_path / "missing")
+    with pytest.raises(
+        orchestrator.git.NotARepository, match="is not a git repository; pass --repo"
+    ):
+        orchestrator.git.open_repo(plain)
+    with pytest.raises(orchestrator.git.NotARepository, match="no such directory"):
+        orchestrator.git.open_repo(tmp_path / "missing")
 
 
 def test_a_bare_repository_is_refused(tmp_path: Path) -> None:
     bare = tmp_path / "bare.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
-    with pytest.raises(worktrees.NotARepository, match="bare repository"):
-        worktrees.open_repo(bare)
+    with pytest.raises(orchestrator.git.NotARepository, match="bare repository"):
+        orchestrator.git.open_repo(bare)
 
 
 def test_a_repository_without_commits_is_refused(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     subprocess.run(["git", "init", "-q", str(empty)], check=True)
-    with pytest.raises(worktrees.NotARepository, match="has no commits"):
-        worktrees.open_repo(empty)
-    with pytest.raises(worktrees.NotARepository, match="has no commits"):
-        worktrees.resolve_base(empty)
+    with pytest.raises(orchestrator.git.NotARepository, match="has no commits"):
+        orchestrator.git.open_repo(empty)
+    with pytest.raises(orchestrator.git.NotARepository, match="has no commits"):
+        orchestrator.git.resolve_base(empty)
 
 
 def test_open_repo_and_resolve_base(repo: Path) -> None:
@@ -662,69 +662,71 @@ def test_open_repo_and_resolve_base(repo: Path) -> None:
     second = commit_file(repo, "b.txt", "b\n")
     (repo / "sub").mkdir()
 
-    info = worktrees.open_repo(repo / "sub")
+    info = orchestrator.git.open_repo(repo / "sub")
 
     assert info.path == repo
     assert info.head == second
     assert info.branch == "main"
     assert info.common_dir == repo / ".git"
-    assert worktrees.resolve_base(repo) == second
-    assert worktrees.resolve_base(repo, "HEAD~1") == first
-    assert worktrees.resolve_base(repo, first[:10]) == first
-    with pytest.raises(worktrees.GitError, match="unknown ref"):
-        worktrees.resolve_base(repo, "nope")
-    with pytest.raises(worktrees.InvalidName):
-        worktrees.resolve_base(repo, "--output=/tmp/x")
+    assert orchestrator.git.resolve_base(repo) == second
+    assert orchestrator.git.resolve_base(repo, "HEAD~1") == first
+    assert orchestrator.git.resolve_base(repo, first[:10]) == first
+    with pytest.raises(orchestrator.git.GitError, match="unknown ref"):
+        orchestrator.git.resolve_base(repo, "nope")
+    with pytest.raises(orchestrator.git.InvalidName):
+        orchestrator.git.resolve_base(repo, "--output=/tmp/x")
 
 
 def test_a_worktree_root_inside_the_repository_is_refused(repo: Path) -> None:
-    with pytest.raises(worktrees.GitError, match="inside the repository"):
-        worktrees.worktree_root(repo, repo / ".worktrees")
-    with pytest.raises(worktrees.GitError, match="inside the repository"):
+    with pytest.raises(orchestrator.git.GitError, match="inside the repository"):
+        worktrees.placement(
+            repo, root=repo / ".worktrees", prefix="kanban/", board_id=BOARD, task_id="t_1"
+        )
+    with pytest.raises(orchestrator.git.GitError, match="inside the repository"):
         worktrees.ensure_worktree(repo, repo / "wt" / "t_1", "kanban/t_1", "HEAD")
     assert branches(repo) == {"main"}
 
 
-def test_worktree_root_sanitises_the_repository_name(tmp_path: Path) -> None:
+def test_the_repositorys_directory_is_named_safely_and_apart(tmp_path: Path) -> None:
     odd = make_repo(tmp_path / "my app (v2)")
     other = make_repo(tmp_path / "elsewhere" / "my app (v2)")
     root = tmp_path / "root"
-    first = worktrees.worktree_root(odd, root)
+    branch, path = placed(odd, root, "t_1")
+    assert branch == f"kanban/{BOARD}/t_1"
+    assert path.relative_to(root).parts[1:] == (BOARD, "t_1")
+    first = path.parents[1]
     assert first.parent == root
     assert first.name.startswith("my-app--v2--")
-    assert worktrees.worktree_root(odd, root) == first
-    assert worktrees.worktree_root(other, root) != first
+    assert placed(odd, root, "t_1") == (branch, path)
+    assert placed(other, root, "t_1")[1].parents[1] != first
 
 
-def test_default_worktree_root_is_under_home(repo: Path, isolated_home: Path) -> None:
-    assert worktrees.worktree_root(repo).parent == isolated_home / ".kanban" / "worktrees"
+def test_the_default_worktree_root_is_under_home(repo: Path, isolated_home: Path) -> None:
+    _, path = worktrees.placement(
+        repo,
+        root=config.Settings().worktree_root,
+        prefix=config.Settings().branch_prefix,
+        board_id=BOARD,
+        task_id="t_1",
+    )
+    assert path.parents[2] == isolated_home / ".kanban" / "worktrees"
 
 
-@pytest.mark.parametrize("task_id", ["../x", "t 1", "", "-t", "t..1", "t.lock", "a/b", "t\n"])
-def test_bad_task_ids_are_refused(task_id: str, tmp_path: Path) -> None:
-    with pytest.raises(worktrees.InvalidName):
-        worktrees.worktree_path(tmp_path, task_id)
-    with pytest.raises(worktrees.InvalidName):
-        worktrees.task_branch(task_id)
+@pytest.mark.parametrize("name", ["../x", "t 1", "", "-t", "t..1", "t.lock", "a/b", "t\n"])
+def test_bad_task_and_board_ids_are_refused(name: str, tmp_path: Path) -> None:
+    with pytest.raises(orchestrator.git.InvalidName, match="invalid task id"):
+        worktrees.placement(tmp_path, root=tmp_path, prefix="kanban/", board_id=BOARD, task_id=name)
+    with pytest.raises(orchestrator.git.InvalidName, match="invalid board id"):
+        worktrees.placement(tmp_path, root=tmp_path, prefix="kanban/", board_id=name, task_id="t_1")
+
+
+def test_a_prefix_git_refuses_is_refused(repo: Path, root: Path) -> None:
+    with pytest.raises(orchestrator.git.InvalidName, match="invalid branch name"):
+        worktrees.placement(repo, root=root, prefix="kanban..", board_id=BOARD, task_id="t_1")
 
 
 @pytest.mark.parametrize("branch", ["kanban/../x", "kanban/t 1", "-b", "kanban/t_1.lock", "a~1"])
 def test_bad_branch_names_are_refused(branch: str, repo: Path, root: Path) -> None:
-    with pytest.raises(worktrees.InvalidName):
+    with pytest.raises(orchestrator.git.InvalidName):
         worktrees.ensure_worktree(repo, root / "t_1", branch, "HEAD")
     assert branches(repo) == {"main"}
-
-
-# --- reports -----------------------------------------------------------------------------
-
-
-def test_diff_stat_and_changed_files_describe_the_branch(repo: Path, root: Path) -> None:
-    base = worktrees.resolve_base(repo)
-    wt = new_worktree(repo, root, "t_1", base=base)
-    commit_file(wt.path, "src/feature.py", "a = 1\nb = 2\n")
-    commit_file(repo, "unrelated.txt", "main moved on\n")
-
-    assert worktrees.changed_files(repo, base, "kanban/t_1") == ("src/feature.py",)
-    stat = worktrees.diff_stat(repo, "main", "kanban/t_1")
-    assert "src/feature.py" in stat and "1 file changed, 2 insertions(+)" in stat
-    assert "unrelated" not in stat

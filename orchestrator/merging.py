@@ -1,0 +1,84 @@
+"""Merging branches into a task's worktree: a resumed parent's subtasks, in order.
+
+The merge runs inside the task's own worktree, on its own branch and index, so it needs no
+lock. Git itself is run by `git`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from orchestrator import git
+from worker import pause
+
+
+class MergeStatus(enum.StrEnum):
+    MERGED = "merged"
+    UP_TO_DATE = "up_to_date"
+    CONFLICTED = "conflicted"
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeOutcome:
+    branch: str
+    status: MergeStatus
+    sha: str | None = None  # the merge commit; None when the branch was already merged
+    conflicts: tuple[str, ...] = ()  # files committed with conflict markers
+
+
+def merge_branches(
+    path: Path | str, branches: Sequence[str], message_for: Callable[[str], str]
+) -> list[MergeOutcome]:
+    """Merge each branch, in order, into the worktree's branch with ``--no-ff``.
+
+    The worktree must be clean (``worktrees.commit_all`` first). A branch already contained
+    in HEAD is `up_to_date`. On a conflict the merge is committed anyway: every file is staged
+    with its conflict markers and the merge commit records both parents; the outcome lists the
+    conflicted files. We do this because the agent that integrates runs in a sandbox that
+    cannot write the repository's git metadata, so it could neither finish nor abort a
+    pending merge; it can only edit files, and its prompt tells it which ones hold markers.
+    The next branch is then merged on top. Commit hooks are skipped, as in ``commit_all``.
+    """
+    cwd = git.existing_dir(path)
+    for branch in branches:
+        git.check_branch(branch)
+    if not branches:
+        return []
+    state = git.status(cwd)
+    git.refuse_detached(cwd, state)
+    if state.entries:
+        raise git.WorktreeDirty(cwd, state.entries)
+    missing = sorted(set(branches) - git.branch_states(cwd, branches).keys())
+    if missing:
+        raise git.GitError(f"cannot merge into {cwd}: no branch named {', '.join(missing)}")
+    identity = git.identity_args(cwd)
+    outcomes = []
+    for branch in branches:
+        ref = f"refs/heads/{branch}"
+        if git.run(cwd, "merge-base", "--is-ancestor", ref, "HEAD", ok=(0, 1)).status == 0:
+            outcomes.append(MergeOutcome(branch, MergeStatus.UP_TO_DATE))
+            continue
+        message = message_for(branch)
+        merge_args = ["merge", "--no-ff", "--no-verify", "--no-edit", "-m", message, ref]
+        merge = git.run(cwd, *identity, *merge_args, ok=(0, 1))
+        if merge.status == 0:
+            outcomes.append(MergeOutcome(branch, MergeStatus.MERGED, git.head(cwd)))
+            pause.point("dispatcher.merging")
+            continue
+        conflicts = tuple(
+            name
+            for name in git.run(cwd, "diff", "--name-only", "-z", "--diff-filter=U").out.split("\0")
+            if name
+        )
+        if not conflicts:
+            git.run(cwd, "merge", "--abort", ok=git.ANY_STATUS)
+            raise git.GitError(f"merging {branch} into {cwd} failed: {merge.message()}")
+        git.run(cwd, "add", "-A")
+        listing = "".join(f"\n\t{name}" for name in conflicts)
+        note = f"\n\nCommitted with conflict markers, to be resolved in this worktree:{listing}"
+        git.run(cwd, *identity, "commit", "--no-verify", "-q", "-m", message + note)
+        outcomes.append(MergeOutcome(branch, MergeStatus.CONFLICTED, git.head(cwd), conflicts))
+    return outcomes
