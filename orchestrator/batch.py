@@ -30,13 +30,13 @@ A malformed file is refused before anything is created, with the line and the re
 from __future__ import annotations
 
 import re
-import shlex
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from board import batches, errors, tasks
 from worker import runtimes
+from worker.runtimes import command as command_runtime
 
 TASK_KEYS = {
     "title",
@@ -188,26 +188,12 @@ def _entry(
     for other in after:
         if other not in table:
             raise _Problem("after", f"after names {other!r}, which is not a task of this batch")
-    runtime = spec.get("runtime")
-    command = spec.get("command")
-    options = None
-    if command is not None:
-        if isinstance(command, str):
-            try:
-                argv = shlex.split(command)
-            except ValueError as exc:
-                raise _Problem("command", f"cannot split command: {exc}") from exc
-        elif isinstance(command, list) and all(isinstance(a, str) for a in command):
-            argv = list(command)
-        else:
-            raise _Problem("command", "command must be a string or a list of strings")
-        if not argv:
-            raise _Problem("command", "command is empty")
-        if runtime not in (None, "command"):
-            raise _Problem("runtime", 'command goes with runtime = "command" only')
-        runtime, options = "command", {"argv": argv}
-    elif runtime == "command":
-        raise _Problem("runtime", 'runtime "command" needs a command')
+    try:
+        runtime, options = command_runtime.task_runtime(
+            spec.get("runtime"), spec.get("command"), option="`command`"
+        )
+    except command_runtime.CommandError as exc:
+        raise _Problem(exc.field, str(exc)) from exc
     if runtime is not None and runtime not in runtimes.NAMES:
         raise _Problem(
             "runtime", f"runtime {runtime!r} is unknown; use one of {', '.join(runtimes.NAMES)}"

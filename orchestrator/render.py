@@ -9,16 +9,18 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-COLUMNS = ("todo", "ready", "running", "waiting", "blocked", "done", "failed", "cancelled")
+from board import states
+
+COLUMNS = tuple(states.Status)  # in the lifecycle's order
 STYLE = {
-    "todo": "dim",
-    "ready": "cyan",
-    "running": "bold yellow",
-    "waiting": "magenta",
-    "blocked": "bold red",
-    "done": "green",
-    "failed": "red",
-    "cancelled": "dim",
+    states.Status.TODO: "dim",
+    states.Status.READY: "cyan",
+    states.Status.RUNNING: "bold yellow",
+    states.Status.WAITING: "magenta",
+    states.Status.BLOCKED: "bold red",
+    states.Status.DONE: "green",
+    states.Status.FAILED: "red",
+    states.Status.CANCELLED: "dim",
 }
 ENDED_SHOWN = 8  # most recent ended tasks per column unless --all
 
@@ -99,7 +101,7 @@ def board(tasks: list[dict[str, Any]], *, show_all: bool = False) -> Table:
     for status in COLUMNS:
         column = [t for t in tasks if t["status"] == status]
         hidden = 0
-        if status in ("done", "failed", "cancelled") and not show_all and len(column) > ENDED_SHOWN:
+        if status in states.ENDED and not show_all and len(column) > ENDED_SHOWN:
             hidden = len(column) - ENDED_SHOWN
             column = sorted(column, key=lambda t: t["updated_at"] or "")[-ENDED_SHOWN:]
         table.add_column(f"{status} ({len(column) + hidden})", style=STYLE[status], ratio=1)

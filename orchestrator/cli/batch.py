@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from board import batches, dispatchers
+from board import batches, dispatchers, states
 from orchestrator import batch as batch_files
 from orchestrator import report as reports
 from orchestrator.cli import context
@@ -114,7 +114,7 @@ def _update(progress, bar, db, batch_id: str) -> None:
     from orchestrator import render
 
     counts = reports.counts(db, batch_id)
-    ended = sum(counts.get(s, 0) for s in ("done", "failed", "cancelled"))
+    ended = sum(counts.get(s, 0) for s in states.ENDED)
     progress.update(
         bar,
         total=sum(counts.values()),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from board import errors, ids, runs, tasks, views
+from board import errors, ids, runs, states, tasks, views
 from orchestrator import config
 from orchestrator.cli import context
 
@@ -167,7 +167,7 @@ def gc(ctx, force, as_json):
 
     db = context.existing_board(ctx)
     by_repo: dict[str, list[tuple[str, str]]] = {}
-    for task in tasks.list_tasks(db, ("done", "failed", "cancelled")):
+    for task in tasks.list_tasks(db, sorted(states.ENDED)):
         if task["repo"] and task["worktree"] and task["branch"]:
             by_repo.setdefault(task["repo"], []).append((task["worktree"], task["branch"]))
     report = {

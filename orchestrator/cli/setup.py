@@ -19,6 +19,8 @@ from board import connection, errors, migrations
 from orchestrator import config
 from orchestrator.cli import context
 from worker.runtimes import base
+from worker.runtimes import codex as codex_runtime
+from worker.runtimes import hermes as hermes_runtime
 from worker.setup import codex, hermes
 
 VERSION_TIMEOUT = 20  # seconds; `hermes --version` imports a lot of Python
@@ -215,7 +217,7 @@ def _checks(db_path: str | None) -> list[Check]:
             "hermes",
             runtimes.hermes_bin,
             "KANBAN_HERMES_BIN",
-            "install Hermes Agent (`pip install hermes-agent`)",
+            hermes_runtime.INSTALL_HINT,
         )
     )
     checks.append(
@@ -223,7 +225,7 @@ def _checks(db_path: str | None) -> list[Check]:
             "codex",
             runtimes.codex_bin,
             "KANBAN_CODEX_BIN",
-            "install the Codex CLI (`npm install -g @openai/codex`)",
+            codex_runtime.INSTALL_HINT,
         )
     )
     block = codex.status(runtimes.codex_home)

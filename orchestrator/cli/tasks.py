@@ -8,13 +8,12 @@ repository).
 
 from __future__ import annotations
 
-import shlex
-
 import click
 
 from board import actors, deps, errors, ids, runs, states, tasks, views
 from orchestrator.cli import context
 from worker import runtimes
+from worker.runtimes import command as command_runtime
 
 
 def _echo_task(obj: dict, as_json: bool) -> None:
@@ -79,19 +78,7 @@ def create(
     """
     from orchestrator import git
 
-    options: dict = {}
-    if command is not None:
-        try:
-            argv = shlex.split(command)
-        except ValueError as exc:
-            raise errors.InvalidInput(f"cannot split --command: {exc}") from exc
-        if not argv:
-            raise errors.InvalidInput("--command is empty")
-        if runtime not in (None, "command"):
-            raise errors.InvalidInput("--command goes with the `command` runtime only")
-        runtime, options = "command", {"argv": argv}
-    elif runtime == "command":
-        raise errors.InvalidInput('the `command` runtime needs --command "PROGRAM ARGS"')
+    runtime, options = command_runtime.task_runtime(runtime, command, option="--command")
     actor = context.actor()
     base_ref = None
     if repo is not None:
@@ -109,7 +96,7 @@ def create(
         repo=repo,
         base_ref=base_ref,
         runtime=runtime,
-        runtime_options=options if runtime else None,
+        runtime_options=options,
         max_attempts=max_attempts,
         timeout=timeout,
         after=[context.task_id(a) for a in after],

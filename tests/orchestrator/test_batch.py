@@ -136,7 +136,7 @@ def test_resubmitting_with_the_same_idempotency_key_creates_nothing(tmp_path, db
             "which is not a task of this batch",
         ),
         ('[tasks.a]\ntitle = "A"\ncolour = "blue"\n', 3, "unknown key(s) colour"),
-        ('[tasks.a]\ntitle = "A"\nruntime = "command"\n', 3, "needs a command"),
+        ('[tasks.a]\ntitle = "A"\nruntime = "command"\n', 3, "needs `command`"),
         (
             '[tasks.a]\ntitle = "A"\ncommand = "true"\nafter = ["b"]\n'
             '[tasks.b]\ntitle = "B"\ncommand = "true"\nafter = ["a"]\n',

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from board import states
 from worker import runtimes
 from worker.mcp_server import identity
 
@@ -19,7 +20,6 @@ LIST_MAX = 200
 LIST_BODY = 500  # kanban_list cuts task bodies to this many characters
 TEXT_BODY = 4000  # the text rendering of kanban_show cuts the body and each comment
 TEXT_COMMENT = 2000
-STATUSES = ("todo", "ready", "running", "waiting", "blocked", "done", "failed", "cancelled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,9 @@ def tool_specs(ident: identity.Identity) -> list[ToolSpec]:
             f"(e.g. parent={own or 't_3'} lists that task's subtasks). Returns {{tasks, more}}; "
             "`more` is true when the limit cut the list. Read-only.",
             {
-                "status": _list_prop("Only tasks in these statuses.", enum=list(STATUSES)),
+                "status": _list_prop(
+                    "Only tasks in these statuses.", enum=[s.value for s in states.Status]
+                ),
                 "parent": _task_prop("Only the direct subtasks of this task"),
                 "limit": _prop(
                     "integer",

@@ -197,6 +197,7 @@ def _heartbeat(board: Board, ident: identity.Identity, args: dict[str, Any]) -> 
 
 def _create(board: Board, ident: identity.Identity, args: dict[str, Any]) -> Result:
     from board import tasks, views
+    from worker.runtimes import command as command_runtime
 
     repo = args.get("repo")
     if repo is not None:
@@ -204,13 +205,9 @@ def _create(board: Board, ident: identity.Identity, args: dict[str, Any]) -> Res
         if not os.path.isabs(repo) or not os.path.isdir(repo):
             raise errors.InvalidInput(f"repo must be the absolute path of a directory: {repo!r}")
         repo = os.path.realpath(repo)
-    runtime, options = args.get("runtime"), None
-    if "command" in args:
-        if runtime not in (None, "command") or not args["command"]:
-            raise errors.InvalidInput("`command` is a non-empty argv list for the command runtime")
-        runtime, options = "command", {"argv": args["command"]}
-    elif runtime == "command":
-        raise errors.InvalidInput("the `command` runtime needs `command`: the program and its args")
+    runtime, options = command_runtime.task_runtime(
+        args.get("runtime"), args.get("command"), option="`command`"
+    )
     given = {k: args[k] for k in ("body", "priority", "max_attempts", "timeout") if k in args}
     spec = tasks.NewTask(
         title=args["title"],

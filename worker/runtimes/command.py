@@ -8,6 +8,10 @@ in the file named by ``$KANBAN_PROMPT_FILE``, so a script can wrap an agent of i
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
+
+from board import errors
 from worker.runtimes import base
 
 PROMPT_FILE = "KANBAN_PROMPT_FILE"
@@ -37,3 +41,45 @@ class CommandRuntime:
 
     def rate_limited(self, log_tail: str) -> bool:
         return False
+
+
+class CommandError(errors.InvalidInput):
+    """A `command` task described wrongly; `field` is what to fix: "command" or "runtime"."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+def task_runtime(
+    runtime: str | None, command: str | Sequence[str] | None, *, option: str
+) -> tuple[str | None, dict[str, list[str]] | None]:
+    """The runtime and runtime options of a new task, from the runtime and command it was given.
+
+    The one reading of a `command` task for every interface (``kanban create``, the MCP tool
+    ``kanban_create``, batch files). A command, a string split like a shell would split it
+    (never run through one) or a list of arguments, makes it a `command` task, and the
+    `command` runtime needs one. `option` is how the interface spells the command
+    (``--command``, ```command```), for the messages. Options are None unless a command was
+    given: the board then applies its defaults (a subtask inherits its parent's).
+    """
+    if command is None:
+        if runtime == CommandRuntime.name:
+            raise CommandError(
+                "runtime", f"the `command` runtime needs {option}: the program and its arguments"
+            )
+        return runtime, None
+    if isinstance(command, str):
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise CommandError("command", f"cannot split {option}: {exc}") from exc
+    elif isinstance(command, list | tuple) and all(isinstance(a, str) for a in command):
+        argv = list(command)
+    else:
+        raise CommandError("command", f"{option} must be a string or a list of strings")
+    if not argv:
+        raise CommandError("command", f"{option} is empty: give the program and its arguments")
+    if runtime not in (None, CommandRuntime.name):
+        raise CommandError("runtime", f"{option} goes with the `command` runtime only")
+    return CommandRuntime.name, {"argv": argv}
