@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -58,3 +59,58 @@ def test_every_mcp_tool_is_in_the_tool_reference():
     assert len(names) == 9
     for name in names:
         assert f"`{name}`" in text, name
+
+
+def _resolve(dotted: str) -> object:
+    """The object a dotted name in the docs stands for (`board.runs.claim`)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            found = getattr(found, attr)
+        return found
+    raise LookupError(dotted)
+
+
+def _column(table: str, column: int) -> list[str]:
+    """The dotted names in backticks in one column of a Markdown table."""
+    names = []
+    for row in table.splitlines()[2:]:
+        cell = row.strip("|").split(" | ")[column]
+        names += [n for n in re.findall(r"`([A-Za-z_][\w.]*)`", cell) if "." in n]
+    return names
+
+
+def _unresolved(names: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    missing = []
+    for name in names:
+        for prefix in prefixes:
+            try:
+                _resolve(prefix + name)
+                break
+            except (LookupError, AttributeError):
+                continue
+        else:
+            missing.append(name)
+    return missing
+
+
+def test_every_owner_in_the_code_map_exists():
+    text = (REPO_ROOT / "docs" / "concepts.md").read_text()
+    table = re.search(r"^\| where is\.\.\. \| owner \|\n(?:\|.*\n?)+", text, re.MULTILINE)
+    assert table is not None
+    names = _column(table.group(0), 1)
+    assert len(names) > 30
+    assert _unresolved(names, ("",)) == []
+
+
+def test_every_transition_names_a_function_that_exists():
+    text = (REPO_ROOT / "docs" / "lifecycle.md").read_text()
+    table = re.search(r"^\| from \| to \| when \| function \|\n(?:\|.*\n?)+", text, re.MULTILINE)
+    assert table is not None
+    rows = table.group(0).splitlines()[2:]
+    assert all(re.findall(r"`[\w.]+`", row.rsplit(" | ", 1)[1]) for row in rows)
+    assert _unresolved(_column(table.group(0), 3), ("board.", "")) == []
