@@ -95,8 +95,8 @@ class Ours:
 
     def claim(self, task_id: Any = None) -> tuple:
         (claimed,) = self.runs.claim(self.db, task_id=task_id)
-        worker = self.actors.Worker(claimed.task["id"], claimed.run_id, claimed.token)
-        return (claimed.task["id"], claimed.run_id, claimed.token, worker)
+        worker = self.actors.Worker(claimed.task.id, claimed.run_id, claimed.token)
+        return (claimed.task.id, claimed.run_id, claimed.token, worker)
 
     def complete(self, handle: tuple) -> None:
         task_id, run_id, _, worker = handle

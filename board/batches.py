@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import sqlite_utils
 
-from board import actors, errors, policy, tasks
+from board import actors, errors, policy, records, tasks
 from board.connection import Tx, rows, transaction
 
 PREFIX = "b_"
@@ -145,9 +144,10 @@ def submit(
         )
 
 
-def tasks_of(db: sqlite_utils.Database, batch_id: str) -> list[dict[str, Any]]:
+def tasks_of(db: sqlite_utils.Database, batch_id: str) -> list[records.Task]:
     """Every task of the batch, subtasks its workers created included."""
-    return rows(db.conn, "SELECT * FROM tasks WHERE batch_id = ? ORDER BY id", (batch_id,))
+    found = rows(db.conn, "SELECT * FROM tasks WHERE batch_id = ? ORDER BY id", (batch_id,))
+    return [records.Task.from_row(row) for row in found]
 
 
 def active_counts(db: sqlite_utils.Database, batch_id: str) -> tuple[int, int]:

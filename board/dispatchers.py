@@ -7,10 +7,9 @@ compare-and-set, so exactly one takes it over.
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlite_utils
 
+from board import records
 from board.connection import rows, transaction
 
 
@@ -52,8 +51,9 @@ def forget(db: sqlite_utils.Database, dispatcher_ids: list[int]) -> None:
         )
 
 
-def all_(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    return rows(db.conn, "SELECT * FROM dispatchers ORDER BY id")
+def all_(db: sqlite_utils.Database) -> list[records.Dispatcher]:
+    found = rows(db.conn, "SELECT * FROM dispatchers ORDER BY id")
+    return [records.Dispatcher.from_row(row) for row in found]
 
 
 def adopt(db: sqlite_utils.Database, run_id: int, new_owner: int, old_owner: int | None) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import actors, errors, fencing, ids, tasks, transitions
+from board import actors, errors, fencing, ids, records, tasks, transitions
 from board.connection import rows, transaction
 from board.states import Outcome, Status
 
@@ -32,9 +32,11 @@ DEFAULT_LEASE = 900.0
 MAX_REFUNDS = 20
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Claim:
-    task: dict[str, Any]
+    """A task a dispatcher has just claimed: the task as it now is, and the new run."""
+
+    task: records.Task
     run_id: int
     token: str
     attempt: int
@@ -117,34 +119,45 @@ def claim(
                 reason=f"attempt {attempt} ({kind})",
             )
             task.update(status=Status.RUNNING, attempts=attempt, current_run_id=run_id)
-            claims.append(Claim(task, run_id, token, attempt, kind))
+            claims.append(
+                Claim(
+                    task=records.Task.from_row(task),
+                    run_id=run_id,
+                    token=token,
+                    attempt=attempt,
+                    kind=kind,
+                )
+            )
     return claims
 
 
-def get(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
+def get(db: sqlite_utils.Database, run_id: int) -> records.Run:
     found = rows(db.conn, "SELECT * FROM runs WHERE id = ?", (run_id,))
     if not found:
         raise errors.RunNotFound(run_id)
-    return found[0]
+    return records.Run.from_row(found[0])
 
 
-def for_task(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
-    return rows(db.conn, "SELECT * FROM runs WHERE task_id = ? ORDER BY id", (task_id,))
+def for_task(db: sqlite_utils.Database, task_id: int) -> list[records.Run]:
+    found = rows(db.conn, "SELECT * FROM runs WHERE task_id = ? ORDER BY id", (task_id,))
+    return [records.Run.from_row(row) for row in found]
 
 
-def unended(db: sqlite_utils.Database, *, batch_id: str | None = None) -> list[dict[str, Any]]:
+def unended(db: sqlite_utils.Database, *, batch_id: str | None = None) -> list[records.Run]:
     """Runs not yet settled: what a (re)starting dispatcher must supervise or settle.
 
     With `batch_id`, only the runs of that batch's tasks (a one-shot `kanban run`).
     """
     if batch_id is None:
-        return rows(db.conn, "SELECT * FROM runs WHERE ended_at IS NULL ORDER BY id")
-    return rows(
-        db.conn,
-        "SELECT r.* FROM runs r JOIN tasks t ON t.id = r.task_id"
-        " WHERE r.ended_at IS NULL AND t.batch_id = ? ORDER BY r.id",
-        (batch_id,),
-    )
+        found = rows(db.conn, "SELECT * FROM runs WHERE ended_at IS NULL ORDER BY id")
+    else:
+        found = rows(
+            db.conn,
+            "SELECT r.* FROM runs r JOIN tasks t ON t.id = r.task_id"
+            " WHERE r.ended_at IS NULL AND t.batch_id = ? ORDER BY r.id",
+            (batch_id,),
+        )
+    return [records.Run.from_row(row) for row in found]
 
 
 def _token_matches(tx: Any, run_id: int, token: str) -> dict[str, Any]:
@@ -415,14 +428,14 @@ def next_retry_at(db: sqlite_utils.Database) -> float | None:
     return row[0]
 
 
-def last_ended(db: sqlite_utils.Database, task_id: int) -> dict[str, Any] | None:
+def last_ended(db: sqlite_utils.Database, task_id: int) -> records.Run | None:
     """The task's most recent settled run (why the previous attempt ended)."""
     found = rows(
         db.conn,
         "SELECT * FROM runs WHERE task_id = ? AND ended_at IS NOT NULL ORDER BY id DESC LIMIT 1",
         (task_id,),
     )
-    return found[0] if found else None
+    return records.Run.from_row(found[0]) if found else None
 
 
 def active_counts(db: sqlite_utils.Database) -> tuple[int, int]:

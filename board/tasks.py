@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlite_utils
 
-from board import actors, deps, errors, fencing, ids, policy, states, transitions
-from board.connection import Tx, transaction
+from board import actors, deps, errors, fencing, ids, policy, records, states, transitions
+from board.connection import Tx, rows, transaction
 from board.states import Outcome, Status
 
 RUNTIME_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -245,13 +245,11 @@ def create(
         return insert(tx, spec, actor, limits)
 
 
-def get(db: sqlite_utils.Database, task_id: int) -> dict[str, Any]:
-    rows = db.conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,))
-    names = [d[0] for d in rows.description]
-    row = rows.fetchone()
-    if row is None:
+def get(db: sqlite_utils.Database, task_id: int) -> records.Task:
+    found = rows(db.conn, "SELECT * FROM tasks WHERE id = ?", (task_id,))
+    if not found:
         raise errors.TaskNotFound(ids.format(task_id))
-    return dict(zip(names, row, strict=True))
+    return records.Task.from_row(found[0])
 
 
 def _require(tx: Tx, task_id: int) -> dict[str, Any]:
@@ -489,7 +487,7 @@ def list_tasks(
     parent: int | None = None,
     batch_id: str | None = None,
     limit: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[records.Task]:
     """Tasks in board order (priority, then age), optionally filtered."""
     where: list[str] = []
     params: list[object] = []
@@ -518,9 +516,7 @@ def list_tasks(
     sql += " ORDER BY priority DESC, id"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    cursor = db.conn.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor]
+    return [records.Task.from_row(row) for row in rows(db.conn, sql, params)]
 
 
 def set_placement(

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import ids, runs, tasks
+from board import ids, records, runs, tasks
 from board.connection import rows
 from board.states import Status
 
@@ -84,19 +84,19 @@ def _relations(db: sqlite_utils.Database, task_ids: list[int]) -> tuple[dict, di
 
 def why_not_runnable(
     db: sqlite_utils.Database,
-    task: dict[str, Any],
+    task: records.Task,
     blockers: list[int] | None = None,
     blocker_status: dict[int, str] | None = None,
 ) -> str | None:
     """One sentence on why a task will not start now, or None if it can (or did)."""
-    status = task["status"]
+    status = task.status
     if status == Status.TODO:
         if blockers is None or blocker_status is None:
             found = rows(
                 db.conn,
                 "SELECT t.id, t.status FROM deps d JOIN tasks t"
                 " ON t.id = d.blocker_id WHERE d.blocked_id = ?",
-                (task["id"],),
+                (task.id,),
             )
             blockers = [r["id"] for r in found]
             blocker_status = {r["id"]: r["status"] for r in found}
@@ -113,59 +113,60 @@ def why_not_runnable(
             else:
                 parts.append(f"{ids.format(blocker)} is {state}")
         return "waiting for its blockers: " + "; ".join(parts) if parts else None
-    if status == Status.READY and task["next_attempt_at"]:
-        return f"its next attempt is scheduled for {when(task['next_attempt_at'])}"
+    if status == Status.READY and task.next_attempt_at:
+        return f"its next attempt is scheduled for {when(task.next_attempt_at)}"
     if status == Status.WAITING:
         open_children = rows(
             db.conn,
             "SELECT id, status FROM tasks WHERE parent_id = ? AND"
             " status NOT IN ('done', 'failed', 'cancelled') ORDER BY id",
-            (task["id"],),
+            (task.id,),
         )
         names = ", ".join(f"{ids.format(c['id'])} ({c['status']})" for c in open_children)
         return f"waiting for its subtasks to end: {names}"
     if status == Status.BLOCKED:
-        return f"blocked: {task['block_reason']}; `kanban unblock {ids.format(task['id'])}`"
+        return f"blocked: {task.block_reason}; `kanban unblock {task.label}`"
     if status == Status.FAILED:
-        return f"failed: {task['failure_reason']}; `kanban retry {ids.format(task['id'])}`"
+        return f"failed: {task.failure_reason}; `kanban retry {task.label}`"
     if status == Status.CANCELLED:
         return "cancelled"
     return None
 
 
-def task_objects(db: sqlite_utils.Database, task_rows: Iterable[dict[str, Any]]) -> list[dict]:
-    task_rows = list(task_rows)
-    blockers, dependents, children, status = _relations(db, [t["id"] for t in task_rows])
+def task_objects(db: sqlite_utils.Database, found: Iterable[records.Task]) -> list[dict[str, Any]]:
+    """The JSON view of tasks (`kanban list --json`, `kanban_list`): data for people and models."""
+    found = list(found)
+    blockers, dependents, children, status = _relations(db, [t.id for t in found])
     out = []
-    for task in task_rows:
-        tid = task["id"]
+    for task in found:
+        tid = task.id
         obj = {
-            "id": ids.format(tid),
-            "title": task["title"],
-            "status": task["status"],
-            "priority": task["priority"],
-            "parent": ids.format(task["parent_id"]) if task["parent_id"] else None,
+            "id": task.label,
+            "title": task.title,
+            "status": task.status,
+            "priority": task.priority,
+            "parent": ids.format(task.parent_id) if task.parent_id else None,
             "blockers": [ids.format(b) for b in sorted(blockers[tid])],
             "dependents": [ids.format(d) for d in sorted(dependents[tid])],
             "children": [ids.format(c) for c in sorted(children[tid])],
-            "repo": task["repo"],
-            "base_ref": task["base_ref"],
-            "branch": task["branch"],
-            "worktree": task["worktree"],
-            "runtime": task["runtime"],
-            "runtime_options": json.loads(task["runtime_options"]),
-            "attempts": task["attempts"],
-            "max_attempts": task["max_attempts"],
-            "next_attempt_at": when(task["next_attempt_at"]),
-            "timeout": task["timeout"],
-            "summary": task["summary"],
-            "block_reason": task["block_reason"],
-            "failure_reason": task["failure_reason"],
-            "batch_id": task["batch_id"],
-            "created_at": when(task["created_at"]),
-            "updated_at": when(task["updated_at"]),
-            "ended_at": when(task["ended_at"]),
-            "body": task["body"],
+            "repo": task.repo,
+            "base_ref": task.base_ref,
+            "branch": task.branch,
+            "worktree": task.worktree,
+            "runtime": task.runtime,
+            "runtime_options": dict(task.runtime_options),
+            "attempts": task.attempts,
+            "max_attempts": task.max_attempts,
+            "next_attempt_at": when(task.next_attempt_at),
+            "timeout": task.timeout,
+            "summary": task.summary,
+            "block_reason": task.block_reason,
+            "failure_reason": task.failure_reason,
+            "batch_id": task.batch_id,
+            "created_at": when(task.created_at),
+            "updated_at": when(task.updated_at),
+            "ended_at": when(task.ended_at),
+            "body": task.body,
             "why_not_runnable": why_not_runnable(db, task, blockers[tid], status),
         }
         out.append(obj)
@@ -176,25 +177,25 @@ def task_object(db: sqlite_utils.Database, task_id: int) -> dict[str, Any]:
     return task_objects(db, [tasks.get(db, task_id)])[0]
 
 
-def run_object(run: dict[str, Any]) -> dict[str, Any]:
+def run_object(run: records.Run) -> dict[str, Any]:
     return {
-        "id": run["id"],
-        "attempt": run["attempt"],
-        "kind": run["kind"],
-        "outcome": run["outcome"],
-        "reason": run["reason"],
-        "exit_code": run["exit_code"],
-        "signal": run["signal"],
-        "pid": run["pid"],
-        "started_at": when(run["started_at"]),
-        "heartbeat_at": when(run["heartbeat_at"]),
-        "ended_at": when(run["ended_at"]),
-        "note": run["note"],
-        "summary": run["summary"],
-        "log_path": run["log_path"],
-        "worktree": run["worktree"],
-        "branch": run["branch"],
-        "commit": run["commit_sha"],
+        "id": run.id,
+        "attempt": run.attempt,
+        "kind": run.kind,
+        "outcome": run.outcome,
+        "reason": run.reason,
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+        "pid": run.pid,
+        "started_at": when(run.started_at),
+        "heartbeat_at": when(run.heartbeat_at),
+        "ended_at": when(run.ended_at),
+        "note": run.note,
+        "summary": run.summary,
+        "log_path": run.log_path,
+        "worktree": run.worktree,
+        "branch": run.branch,
+        "commit": run.commit_sha,
     }
 
 
@@ -246,63 +247,54 @@ def subtree(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def children_outcomes(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
-    """Each subtask's outcome and summary (for a resumed parent's prompt)."""
-    return [
-        {
-            "id": ids.format(c["id"]),
-            "title": c["title"],
-            "status": c["status"],
-            "summary": c["summary"],
-            "failure_reason": c["failure_reason"],
-            "block_reason": c["block_reason"],
-            "branch": c["branch"],
-        }
-        for c in rows(db.conn, "SELECT * FROM tasks WHERE parent_id = ? ORDER BY id", (task_id,))
-    ]
+def children(db: sqlite_utils.Database, task_id: int) -> list[records.Task]:
+    """The task's subtasks, oldest first (a resumed parent's prompt lists their outcomes)."""
+    found = rows(db.conn, "SELECT * FROM tasks WHERE parent_id = ? ORDER BY id", (task_id,))
+    return [records.Task.from_row(row) for row in found]
 
 
-def children_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
+def children_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> list[records.Task]:
     """Subtasks ordered so that each comes after the subtasks it depends on (then by id)."""
-    children = {
-        c["id"]: c for c in rows(db.conn, "SELECT * FROM tasks WHERE parent_id = ?", (task_id,))
-    }
+    subtasks = {c.id: c for c in children(db, task_id)}
     edges = rows(
         db.conn,
         "SELECT d.blocker_id, d.blocked_id FROM deps d JOIN tasks t"
         " ON t.id = d.blocked_id WHERE t.parent_id = ?",
         (task_id,),
     )
-    waiting_on: dict[int, set[int]] = {c: set() for c in children}
+    waiting_on: dict[int, set[int]] = {c: set() for c in subtasks}
     for edge in edges:
-        if edge["blocker_id"] in children:
+        if edge["blocker_id"] in subtasks:
             waiting_on[edge["blocked_id"]].add(edge["blocker_id"])
-    ordered: list[dict[str, Any]] = []
+    ordered: list[records.Task] = []
     while waiting_on:
         free = sorted(c for c, before in waiting_on.items() if not before) or sorted(waiting_on)
         chosen = free[0]
-        ordered.append(children[chosen])
+        ordered.append(subtasks[chosen])
         del waiting_on[chosen]
         for before in waiting_on.values():
             before.discard(chosen)
     return ordered
 
 
-def recent_comments(db: sqlite_utils.Database, task_id: int, limit: int = 30) -> list[dict]:
+def recent_comments(
+    db: sqlite_utils.Database, task_id: int, limit: int = 30
+) -> list[records.Comment]:
     """The task's last `limit` comments, oldest first."""
     newest = rows(
         db.conn,
         "SELECT author, body, at FROM comments WHERE task_id = ? ORDER BY id DESC LIMIT ?",
         (task_id, limit),
     )
-    return newest[::-1]
+    return [records.Comment.from_row(row) for row in newest[::-1]]
 
 
-def blockers_of(db: sqlite_utils.Database, task_id: int) -> list[dict[str, Any]]:
+def blockers_of(db: sqlite_utils.Database, task_id: int) -> list[records.Task]:
     """The tasks `task_id` waited for, with their outcome, summary and branch."""
-    return rows(
+    found = rows(
         db.conn,
-        "SELECT t.id, t.title, t.status, t.summary, t.branch FROM deps d"
-        " JOIN tasks t ON t.id = d.blocker_id WHERE d.blocked_id = ? ORDER BY t.id",
+        "SELECT t.* FROM deps d JOIN tasks t ON t.id = d.blocker_id"
+        " WHERE d.blocked_id = ? ORDER BY t.id",
         (task_id,),
     )
+    return [records.Task.from_row(row) for row in found]

@@ -26,7 +26,7 @@ import anyio
 import anyio.abc
 import sqlite_utils
 
-from board import dispatchers, errors, ids, runs, tasks, wake
+from board import dispatchers, errors, ids, records, runs, tasks, wake
 from orchestrator import boardio, config, processes, schedules, supervisor
 from worker import scope
 
@@ -125,8 +125,9 @@ class Dispatcher:
                         batch_id=self.batch_id,
                     )
                     for claim in claims:
-                        task = ids.format(claim.task["id"])
-                        self.on_event(f"{task}: attempt {claim.attempt} ({claim.kind}) started")
+                        self.on_event(
+                            f"{claim.task.label}: attempt {claim.attempt} ({claim.kind}) started"
+                        )
                         group.start_soon(self._supervise, claim)
             if self.stopping and not self.supervisor.watched:
                 return
@@ -200,14 +201,12 @@ class Dispatcher:
             if dead:
                 await self.board.call(dispatchers.forget, dead)
             for run in unended:
-                if run["dispatcher_id"] in live or run["id"] in self.supervisor.watched:
+                if run.dispatcher_id in live or run.id in self.supervisor.watched:
                     continue
                 if self.stopping:
                     break
-                if await self.board.call(
-                    dispatchers.adopt, run["id"], self.id, run["dispatcher_id"]
-                ):
-                    self.on_event(f"adopting run {run['id']} of task t_{run['task_id']}")
+                if await self.board.call(dispatchers.adopt, run.id, self.id, run.dispatcher_id):
+                    self.on_event(f"adopting run {run.id} of task {ids.format(run.task_id)}")
                     group.start_soon(self._adopt, run)
             await anyio.sleep(REAP_INTERVAL)
             # Never go on with a board that is no longer the file at its path: the CLI and the
@@ -232,25 +231,27 @@ class Dispatcher:
             with anyio.move_on_after(min(wait if wait is not None else 60.0, 60.0) + 0.01):
                 await self._board_changed.wait()
 
-    async def _adopt(self, run: dict) -> None:
+    async def _adopt(self, run: records.Run) -> None:
         assert self.supervisor is not None
         try:
             await self.supervisor.adopt(run)
         finally:
             self.wake()
 
-    def _partition_dispatchers(self, registered: list[dict]) -> tuple[set[int], list[int]]:
+    def _partition_dispatchers(
+        self, registered: list[records.Dispatcher]
+    ) -> tuple[set[int], list[int]]:
         host = socket.gethostname()
         stale_after = max(60.0, 12 * REAP_INTERVAL)
         live, dead = {self.id}, []
-        for row in registered:
-            if row["id"] == self.id:
+        for other in registered:
+            if other.id == self.id:
                 continue
-            if row["host"] == host:
-                alive = processes.alive(row["pid"], row["pid_started_at"])
+            if other.host == host:
+                alive = processes.alive(other.pid, other.pid_started_at)
             else:
-                alive = time.time() - row["heartbeat_at"] < stale_after
-            (live.add(row["id"]) if alive else dead.append(row["id"]))
+                alive = time.time() - other.heartbeat_at < stale_after
+            (live.add(other.id) if alive else dead.append(other.id))
         return live, dead
 
 

@@ -30,23 +30,23 @@ def counts(db: sqlite_utils.Database, batch_id: str) -> dict[str, int]:
 def build(db: sqlite_utils.Database, batch_id: str) -> dict[str, Any]:
     entries = []
     for task in batches.tasks_of(db, batch_id):
-        history = runs.for_task(db, task["id"])
-        start = history[0]["started_at"] if history else None
-        end = task["ended_at"] or (history[-1]["ended_at"] if history else None)
+        history = runs.for_task(db, task.id)
+        start = history[0].started_at if history else None
+        end = task.ended_at or (history[-1].ended_at if history else None)
         duration = None if start is None else round((end or time.time()) - start, 3)
         entries.append(
             {
-                "id": ids.format(task["id"]),
-                "key": task["batch_key"],
-                "title": task["title"],
-                "parent": ids.format(task["parent_id"]) if task["parent_id"] else None,
-                "status": task["status"],
-                "attempts": task["attempts"],
+                "id": task.label,
+                "key": task.batch_key,
+                "title": task.title,
+                "parent": ids.format(task.parent_id) if task.parent_id else None,
+                "status": task.status,
+                "attempts": task.attempts,
                 "runs": len(history),
                 "duration_s": duration,
-                "branch": task["branch"],
-                "summary": task["summary"],
-                "reason": task["failure_reason"] or task["block_reason"],
+                "branch": task.branch,
+                "summary": task.summary,
+                "reason": task.failure_reason or task.block_reason,
             }
         )
     ok = bool(entries) and all(e["status"] == states.Status.DONE for e in entries)

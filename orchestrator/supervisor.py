@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from board import actors, errors, ids, runs, tasks, views
+from board import actors, errors, ids, records, runs, tasks, views
 from board.states import Outcome
 from orchestrator import boardio, config, git, merging, processes, retry, worktrees
 from worker import env, pause, prompt, runtimes, scope
@@ -85,8 +85,8 @@ def log_tail(path: str | None, limit: int = LOG_TAIL_BYTES) -> str:
 
 
 def judge(
-    run: dict[str, Any],
-    task: dict[str, Any],
+    run: records.Run,
+    task: records.Task,
     runtime: base.Runtime | None,
     kill_cause: Outcome | None,
     tail: str,
@@ -101,10 +101,10 @@ def judge(
     so a condition that keeps refunding attempts (a rate limit, a shim that keeps dying) is
     retried ever more slowly instead of hammering.
     """
-    tries = task["attempts"] if tries is None else max(tries, task["attempts"])
-    if run["outcome"] is not None:  # reported by the worker, or ended by an operator
-        return Verdict(Outcome(run["outcome"]), run["reason"])
-    code, sig = run["exit_code"], run["signal"]
+    tries = task.attempts if tries is None else max(tries, task.attempts)
+    if run.outcome is not None:  # reported by the worker, or ended by an operator
+        return Verdict(Outcome(run.outcome), run.reason)
+    code, sig = run.exit_code, run.signal
     exit_text = (
         f"killed by signal {sig}"
         if sig is not None
@@ -115,10 +115,10 @@ def judge(
     if kill_cause is Outcome.STALLED:
         verdict = (Outcome.STALLED, f"no heartbeat and no output for {settings.stall_timeout:g} s")
     elif kill_cause is Outcome.TIMED_OUT:
-        verdict = (Outcome.TIMED_OUT, f"ran longer than its timeout of {task['timeout']:g} s")
+        verdict = (Outcome.TIMED_OUT, f"ran longer than its timeout of {task.timeout:g} s")
     elif kill_cause is not None:
         verdict = (kill_cause, "stopped by the dispatcher")
-    elif run["exited_at"] is None:
+    elif run.exited_at is None:
         # The shim records every exit it sees: without one, the shim itself died or never
         # started (a dispatcher or a shim killed). Our failure, not the agent's: refunded.
         delay = retry.backoff(tries, settings.retry_delay, settings.retry_max_delay)
@@ -128,7 +128,7 @@ def judge(
             retry_at=now + delay,
             refund=True,
         )
-    elif run["pid"] is None and code == 127:
+    elif run.pid is None and code == 127:
         return Verdict(Outcome.SPAWN_FAILED, _last_line(tail) or "the worker could not start")
     elif runtime is not None and (code != 0 or runtime.reports) and runtime.rate_limited(tail):
         delay = retry.backoff(tries, settings.rate_limit_delay, settings.retry_max_delay)
@@ -147,11 +147,11 @@ def judge(
     else:
         verdict = (Outcome.CRASHED, exit_text)
     outcome, reason = verdict
-    if outcome in retry.RETRYABLE and task["attempts"] < task["max_attempts"]:
+    if outcome in retry.RETRYABLE and task.attempts < task.max_attempts:
         delay = retry.backoff(tries, settings.retry_delay, settings.retry_max_delay)
         return Verdict(outcome, reason, retry_at=now + delay)
     if outcome in retry.RETRYABLE:
-        reason = f"{reason}; all {task['max_attempts']} attempts used"
+        reason = f"{reason}; all {task.max_attempts} attempts used"
     return Verdict(outcome, reason)
 
 
@@ -184,11 +184,11 @@ class Supervisor:
         task, run_id = claim.task, claim.run_id
         watched = Watched(
             run_id=run_id,
-            task_id=task["id"],
+            task_id=task.id,
             token=claim.token,
-            repo=task["repo"],
+            repo=task.repo,
             started=time.time(),
-            timeout=task["timeout"],
+            timeout=task.timeout,
         )
         self.watched[run_id] = watched
         try:
@@ -218,9 +218,9 @@ class Supervisor:
         Raises only before the shim exists: whatever it raises is this task's failure to start.
         """
         task, run_id = claim.task, claim.run_id
-        runtime = runtimes.get(task["runtime"])
+        runtime = runtimes.get(task.runtime)
         watched.runtime = runtime
-        tid = ids.format(task["id"])
+        tid = ids.format(task.id)
         log_file = self.logs_dir / self.board.id / tid / f"run-{run_id}.log"
         log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         watched.log_path = str(log_file)
@@ -239,7 +239,7 @@ class Supervisor:
             branch=branch,
             merges=merges,
         )
-        last = await self.board.call(runs.last_ended, task["id"])
+        last = await self.board.call(runs.last_ended, task.id)
         context = base.Context(
             task=task,
             run_id=run_id,
@@ -262,7 +262,7 @@ class Supervisor:
             workspace=workspace,
             branch=branch,
             db_path=self.board.path,
-            last_outcome=last["outcome"] if last else None,
+            last_outcome=last.outcome if last else None,
         )
         environ.update(launch.env)
         watched.scope = scope.path_for(self.board.id, run_id)
@@ -330,19 +330,19 @@ class Supervisor:
         )
 
     async def _place(
-        self, task: dict[str, Any], kind: str
+        self, task: records.Task, kind: str
     ) -> tuple[str, str | None, list[prompt.Merge]]:
         """The task's worktree and branch (created, or reused as they are), and merges."""
-        tid = ids.format(task["id"])
+        tid = ids.format(task.id)
         # The board's id in every name: task ids restart at 1 on every board, and two boards
         # (or one recreated after deletion) must never share a branch, a worktree or a log.
         board_id = self.board.id
-        if not task["repo"]:
+        if not task.repo:
             scratch = self.settings.scratch_root / board_id / tid
             scratch.mkdir(parents=True, exist_ok=True)
             return str(scratch), None, []
-        repo = task["repo"]
-        branch, path = task["branch"], task["worktree"]
+        repo = task.repo
+        branch, path = task.branch, task.worktree
         if not (branch and path):  # named once: a retry or a resume keeps what it was given
             named = functools.partial(
                 worktrees.placement,
@@ -354,16 +354,16 @@ class Supervisor:
             )
             new_branch, new_path = await anyio.to_thread.run_sync(named)
             branch, path = branch or new_branch, path or str(new_path)
-        base_ref = task["base_ref"]
-        if task["parent_id"] and not task["branch"]:
-            parent = await self.board.call(tasks.get, task["parent_id"])
-            if parent["worktree"] and parent["branch"] and parent["repo"] == repo:
+        base_ref = task.base_ref
+        if task.parent_id and not task.branch:
+            parent = await self.board.call(tasks.get, task.parent_id)
+            if parent.worktree and parent.branch and parent.repo == repo:
                 await anyio.to_thread.run_sync(
                     _commit_quietly,
-                    parent["worktree"],
-                    f"kanban: {ids.format(parent['id'])} work so far, before {tid} branched off",
+                    parent.worktree,
+                    f"kanban: {ids.format(parent.id)} work so far, before {tid} branched off",
                 )
-                base_ref = parent["branch"]
+                base_ref = parent.branch
         if base_ref is None:
             base_ref = await anyio.to_thread.run_sync(git.resolve_base, repo, None)
         tree = await anyio.to_thread.run_sync(
@@ -371,7 +371,7 @@ class Supervisor:
         )
         await self.board.call(
             tasks.set_placement,
-            task["id"],
+            task.id,
             branch=branch,
             worktree=str(tree.path),
             base_ref=base_ref,
@@ -381,12 +381,10 @@ class Supervisor:
             merges = await self._merge_children(task, str(tree.path))
         return str(tree.path), branch, merges
 
-    async def _merge_children(self, task: dict[str, Any], path: str) -> list[prompt.Merge]:
-        order = await self.board.call(views.children_in_dependency_order, task["id"])
-        branches = [c["branch"] for c in order if c["branch"]]
-        missing = [
-            prompt.Merge(f"{c['id']} (no branch)", "missing") for c in order if not c["branch"]
-        ]
+    async def _merge_children(self, task: records.Task, path: str) -> list[prompt.Merge]:
+        order = await self.board.call(views.children_in_dependency_order, task.id)
+        branches = [c.branch for c in order if c.branch]
+        missing = [prompt.Merge(f"{c.id} (no branch)", "missing") for c in order if not c.branch]
         if not branches:
             return missing
         # Idempotent: a resume cut short (its dispatcher killed mid-merge) merges again; what
@@ -394,60 +392,62 @@ class Supervisor:
         await anyio.to_thread.run_sync(
             _commit_quietly,
             path,
-            f"kanban: {ids.format(task['id'])} work so far, before merging its subtasks",
+            f"kanban: {ids.format(task.id)} work so far, before merging its subtasks",
         )
         outcomes = await anyio.to_thread.run_sync(
             lambda: merging.merge_branches(
-                path, branches, lambda b: f"kanban: merge {b} into {ids.format(task['id'])}"
+                path, branches, lambda b: f"kanban: merge {b} into {ids.format(task.id)}"
             )
         )
         merges = [prompt.Merge(o.branch, o.status, tuple(o.conflicts)) for o in outcomes]
         await self.board.call(
-            tasks.record, task["id"], "merged", {"merges": [dataclasses.asdict(m) for m in merges]}
+            tasks.record, task.id, "merged", {"merges": [dataclasses.asdict(m) for m in merges]}
         )
         return merges + missing
 
     # -- adopted runs -------------------------------------------------------------------
 
-    async def adopt(self, run: dict[str, Any]) -> None:
+    async def adopt(self, run: records.Run) -> None:
         """Take over a run whose dispatcher is gone: watch its shim to the end, then settle.
 
         What the run needs was recorded before its shim existed (`runs.prepare`); the run's
         lock says whether a shim may still write its record, even one whose pid was never
         recorded; its scope is derived from the board and the run.
         """
-        task = await self.board.call(tasks.get, run["task_id"])
+        task = await self.board.call(tasks.get, run.task_id)
         try:
-            runtime = runtimes.get(task["runtime"])
+            runtime = runtimes.get(task.runtime)
         except errors.KanbanError:
             runtime = None
         watched = Watched(
-            run_id=run["id"],
-            task_id=task["id"],
-            token=run["token"],
-            repo=task["repo"],
-            started=run["started_at"],
-            timeout=task["timeout"],
+            run_id=run.id,
+            task_id=task.id,
+            token=run.token,
+            repo=task.repo,
+            started=run.started_at,
+            timeout=task.timeout,
             runtime=runtime,
-            workspace=run["worktree"],
-            log_path=run["log_path"],
-            scope=scope.path_for(self.board.id, run["id"]),
-            shim_pid=run["shim_pid"],
-            shim_started=run["shim_started_at"],
+            workspace=run.worktree,
+            log_path=run.log_path,
+            scope=scope.path_for(self.board.id, run.id),
+            shim_pid=run.shim_pid,
+            shim_started=run.shim_started_at,
         )
-        self.watched[run["id"]] = watched
+        self.watched[run.id] = watched
         try:
-            if run["exited_at"] is None:
+            if run.exited_at is None:
                 if processes.run_lock_held(watched.lock_path):
                     await self._watch(watched, _lock_waiter(watched.lock_path))
-                elif not _exists(watched.lock_path) and processes.alive(
-                    run["shim_pid"], run["shim_started_at"]
+                elif (
+                    not _exists(watched.lock_path)
+                    and run.shim_pid is not None
+                    and processes.alive(run.shim_pid, run.shim_started_at)
                 ):
                     # A run started by a kanban from before run locks: its shim's pid it is.
-                    await self._watch(watched, _pid_waiter(run["shim_pid"], run["shim_started_at"]))
+                    await self._watch(watched, _pid_waiter(run.shim_pid, run.shim_started_at))
             await self._finish(watched)
         finally:
-            self.watched.pop(run["id"], None)
+            self.watched.pop(run.id, None)
 
     # -- watching -----------------------------------------------------------------------
 
@@ -483,28 +483,28 @@ class Supervisor:
                     killed_at = now
             group.cancel_scope.cancel()
 
-    def _kill_cause(self, watched: Watched, run: dict[str, Any], now: float) -> Outcome | None:
-        if run["outcome"] is not None:
-            if run["settled_by"] != "worker":
+    def _kill_cause(self, watched: Watched, run: records.Run, now: float) -> Outcome | None:
+        if run.outcome is not None:
+            if run.settled_by != "worker":
                 return Outcome.CANCELLED  # an operator cancelled or blocked it
-            if run["reported_at"] and now - run["reported_at"] > self.settings.report_grace:
+            if run.reported_at and now - run.reported_at > self.settings.report_grace:
                 return Outcome.COMPLETED  # reported, then lingered: its report stands
             return None
         if self.stopping_workers:
             return Outcome.LOST
         if watched.timeout and now - watched.started > watched.timeout:
             return Outcome.TIMED_OUT
-        activity = max(run["heartbeat_at"] or 0, run["started_at"], _mtime(watched.log_path))
+        activity = max(run.heartbeat_at or 0, run.started_at, _mtime(watched.log_path))
         if now - activity > self.settings.stall_timeout:
             return Outcome.STALLED
         return None
 
-    async def _kill(self, watched: Watched, run: dict[str, Any]) -> None:
+    async def _kill(self, watched: Watched, run: records.Run) -> None:
         """Stop the agent politely, then by force; the shim records it and ends the scope."""
         grace = self.settings.kill_grace
-        if run["pid"] is not None:
+        if run.pid is not None:
             await anyio.to_thread.run_sync(
-                lambda: processes.kill_tree(run["pid"], run["pid_started_at"], grace=grace)
+                functools.partial(processes.kill_tree, run.pid, run.pid_started_at, grace=grace)
             )
         elif watched.scope is not None:  # the agent's pid is not recorded yet
             await anyio.to_thread.run_sync(scope.terminate, watched.scope)
@@ -516,19 +516,19 @@ class Supervisor:
         # Whatever ignored SIGTERM or escaped the agent's tree: the shim ends the scope when
         # the agent is gone, and `_end_processes` makes sure of it after the shim.
 
-    def _kill_everything(self, watched: Watched, run: dict[str, Any]) -> None:
+    def _kill_everything(self, watched: Watched, run: records.Run) -> None:
         if watched.shim_pid is not None:
             processes.kill_tree(watched.shim_pid, watched.shim_started, grace=0.5)
         self._end_processes(watched, run)
 
-    def _end_processes(self, watched: Watched, run: dict[str, Any]) -> None:
+    def _end_processes(self, watched: Watched, run: records.Run) -> None:
         """Make sure no process of the run is left (its shim is gone). Blocking."""
         if watched.scope is not None:
             if not scope.end(watched.scope, timeout=3 * self.settings.kill_grace):
                 log.error("run %s: processes in %s would not die", watched.run_id, watched.scope)
             return
-        if run["pid"] is not None:
-            processes.kill_tree(run["pid"], run["pid_started_at"], grace=self.settings.kill_grace)
+        if run.pid is not None:
+            processes.kill_tree(run.pid, run.pid_started_at, grace=self.settings.kill_grace)
         # What escaped a killed shim still carries the run's token in its environment.
         processes.kill_carrying(env.TOKEN, watched.token, grace=self.settings.kill_grace)
 
@@ -546,8 +546,8 @@ class Supervisor:
         )
         if watched.repo and watched.workspace is not None and workspace_exists:
             message = (
-                f"kanban: {ids.format(task['id'])} run {run['id']} "
-                f"(attempt {run['attempt']}): work left in the worktree"
+                f"kanban: {ids.format(task.id)} run {run.id} "
+                f"(attempt {run.attempt}): work left in the worktree"
             )
             try:
                 await anyio.to_thread.run_sync(worktrees.commit_all, watched.workspace, message)

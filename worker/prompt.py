@@ -15,13 +15,12 @@ import dataclasses
 import functools
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import sqlite_utils
 
-from board import ids, runs, views
+from board import records, runs, views
 
 TEMPLATE = Path(__file__).parent / "templates" / "prompt.md"
 # Agents get the prompt as one command-line argument, and Linux refuses any one argument over
@@ -45,13 +44,17 @@ def _sections(path: Path = TEMPLATE) -> dict[str, string.Template]:
     }
 
 
+# How a merge's status reads to the agent ("up_to_date": merged by an earlier attempt).
+_MERGE_WORDS = {"up_to_date": "already in your branch"}
+
+
 def _bullets(lines: list[str]) -> str:
     return "\n".join(f"- {line}" for line in lines)
 
 
 def render(
     db: sqlite_utils.Database,
-    task: Mapping[str, Any],
+    task: records.Task,
     *,
     attempt: int,
     kind: str,
@@ -61,45 +64,45 @@ def render(
 ) -> str:
     sections = _sections()
     extra: list[str] = []
-    last = runs.last_ended(db, task["id"])
+    last = runs.last_ended(db, task.id)
     if attempt > 1 or (last is not None and kind != "resume"):
         if last is not None:
-            what = last["outcome"] + (f" ({last['reason']})" if last["reason"] else "")
-            if last["exit_code"] is not None:
-                what += f", exit code {last['exit_code']}"
-            elif last["signal"] is not None:
-                what += f", killed by signal {last['signal']}"
+            what = str(last.outcome) + (f" ({last.reason})" if last.reason else "")
+            if last.exit_code is not None:
+                what += f", exit code {last.exit_code}"
+            elif last.signal is not None:
+                what += f", killed by signal {last.signal}"
         else:
             what = "unknown"
         extra.append(
             sections["attempt"].substitute(
-                attempt=attempt, max_attempts=task["max_attempts"], last_outcome=what
+                attempt=attempt, max_attempts=task.max_attempts, last_outcome=what
             )
         )
-    comments = views.recent_comments(db, task["id"])
+    comments = views.recent_comments(db, task.id)
     if comments:
-        text = _bullets([f"{views.when(c['at'])} {c['author']}: {c['body']}" for c in comments])
+        text = _bullets([f"{views.when(c.at)} {c.author}: {c.body}" for c in comments])
         extra.append(sections["comments"].substitute(comments=text))
-    blockers = views.blockers_of(db, task["id"])
+    blockers = views.blockers_of(db, task.id)
     if blockers:
         text = _bullets(
             [
-                f'{ids.format(b["id"])} "{b["title"]}" ({b["status"]}'
-                f"{', branch ' + b['branch'] if b['branch'] else ''}): "
-                f"{b['summary'] or 'no summary'}"
+                f'{b.label} "{b.title}" ({b.status}'
+                f"{', branch ' + b.branch if b.branch else ''}): "
+                f"{b.summary or 'no summary'}"
                 for b in blockers
             ]
         )
         extra.append(sections["blockers"].substitute(blockers=text))
     if kind == "resume":
-        children = views.children_outcomes(db, task["id"])
+        children = views.children(db, task.id)
         text = (
             _bullets(
                 [
-                    f'{c["id"]} "{c["title"]}": {c["status"]}'
-                    + (f": {c['summary']}" if c["summary"] else "")
-                    + (f" ({c['failure_reason']})" if c["failure_reason"] else "")
-                    + (f" (blocked: {c['block_reason']})" if c["status"] == "blocked" else "")
+                    f'{c.label} "{c.title}": {c.status}'
+                    + (f": {c.summary}" if c.summary else "")
+                    + (f" ({c.failure_reason})" if c.failure_reason else "")
+                    + (f" (blocked: {c.block_reason})" if c.status == "blocked" else "")
                     for c in children
                 ]
             )
@@ -107,7 +110,7 @@ def render(
         )
         merge_lines = []
         for merge in merges:
-            line = f"{merge.branch}: {merge.status}"
+            line = f"{merge.branch}: {_MERGE_WORDS.get(merge.status, merge.status)}"
             if merge.conflicted_files:
                 line += (
                     "; CONFLICTS left for you to resolve (the files contain conflict "
@@ -124,9 +127,9 @@ def render(
         return (
             sections["main"]
             .substitute(
-                task_id=ids.format(task["id"]),
-                title=task["title"],
-                body=task["body"] or "(no further description: the title says it all)",
+                task_id=task.label,
+                title=task.title,
+                body=task.body or "(no further description: the title says it all)",
                 workspace=workspace,
                 branch_text=f" on branch {branch}" if branch else "",
                 sections=extra_text,
@@ -142,7 +145,7 @@ def render(
     # rest is. Its title and body always fit (the board limits them below this).
     room = MAX_BYTES - len(main("").encode("utf-8")) - 200
     note = (
-        f"\n[... cut to fit on a command line: `kanban show {ids.format(task['id'])}` "
+        f"\n[... cut to fit on a command line: `kanban show {task.label}` "
         "(or kanban_show) has all of it]\n"
     )
     clipped = "\n".join(extra).encode("utf-8")[: max(room, 0)].decode("utf-8", "ignore")

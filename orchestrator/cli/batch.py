@@ -164,7 +164,7 @@ def _wait(db, batch_id: str, say, show_progress) -> bool:
     """Wait for another dispatcher to finish the batch; True if interrupted (Ctrl-C)."""
     from orchestrator import processes
 
-    if not any(processes.alive(d["pid"], d["pid_started_at"]) for d in dispatchers.all_(db)):
+    if not any(processes.alive(d.pid, d.pid_started_at) for d in dispatchers.all_(db)):
         say(
             "no dispatcher is running on this board yet; waiting (start one with `kanban dispatch`)"
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from board import errors, ids, runs, states, tasks, views
+from board import errors, ids, records, runs, states, tasks, views
 from orchestrator import config
 from orchestrator.cli import context
 
@@ -71,10 +71,10 @@ def dispatch(ctx, max_workers, until_idle, stall_timeout, retry_delay, quiet):
     ctx.exit(anyio.run(runner.run))
 
 
-def _run_for(db, task_id: int, run_id: int | None) -> dict:
+def _run_for(db, task_id: int, run_id: int | None) -> records.Run:
     history = runs.for_task(db, task_id)
     if run_id is not None:
-        chosen = [r for r in history if r["id"] == run_id]
+        chosen = [r for r in history if r.id == run_id]
         if not chosen:
             raise errors.InvalidInput(f"run {run_id} is not a run of {ids.format(task_id)}")
         return chosen[0]
@@ -98,9 +98,9 @@ def logs(ctx, task, run_id, follow):
     db = context.existing_board(ctx)
     task_id = context.task_id(task)
     run = _run_for(db, task_id, ids.parse_run(run_id) if run_id is not None else None)
-    if not run["log_path"]:
-        raise errors.InvalidInput(f"run {run['id']} has no log (it never started a process)")
-    path = Path(run["log_path"])
+    if not run.log_path:
+        raise errors.InvalidInput(f"run {run.id} has no log (it never started a process)")
+    path = Path(run.log_path)
     try:
         handle = open(path, "rb")
     except OSError as exc:
@@ -113,7 +113,7 @@ def logs(ctx, task, run_id, follow):
                 out.write(chunk)
                 out.flush()
                 continue
-            if not follow or runs.get(db, run["id"])["ended_at"] is not None:
+            if not follow or runs.get(db, run.id).ended_at is not None:
                 return
             time.sleep(0.2)
 
@@ -168,8 +168,8 @@ def gc(ctx, force, as_json):
     db = context.existing_board(ctx)
     by_repo: dict[str, list[tuple[str, str]]] = {}
     for task in tasks.list_tasks(db, sorted(states.ENDED)):
-        if task["repo"] and task["worktree"] and task["branch"]:
-            by_repo.setdefault(task["repo"], []).append((task["worktree"], task["branch"]))
+        if task.repo and task.worktree and task.branch:
+            by_repo.setdefault(task.repo, []).append((task.worktree, task.branch))
     report = {
         "removed_worktrees": [],
         "kept_worktrees": [],

@@ -13,7 +13,7 @@ def new(db: sqlite_utils.Database, title: str = "a task", **fields: object) -> i
 
 
 def status(db: sqlite_utils.Database, task_id: int) -> str:
-    return tasks.get(db, task_id)["status"]
+    return tasks.get(db, task_id).status
 
 
 def claim(db: sqlite_utils.Database, task_id: int, **kwargs: object) -> runs.Claim:
@@ -22,11 +22,11 @@ def claim(db: sqlite_utils.Database, task_id: int, **kwargs: object) -> runs.Cla
 
 
 def worker(claimed: runs.Claim) -> actors.Worker:
-    return actors.Worker(claimed.task["id"], claimed.run_id, claimed.token)
+    return actors.Worker(claimed.task.id, claimed.run_id, claimed.token)
 
 
 def finish(db: sqlite_utils.Database, claimed: runs.Claim, summary: str = "done") -> Status:
     """The worker reports completion and its run ends (what its dispatcher does on exit)."""
-    tasks.complete(db, claimed.task["id"], summary, worker(claimed))
+    tasks.complete(db, claimed.task.id, summary, worker(claimed))
     runs.settle(db, claimed.run_id, Outcome.COMPLETED)
-    return Status(tasks.get(db, claimed.task["id"])["status"])
+    return Status(tasks.get(db, claimed.task.id).status)

@@ -27,12 +27,12 @@ while True:
     if not got:
         break
     (c,) = got
-    me = actors.Worker(c.task["id"], c.run_id, c.token)
+    me = actors.Worker(c.task.id, c.run_id, c.token)
     runs.heartbeat(db, me)
-    tasks.comment(db, c.task["id"], f"claimed by {os.getpid()}", me)
-    tasks.complete(db, c.task["id"], f"done by {os.getpid()}", me)
+    tasks.comment(db, c.task.id, f"claimed by {os.getpid()}", me)
+    tasks.complete(db, c.task.id, f"done by {os.getpid()}", me)
     runs.settle(db, c.run_id, "completed")
-    claimed.append(c.task["id"])
+    claimed.append(c.task.id)
 print(json.dumps(claimed))
 """
 
@@ -117,7 +117,7 @@ def test_six_processes_draining_a_pool_claim_every_task_exactly_once(db_path: Pa
     claimed = Counter(task_id for result in results for task_id in result)  # type: ignore[attr-defined]
     assert set(claimed) == set(ids)
     assert max(claimed.values()) == 1
-    assert [t["status"] for t in tasks.list_tasks(db) if t["status"] != "done"] == []
+    assert [t.status for t in tasks.list_tasks(db) if t.status != "done"] == []
     assert runs.unended(db) == []
     per_task = db.conn.execute(
         "SELECT count(*), count(DISTINCT task_id), sum(outcome = 'completed') FROM runs"
@@ -148,9 +148,7 @@ def test_concurrent_heartbeats_and_claims_never_fail_with_a_locked_database(
         beating.append(claimed)
     pool = [tasks.create(db, tasks.NewTask(f"short task {n}")) for n in range(120)]
 
-    argvs = [
-        ["HB", str(db_path), str(c.task["id"]), str(c.run_id), c.token, "150"] for c in beating
-    ]
+    argvs = [["HB", str(db_path), str(c.task.id), str(c.run_id), c.token, "150"] for c in beating]
     heartbeat_count = len(argvs)
     argvs += [["CLAIM", str(db_path)] for _ in range(3)]
     script = (
@@ -165,9 +163,9 @@ def test_concurrent_heartbeats_and_claims_never_fail_with_a_locked_database(
     assert sorted(claimed) == pool
     for c in beating:
         run = runs.get(db, c.run_id)
-        assert (run["outcome"], run["note"]) == (None, "beat 140")
-        assert run["heartbeat_at"] > c.task["updated_at"]
-        assert tasks.get(db, c.task["id"])["status"] == "running"
+        assert (run.outcome, run.note) == (None, "beat 140")
+        assert run.heartbeat_at > c.task.updated_at
+        assert tasks.get(db, c.task.id).status == "running"
     notes = db.conn.execute("SELECT count(*) FROM events WHERE kind = 'heartbeat'").fetchone()[0]
     assert notes == 15 * heartbeat_count
     db.conn.close()

@@ -42,7 +42,7 @@ def test_a_worker_creates_subtasks_with_no_more_privilege_than_its_own_task(
             assert f"leave the runtime and any command out to use {own}" in str(caught.value)
         else:
             created = subtask(db, me, runtime=runtime, runtime_options=argv)
-            assert tasks.get(db, created)["runtime"] == runtime
+            assert tasks.get(db, created).runtime == runtime
     assert len(tasks.list_tasks(db, parent=me.task_id)) == 4 - len(refused)
 
 
@@ -78,7 +78,7 @@ def test_a_subtask_works_in_its_parents_repository_whoever_creates_it(
     me = running(db, repo="/src/app")
 
     same = subtask(db, me, repo="/src/app")
-    assert tasks.get(db, same)["repo"] == "/src/app"
+    assert tasks.get(db, same).repo == "/src/app"
     with pytest.raises(errors.NotIntegrable) as caught:
         subtask(db, me, repo="/src/other")
     assert (caught.value.parent, caught.value.field) == (f"t_{me.task_id}", "repo")
@@ -100,7 +100,7 @@ def test_a_workers_subtask_starts_from_its_parents_branch(db: sqlite_utils.Datab
     assert tasks.list_tasks(db, parent=me.task_id) == []
     # Operators plan graphs before any parent has a branch: their base is theirs to choose.
     planned = subtask(db, actors.OPERATOR, parent=me.task_id, base_ref="0123abcd")
-    assert tasks.get(db, planned)["base_ref"] == "0123abcd"
+    assert tasks.get(db, planned).base_ref == "0123abcd"
 
 
 def test_a_subtask_of_a_workers_own_subtask_follows_the_same_rules(
@@ -110,7 +110,7 @@ def test_a_subtask_of_a_workers_own_subtask_follows_the_same_rules(
     child = subtask(db, me)
 
     grandchild = subtask(db, me, parent=child)
-    assert tasks.get(db, grandchild)["parent_id"] == child
+    assert tasks.get(db, grandchild).parent_id == child
     with pytest.raises(errors.MorePrivilege):
         subtask(db, me, parent=child, runtime="command", runtime_options={"argv": ["true"]})
     with pytest.raises(errors.NotIntegrable):
@@ -123,5 +123,5 @@ def test_workers_submit_no_batches(db: sqlite_utils.Database) -> None:
 
     with pytest.raises(errors.NotForWorkers, match="create subtasks of your task instead"):
         batches.submit(db, [entry], name="nightly", actor=me)
-    assert [t["id"] for t in tasks.list_tasks(db)] == [me.task_id]
+    assert [t.id for t in tasks.list_tasks(db)] == [me.task_id]
     assert batches.submit(db, [entry], name="nightly").created

@@ -28,7 +28,7 @@ def test_claim_picks_the_highest_priority_then_the_oldest_task(db: sqlite_utils.
     blocked = new(db, "blocked", priority=9)
     tasks.block(db, blocked, "not now")
 
-    order = [runs.claim(db)[0].task["id"] for _ in range(3)]
+    order = [runs.claim(db)[0].task.id for _ in range(3)]
 
     assert order == [old_high, new_high, old_low]
     assert runs.claim(db) == []
@@ -39,28 +39,28 @@ def test_a_claim_starts_a_run_with_its_own_token_and_lease(db: sqlite_utils.Data
 
     claims = runs.claim(db, limit=5, now=NOW, lease=60.0, dispatcher_id=7)
 
-    assert [c.task["id"] for c in claims] == [first, second]
+    assert [c.task.id for c in claims] == [first, second]
     assert len({c.token for c in claims}) == 2
     for claimed in claims:
         run = runs.get(db, claimed.run_id)
-        assert (run["task_id"], run["attempt"], run["kind"], run["dispatcher_id"]) == (
-            claimed.task["id"],
+        assert (run.task_id, run.attempt, run.kind, run.dispatcher_id) == (
+            claimed.task.id,
             1,
             "first",
             7,
         )
-        assert (run["started_at"], run["lease_expires_at"], run["outcome"]) == (
+        assert (run.started_at, run.lease_expires_at, run.outcome) == (
             NOW,
             NOW + 60.0,
             None,
         )
-        task = tasks.get(db, claimed.task["id"])
-        assert (task["status"], task["current_run_id"], task["attempts"]) == (
+        task = tasks.get(db, claimed.task.id)
+        assert (task.status, task.current_run_id, task.attempts) == (
             "running",
             claimed.run_id,
             1,
         )
-        assert claimed.task["status"] == Status.RUNNING
+        assert claimed.task.status == Status.RUNNING
 
 
 def test_claim_honours_next_attempt_at(db: sqlite_utils.Database) -> None:
@@ -72,7 +72,7 @@ def test_claim_honours_next_attempt_at(db: sqlite_utils.Database) -> None:
     assert runs.next_retry_at(db) == NOW + 30
     again = claim(db, task_id, now=NOW + 30)
     assert (again.attempt, again.kind) == (2, "retry")
-    assert tasks.get(db, task_id)["next_attempt_at"] is None
+    assert tasks.get(db, task_id).next_attempt_at is None
 
 
 def test_a_task_whose_previous_run_is_unended_is_never_claimed(db: sqlite_utils.Database) -> None:
@@ -153,36 +153,36 @@ def test_a_superseded_run_can_no_longer_complete_block_heartbeat_or_comment(
 
     assert event_count(db) == before
     task = tasks.get(db, task_id)
-    assert (task["status"], task["current_run_id"]) == ("running", current.run_id)
+    assert (task.status, task.current_run_id) == ("running", current.run_id)
     runs.heartbeat(db, worker(current))  # the live run is unaffected
     assert tasks.complete(db, task_id, "real result", worker(current)) == Status.RUNNING
     runs.settle(db, current.run_id, Outcome.COMPLETED)
-    assert tasks.get(db, task_id)["status"] == Status.DONE
+    assert tasks.get(db, task_id).status == Status.DONE
 
 
 def test_a_wrong_token_or_another_runs_id_is_refused(db: sqlite_utils.Database) -> None:
     mine = claim(db, new(db))
     theirs = claim(db, new(db))
     forged = [
-        actors.Worker(mine.task["id"], mine.run_id, "not-the-token"),
-        actors.Worker(mine.task["id"], theirs.run_id, theirs.token),
-        actors.Worker(mine.task["id"], theirs.run_id, mine.token),
-        actors.Worker(mine.task["id"], 999, mine.token),
+        actors.Worker(mine.task.id, mine.run_id, "not-the-token"),
+        actors.Worker(mine.task.id, theirs.run_id, theirs.token),
+        actors.Worker(mine.task.id, theirs.run_id, mine.token),
+        actors.Worker(mine.task.id, 999, mine.token),
     ]
 
     for fake in forged:
         with pytest.raises(errors.StaleRun, match="unknown run, or a wrong token"):
-            tasks.complete(db, mine.task["id"], "forged", fake)
+            tasks.complete(db, mine.task.id, "forged", fake)
         with pytest.raises(errors.StaleRun):
             runs.heartbeat(db, fake)
         with pytest.raises(errors.StaleRun):
-            tasks.comment(db, mine.task["id"], "forged", fake)
+            tasks.comment(db, mine.task.id, "forged", fake)
     with pytest.raises(errors.StaleRun, match="wrong token"):
         runs.started(db, mine.run_id, theirs.token, pid=1, pid_started_at=0.0)
     with pytest.raises(errors.StaleRun, match="wrong token"):
         runs.exited(db, mine.run_id, "nope", exit_code=0, signal=None)
-    assert status(db, mine.task["id"]) == "running"
-    assert runs.get(db, mine.run_id)["exited_at"] is None
+    assert status(db, mine.task.id) == "running"
+    assert runs.get(db, mine.run_id).exited_at is None
 
 
 def test_a_run_whose_outcome_is_set_can_change_nothing_more(db: sqlite_utils.Database) -> None:
@@ -230,7 +230,7 @@ def test_a_worker_may_comment_on_unblock_and_link_its_own_subtasks_but_not_compl
     first = tasks.create(db, tasks.NewTask("first"), me)
     second = tasks.create(db, tasks.NewTask("second", after=[first]), me)
     grandchild = tasks.create(db, tasks.NewTask("deeper", parent=second), me)
-    assert tasks.get(db, grandchild)["parent_id"] == second
+    assert tasks.get(db, grandchild).parent_id == second
     tasks.block(db, first, "needs the schema")
 
     tasks.comment(db, first, "the schema is in docs/", me)
@@ -251,7 +251,7 @@ def test_a_heartbeat_renews_the_lease_and_records_a_note(db: sqlite_utils.Databa
     runs.heartbeat(db, worker(claimed), now=NOW + 30, lease=60.0)
 
     run = runs.get(db, claimed.run_id)
-    assert (run["heartbeat_at"], run["lease_expires_at"], run["note"]) == (
+    assert (run.heartbeat_at, run.lease_expires_at, run.note) == (
         NOW + 30,
         NOW + 90,
         "running the tests",
@@ -270,7 +270,7 @@ def test_the_shim_records_the_agent_pid_and_exit_once(db: sqlite_utils.Database)
     runs.exited(db, claimed.run_id, claimed.token, exit_code=0, signal=None)
 
     run = runs.get(db, claimed.run_id)
-    assert (run["pid"], run["pid_started_at"], run["exit_code"], run["signal"]) == (
+    assert (run.pid, run.pid_started_at, run.exit_code, run.signal) == (
         4242,
         NOW,
         None,
@@ -290,15 +290,15 @@ def test_settle_keeps_an_outcome_the_worker_reported(db: sqlite_utils.Database) 
 
     assert final == Outcome.BLOCKED
     run = runs.get(db, claimed.run_id)
-    assert (run["outcome"], run["reason"], run["commit_sha"], run["settled_by"]) == (
+    assert (run.outcome, run.reason, run.commit_sha, run.settled_by) == (
         "blocked",
         "ambiguous spec",
         "abc",
         "worker",
     )
-    assert run["ended_at"] is not None
+    assert run.ended_at is not None
     task = tasks.get(db, task_id)
-    assert (task["status"], task["block_reason"]) == ("blocked", "ambiguous spec")
+    assert (task.status, task.block_reason) == ("blocked", "ambiguous spec")
 
 
 def test_settle_with_retry_at_makes_the_task_ready_at_that_time(
@@ -315,13 +315,13 @@ def test_settle_with_retry_at_makes_the_task_ready_at_that_time(
     )
 
     task = tasks.get(db, task_id)
-    assert (task["status"], task["next_attempt_at"], task["attempts"]) == (
+    assert (task.status, task.next_attempt_at, task.attempts) == (
         "ready",
         NOW + 60,
         1,
     )
-    assert task["current_run_id"] is None
-    assert runs.last_ended(db, task_id)["reason"] == "exit 3"
+    assert task.current_run_id is None
+    assert runs.last_ended(db, task_id).reason == "exit 3"
 
 
 def test_a_refunded_retry_does_not_spend_an_attempt(db: sqlite_utils.Database) -> None:
@@ -329,7 +329,7 @@ def test_a_refunded_retry_does_not_spend_an_attempt(db: sqlite_utils.Database) -
     for _ in range(3):
         claimed = claim(db, task_id, now=NOW)
         runs.settle(db, claimed.run_id, Outcome.RATE_LIMITED, retry_at=NOW, refund=True, now=NOW)
-        assert tasks.get(db, task_id)["attempts"] == 0
+        assert tasks.get(db, task_id).attempts == 0
 
     assert claim(db, task_id, now=NOW).attempt == 1
 
@@ -343,8 +343,8 @@ def test_a_task_whose_attempts_are_exhausted_fails(db: sqlite_utils.Database) ->
     runs.settle(db, second.run_id, Outcome.CRASHED, reason="exit 1", retry_at=NOW, now=NOW)
 
     task = tasks.get(db, task_id)
-    assert (task["status"], task["attempts"]) == ("failed", 2)
-    assert "exit 1" in task["failure_reason"]
+    assert (task.status, task.attempts) == ("failed", 2)
+    assert "exit 1" in task.failure_reason
 
 
 def test_an_unreported_failure_without_a_retry_fails_the_task(db: sqlite_utils.Database) -> None:
@@ -354,8 +354,8 @@ def test_an_unreported_failure_without_a_retry_fails_the_task(db: sqlite_utils.D
     runs.settle(db, claimed.run_id, Outcome.SPAWN_FAILED, reason="hermes: not found")
 
     task = tasks.get(db, task_id)
-    assert (task["status"], task["failure_reason"]) == ("failed", "hermes: not found")
-    assert task["ended_at"] is not None
+    assert (task.status, task.failure_reason) == ("failed", "hermes: not found")
+    assert task.ended_at is not None
 
 
 def test_settle_completed_with_open_subtasks_makes_the_task_wait(
@@ -368,7 +368,7 @@ def test_settle_completed_with_open_subtasks_makes_the_task_wait(
     runs.settle(db, claimed.run_id, Outcome.COMPLETED, summary="committed the work")
 
     task = tasks.get(db, task_id)
-    assert (task["status"], task["summary"]) == ("waiting", "committed the work")
+    assert (task.status, task.summary) == ("waiting", "committed the work")
 
 
 def test_settling_twice_changes_nothing(db: sqlite_utils.Database) -> None:

@@ -183,7 +183,7 @@ class BoardMachine(RuleBasedStateMachine):
     @rule(limit=st.integers(1, 2))
     def claim(self, limit: int) -> None:
         for claimed in runs.claim(self.db, limit=limit, now=self.clock):
-            self.claims.append(actors.Worker(claimed.task["id"], claimed.run_id, claimed.token))
+            self.claims.append(actors.Worker(claimed.task.id, claimed.run_id, claimed.token))
 
     @precondition(lambda self: self.claims)
     @rule(
@@ -195,7 +195,7 @@ class BoardMachine(RuleBasedStateMachine):
     def settle(
         self, data: st.DataObject, outcome: Outcome, retry: str | None, refund: bool
     ) -> None:
-        unended = [w for w in self.claims if runs.get(self.db, w.run_id)["ended_at"] is None]
+        unended = [w for w in self.claims if runs.get(self.db, w.run_id).ended_at is None]
         pool = unended if unended and data.draw(st.integers(0, 3)) else self.claims
         worker = data.draw(st.sampled_from(pool))
         retry_at = {None: None, "due": self.clock, "later": self.clock + 50}[retry]
@@ -210,9 +210,9 @@ class BoardMachine(RuleBasedStateMachine):
             now=self.clock,
         )
         after = runs.get(self.db, worker.run_id)
-        assert final == (before["outcome"] or outcome)
-        assert after["ended_at"] is not None
-        if before["ended_at"] is not None:
+        assert final == (before.outcome or outcome)
+        assert after.ended_at is not None
+        if before.ended_at is not None:
             assert after == before
 
     @rule()

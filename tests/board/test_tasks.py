@@ -24,13 +24,13 @@ def test_a_task_without_blockers_is_created_ready(db: sqlite_utils.Database) -> 
     task_id = new(db, "Fix the login bug", body="steps", priority=5)
 
     task = tasks.get(db, task_id)
-    assert (task["status"], task["title"], task["body"], task["priority"]) == (
+    assert (task.status, task.title, task.body, task.priority) == (
         "ready",
         "Fix the login bug",
         "steps",
         5,
     )
-    assert task["runtime"] == tasks.DEFAULT_RUNTIME
+    assert task.runtime == tasks.DEFAULT_RUNTIME
     assert events(db, task_id, "created") == [(None, "todo")]
     assert events(db, task_id) == [("todo", "ready")]
 
@@ -67,9 +67,9 @@ def test_a_subtask_inherits_runtime_options_and_repo_from_its_parent(
     child = new(db, parent=parent)
     other = new(db, parent=parent, runtime="codex")
 
-    assert tasks.get(db, child)["runtime"] == "command"
+    assert tasks.get(db, child).runtime == "command"
     assert views.task_object(db, child)["runtime_options"] == {"argv": ["true"]}
-    assert (tasks.get(db, child)["repo"], tasks.get(db, child)["depth"]) == ("/r", 1)
+    assert (tasks.get(db, child).repo, tasks.get(db, child).depth) == ("/r", 1)
     assert views.task_object(db, other)["runtime_options"] == {}
 
 
@@ -134,13 +134,13 @@ def test_block_then_unblock_with_a_comment_returns_the_task_to_ready(
 ) -> None:
     task_id = new(db)
     tasks.block(db, task_id, "  needs the API key  ")
-    assert tasks.get(db, task_id)["block_reason"] == "needs the API key"
+    assert tasks.get(db, task_id).block_reason == "needs the API key"
     assert status(db, task_id) == "blocked"
 
     assert tasks.unblock(db, task_id, comment="key is in the vault") == Status.READY
 
     task = tasks.get(db, task_id)
-    assert (task["status"], task["block_reason"]) == ("ready", None)
+    assert (task.status, task.block_reason) == ("ready", None)
     (note,) = views.show(db, task_id)["comments"]
     assert (note["author"], note["body"]) == ("operator", "key is in the vault")
 
@@ -171,8 +171,8 @@ def test_an_operator_blocking_a_running_task_ends_its_run(db: sqlite_utils.Datab
 
     tasks.block(db, task_id, "wrong approach")
 
-    assert runs.get(db, claimed.run_id)["outcome"] == Outcome.BLOCKED
-    assert tasks.get(db, task_id)["current_run_id"] is None
+    assert runs.get(db, claimed.run_id).outcome == Outcome.BLOCKED
+    assert tasks.get(db, task_id).current_run_id is None
     with pytest.raises(errors.StaleRun):
         tasks.complete(db, task_id, "finished anyway", worker(claimed))
 
@@ -184,7 +184,7 @@ def test_completing_a_task_with_open_subtasks_makes_it_wait(db: sqlite_utils.Dat
     parent = new(db)
     claimed = claim(db, parent)
     child = tasks.create(db, tasks.NewTask("part 1"), worker(claimed))
-    assert tasks.get(db, child)["parent_id"] == parent
+    assert tasks.get(db, child).parent_id == parent
 
     assert tasks.complete(db, parent, "split into parts", worker(claimed)) == Status.RUNNING
     runs.settle(db, claimed.run_id, Outcome.COMPLETED)
@@ -219,7 +219,7 @@ def test_the_last_subtask_ending_makes_the_parent_ready_to_resume(
 
     assert status(db, last) == ending
     parent_row = tasks.get(db, parent)
-    assert (parent_row["status"], parent_row["resume"]) == ("ready", 1)
+    assert (parent_row.status, parent_row.resume) == ("ready", 1)
     resumed = claim(db, parent)
     assert resumed.kind == "resume"
 
@@ -239,7 +239,7 @@ def test_a_resume_stays_a_resume_until_a_run_of_it_completes(db: sqlite_utils.Da
     again = claim(db, parent)
     assert again.kind == "resume"
     assert finish(db, again, "integrated") == Status.DONE
-    assert tasks.get(db, parent)["resume"] == 0
+    assert tasks.get(db, parent).resume == 0
 
 
 def test_subtasks_that_end_before_their_parents_run_does_are_integrated_by_a_resume(
@@ -254,7 +254,7 @@ def test_subtasks_that_end_before_their_parents_run_does_are_integrated_by_a_res
 
     runs.settle(db, claimed.run_id, Outcome.COMPLETED)
 
-    assert (status(db, parent), tasks.get(db, parent)["resume"]) == ("ready", 1)
+    assert (status(db, parent), tasks.get(db, parent).resume) == ("ready", 1)
     resumed = claim(db, parent)
     assert resumed.kind == "resume"
     assert finish(db, resumed, "merged the part") == Status.DONE
@@ -273,7 +273,7 @@ def test_a_waiting_parent_is_not_resumed_before_its_previous_run_is_settled(
     assert status(db, parent) == "ready"
     assert runs.claim(db) == []  # the parent's first run is still un-ended
     runs.settle(db, claimed.run_id, Outcome.EXITED_WITHOUT_REPORT)
-    assert claim(db, parent).task["id"] == parent
+    assert claim(db, parent).task.id == parent
 
 
 def test_subtask_depth_and_breadth_are_limited(db: sqlite_utils.Database) -> None:
@@ -318,16 +318,16 @@ def test_cancel_cascades_to_open_descendants_and_ends_their_live_runs(
     assert sorted(changed) == sorted([root, child, grandchild])
     for task_id in changed:
         task = tasks.get(db, task_id)
-        assert (task["status"], task["failure_reason"]) == ("cancelled", "wrong plan")
+        assert (task.status, task.failure_reason) == ("cancelled", "wrong plan")
     assert status(db, finished) == "done"
     assert status(db, unrelated) == "ready"
     for claimed in (child_run, grandchild_run):
         run = runs.get(db, claimed.run_id)
-        assert (run["outcome"], run["ended_at"]) == (Outcome.CANCELLED, None)
+        assert (run.outcome, run.ended_at) == (Outcome.CANCELLED, None)
         with pytest.raises(errors.StaleRun):
             runs.heartbeat(db, worker(claimed))
     # The dispatcher still has to stop the processes and settle the runs.
-    assert {r["id"] for r in runs.unended(db)} == {child_run.run_id, grandchild_run.run_id}
+    assert {r.id for r in runs.unended(db)} == {child_run.run_id, grandchild_run.run_id}
 
 
 def test_retry_gives_a_failed_task_a_fresh_set_of_attempts(db: sqlite_utils.Database) -> None:
@@ -335,12 +335,12 @@ def test_retry_gives_a_failed_task_a_fresh_set_of_attempts(db: sqlite_utils.Data
     claimed = claim(db, task_id)
     runs.settle(db, claimed.run_id, Outcome.CRASHED, reason="segfault")
     task = tasks.get(db, task_id)
-    assert (task["status"], task["attempts"], task["failure_reason"]) == ("failed", 1, "segfault")
+    assert (task.status, task.attempts, task.failure_reason) == ("failed", 1, "segfault")
 
     assert tasks.retry(db, task_id) == Status.READY
 
     task = tasks.get(db, task_id)
-    assert (task["status"], task["attempts"], task["failure_reason"]) == ("ready", 0, None)
+    assert (task.status, task.attempts, task.failure_reason) == ("ready", 0, None)
     again = claim(db, task_id)
     assert (again.attempt, again.kind) == (1, "first")
 
@@ -373,14 +373,14 @@ def test_list_is_in_priority_then_age_order_and_filters(db: sqlite_utils.Databas
     child = new(db, "child", parent=low, batch_id="b1", priority=-1)
     tasks.block(db, second, "why")
 
-    assert [t["id"] for t in tasks.list_tasks(db)] == [first, second, low, child]
-    assert [t["id"] for t in tasks.list_tasks(db, ["ready"])] == [first, low, child]
-    assert [t["id"] for t in tasks.list_tasks(db, ["blocked", "ready"], limit=2)] == [
+    assert [t.id for t in tasks.list_tasks(db)] == [first, second, low, child]
+    assert [t.id for t in tasks.list_tasks(db, ["ready"])] == [first, low, child]
+    assert [t.id for t in tasks.list_tasks(db, ["blocked", "ready"], limit=2)] == [
         first,
         second,
     ]
-    assert [t["id"] for t in tasks.list_tasks(db, parent=low)] == [child]
-    assert [t["id"] for t in tasks.list_tasks(db, batch_id="b1")] == [child]
+    assert [t.id for t in tasks.list_tasks(db, parent=low)] == [child]
+    assert [t.id for t in tasks.list_tasks(db, batch_id="b1")] == [child]
     assert tasks.list_tasks(db, ["done"]) == []
 
 
@@ -475,7 +475,7 @@ def test_listing_the_ready_queue_walks_its_index_instead_of_sorting(
     finally:
         db.conn.set_trace_callback(None)
 
-    assert [t["priority"] for t in listed] == [2, 1]
+    assert [t.priority for t in listed] == [2, 1]
     (select,) = [s for s in seen if s.startswith("SELECT")]
     plan = [row[3] for row in db.conn.execute(f"EXPLAIN QUERY PLAN {select}")]
     assert plan == ["SCAN tasks USING INDEX tasks_ready"]

@@ -238,8 +238,8 @@ def test_nul_bytes_are_refused_by_the_board_for_every_interface(db_path):
             assert "NUL byte" in str(exc)
         else:
             raise AssertionError("a NUL byte was accepted")
-    assert [t["id"] for t in tasks.list_tasks(db)] == [task_id]
-    assert tasks.get(db, task_id)["status"] == "ready"
+    assert [t.id for t in tasks.list_tasks(db)] == [task_id]
+    assert tasks.get(db, task_id).status == "ready"
     (claim,) = runs.claim(db, task_id=task_id)
     worker = actors.Worker(task_id, claim.run_id, claim.token)
     try:

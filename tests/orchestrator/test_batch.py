@@ -200,8 +200,8 @@ def test_run_starts_only_its_own_batch_and_leaves_other_ready_tasks_alone(tmp_pa
     db = connection.connect(db_path)
     try:
         task = tasks.get(db, int(outsider.removeprefix("t_")))
-        assert (task["status"], task["attempts"]) == ("ready", 0)
-        assert runs.for_task(db, task["id"]) == []
+        assert (task.status, task.attempts) == ("ready", 0)
+        assert runs.for_task(db, task.id) == []
     finally:
         db.conn.close()
     assert not marker.exists()
@@ -219,7 +219,7 @@ def test_a_first_ctrl_c_is_acknowledged_and_a_second_stops_the_workers_with_exit
         wait_for(db_path.exists, "the batch to be submitted")
         db = connection.connect(db_path)
         try:
-            wait_for(lambda: any(r["pid"] for r in runs.unended(db)), "the sleep command to start")
+            wait_for(lambda: any(r.pid for r in runs.unended(db)), "the sleep command to start")
         finally:
             db.conn.close()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from support.world import KANBAN, Kanban, git, gone, read_when_written, wait_for
 
-from board import connection
+from board import connection, runs, tasks
 from orchestrator import retry
 from worker import scope
 
@@ -146,7 +146,7 @@ def test_a_dispatcher_killed_before_recording_its_shim_is_adopted_and_nothing_is
     first = kb.dispatch(**arm(pauses, "dispatcher.spawned"))
     marker = paused(pauses, "dispatcher.spawned")
     (run,) = kb.runs(task_id)
-    assert run["log_path"] and run["worktree"]  # prepared before the shim existed
+    assert run.log_path and run.worktree  # prepared before the shim existed
 
     os.kill(pid_of(marker), signal.SIGKILL)
     first.proc.wait()
@@ -159,7 +159,7 @@ def test_a_dispatcher_killed_before_recording_its_shim_is_adopted_and_nothing_is
     assert second.wait() == 0, kb.logs()
     assert kb.status(task_id) == "done"
     (run,) = kb.runs(task_id)  # adopted, never run twice
-    assert run["outcome"] == "completed" and run["exit_code"] == 0
+    assert run.outcome == "completed" and run.exit_code == 0
     assert git(repo, "show", f"{kb.branch(task_id)}:result.txt") == "the work"
     assert gone(*agent)
     assert_intact(kb)
@@ -176,17 +176,17 @@ def test_a_killed_shim_takes_its_agent_along_before_the_retry_starts_and_costs_n
     task_id = kb.create("hangs once", FIRST_HANGS_THEN_WORKS, state, repo=repo, max_attempts=1)
     dispatcher = kb.dispatch("--until-idle")
     first_agent = identity_file(state / "first")
-    run = wait_for(lambda: (r := kb.runs(task_id)[0])["shim_pid"] and r, "the shim's pid")
+    run = wait_for(lambda: (r := kb.runs(task_id)[0]).shim_pid and r, "the shim's pid")
 
-    os.kill(run["shim_pid"], signal.SIGKILL)
+    os.kill(run.shim_pid, signal.SIGKILL)
 
     assert dispatcher.wait() == 0, kb.logs()
     assert gone(*first_agent)
     task = kb.task(task_id)
-    assert task["status"] == "done", task
+    assert task.status == "done", task
     lost, retried = kb.runs(task_id)
-    assert lost["outcome"] == "lost" and lost["refunded"] == 1  # our failure, not the agent's
-    assert retried["outcome"] == "completed"
+    assert lost.outcome == "lost" and lost.refunded == 1  # our failure, not the agent's
+    assert retried.outcome == "completed"
     on_branch = git(repo, "show", f"{kb.branch(task_id)}:result.txt")
     assert on_branch == "first agent alive when the retry started: False"
     assert_intact(kb)
@@ -250,7 +250,7 @@ def test_a_resume_cut_short_while_merging_is_resumed_again_with_every_subtask_me
 
     assert second.wait() == 0, kb.logs()
     assert kb.status(parent) == "done"
-    assert [r["kind"] for r in kb.runs(parent)] == ["first", "resume", "resume"]
+    assert [r.kind for r in kb.runs(parent)] == ["first", "resume", "resume"]
     seen = json.loads((state / "resumed.json").read_text())
     assert {"parent.txt", "child1.txt", "child2.txt"} <= set(seen)
     files = git(repo, "ls-tree", "-r", "--name-only", kb.branch(parent)).split()
@@ -271,9 +271,9 @@ def test_a_run_whose_work_cannot_be_committed_leaves_its_task_blocked_with_the_w
     assert kb.dispatch("--until-idle").wait() == 0, kb.logs()
 
     task = kb.task(task_id)
-    assert task["status"] == "blocked"
-    assert "could not be committed" in task["block_reason"]
-    assert (Path(task["worktree"]) / "result.txt").read_text() == "precious work"
+    assert task.status == "blocked"
+    assert "could not be committed" in task.block_reason
+    assert (Path(task.worktree) / "result.txt").read_text() == "precious work"
     assert git(repo, "show", f"{kb.branch(task_id)}:result.txt", check=False) == ""
 
     Path((state / "lock-path").read_text()).unlink()  # the cause is fixed
@@ -308,17 +308,17 @@ def test_two_boards_on_one_repository_share_no_branch_worktree_or_log(
 
     second = connection.connect(other_db)
     try:
-        (their_task,) = connection.read(second, "SELECT * FROM tasks")
-        (their_run,) = connection.read(second, "SELECT * FROM runs")
+        (their_task,) = tasks.list_tasks(second)
+        (their_run,) = runs.for_task(second, their_task.id)
     finally:
         second.conn.close()
     my_task, (my_run,) = kb.task(mine), kb.runs(mine)
-    assert mine == their_task["id"] == 1  # the same task id on both boards...
-    assert my_task["branch"] != their_task["branch"]  # ...and nothing else in common
-    assert my_task["worktree"] != their_task["worktree"]
-    assert my_run["log_path"] != their_run["log_path"]
-    assert git(repo, "show", f"{my_task['branch']}:who.txt") == "first"
-    assert git(repo, "show", f"{their_task['branch']}:who.txt") == "second"
+    assert mine == their_task.id == 1  # the same task id on both boards...
+    assert my_task.branch != their_task.branch  # ...and nothing else in common
+    assert my_task.worktree != their_task.worktree
+    assert my_run.log_path != their_run.log_path
+    assert git(repo, "show", f"{my_task.branch}:who.txt") == "first"
+    assert git(repo, "show", f"{their_task.branch}:who.txt") == "second"
 
 
 # --- windows 1 and 10: a dispatcher that stops on an error; its board replaced -------------
@@ -343,7 +343,7 @@ def test_a_board_restored_under_a_dispatcher_stops_it_and_the_next_adopts_its_li
     task_id = kb.create("slow", WAIT_FOR_GO, state, repo=repo)
     first = kb.dispatch()
     identity_file(state / "agent")
-    wait_for(lambda: kb.runs(task_id)[0]["pid"], "the agent's pid recorded")
+    wait_for(lambda: kb.runs(task_id)[0].pid, "the agent's pid recorded")
     backup = kb.db_path.with_name("backup.db")
     with sqlite3.connect(kb.db_path) as live, sqlite3.connect(backup) as copy:
         live.backup(copy)  # through SQLite: a consistent copy holding the live run
@@ -360,7 +360,7 @@ def test_a_board_restored_under_a_dispatcher_stops_it_and_the_next_adopts_its_li
     assert "was replaced by another file" in first.output()
     assert "Traceback" not in first.output()
     (run,) = kb.runs(task_id)
-    assert not gone(run["shim_pid"], run["shim_started_at"]), "the shim died with its dispatcher"
+    assert not gone(run.shim_pid, run.shim_started_at), "the shim died with its dispatcher"
     second = kb.dispatch("--until-idle")  # the first one's runs are adoptable
     second.wait_for_output("adopting run")
     (state / "go").touch()
@@ -391,8 +391,8 @@ def test_a_task_whose_argv_holds_a_nul_byte_fails_alone_and_the_dispatcher_goes_
 
     assert kb.status(good) == "done"
     failed = kb.task(bad)
-    assert failed["status"] == "failed"
-    assert "null byte" in failed["failure_reason"]
+    assert failed.status == "failed"
+    assert "null byte" in failed.failure_reason
     assert "Traceback" not in dispatcher.output()
 
 
@@ -448,10 +448,10 @@ def test_a_full_disk_at_spawn_is_waited_out_without_spending_attempts(
     task_id = kb.create("no room yet", "print('ran')", max_attempts=1)
     dispatcher = kb.dispatch("--until-idle", KANBAN_SCRATCH_ROOT=str(full_disk))
     first = wait_for(
-        lambda: next((r for r in kb.runs(task_id) if r["ended_at"]), None), "a failed start"
+        lambda: next((r for r in kb.runs(task_id) if r.ended_at), None), "a failed start"
     )
-    assert first["outcome"] == "spawn_failed" and first["refunded"] == 1
-    assert "No space left on device" in first["reason"]
+    assert first.outcome == "spawn_failed" and first.refunded
+    assert "No space left on device" in (first.reason or "")
     assert kb.status(task_id) in ("ready", "running")  # waiting for a retry, not failed
 
     for filler in full_disk.glob("filler-*"):  # room again
@@ -459,8 +459,8 @@ def test_a_full_disk_at_spawn_is_waited_out_without_spending_attempts(
 
     assert dispatcher.wait() == 0, kb.logs()
     task = kb.task(task_id)
-    assert task["status"] == "done", task
-    assert task["attempts"] == 1  # the failed starts were given back
+    assert task.status == "done", task
+    assert task.attempts == 1  # the failed starts were given back
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,7 @@ def test_sigkilled_dispatcher_is_replaced_and_every_task_ends_exactly_once(
     old.wait()
     go_early.touch()
     wait_for(
-        lambda: all(kb.runs(t)[0]["exited_at"] for t in (early_ok, early_bad)),
+        lambda: all(kb.runs(t)[0].exited_at for t in (early_ok, early_bad)),
         "the shims to record the early exits with no dispatcher running",
     )
     assert [kb.status(t) for t in (early_ok, early_bad, late)] == ["running"] * 3
@@ -123,15 +123,15 @@ def test_sigkilled_dispatcher_is_replaced_and_every_task_ends_exactly_once(
     assert kb.status(early_ok) == "done"
     assert kb.status(late) == "done"
     bad = kb.task(early_bad)
-    assert bad["status"] == "failed"
-    assert "exit code 5" in bad["failure_reason"]
+    assert bad.status == "failed"
+    assert "exit code 5" in bad.failure_reason
     for task_id in (early_ok, early_bad, late):
         (run,) = kb.runs(task_id)  # one run each: adopted, never restarted
-        assert run["ended_at"] is not None
+        assert run.ended_at is not None
         assert git(repo, "show", f"{kb.branch(task_id)}:result.txt") == f"work of t_{task_id}"
-        assert run["commit_sha"] == git(repo, "rev-parse", kb.branch(task_id))
-    assert kb.runs(early_ok)[0]["exit_code"] == 0
-    assert kb.runs(early_bad)[0]["exit_code"] == 5
+        assert run.commit_sha == git(repo, "rev-parse", kb.branch(task_id))
+    assert kb.runs(early_ok)[0].exit_code == 0
+    assert kb.runs(early_bad)[0].exit_code == 5
     assert sorted(started.read_text().split()) == sorted(
         f"t_{t}" for t in (early_ok, early_bad, late)
     )
@@ -151,10 +151,10 @@ def test_stalled_worker_is_killed_with_its_grandchild_and_nothing_is_left_behind
     assert dispatcher.wait() == 0, dispatcher.output()
 
     (run,) = kb.runs(task_id)
-    assert run["outcome"] == "stalled"
-    assert "no heartbeat and no output" in run["reason"]
-    assert kb.task(task_id)["status"] == "failed"
-    procs.append((run["shim_pid"], run["shim_started_at"]))
+    assert run.outcome == "stalled"
+    assert "no heartbeat and no output" in run.reason
+    assert kb.task(task_id).status == "failed"
+    procs.append((run.shim_pid, run.shim_started_at))
     wait_for(lambda: all(gone(*p) for p in procs), "the worker, its grandchild and its shim to go")
 
 
@@ -171,10 +171,10 @@ def test_worker_over_its_timeout_is_killed_with_its_grandchild_even_while_it_pri
     assert dispatcher.wait() == 0, dispatcher.output()
 
     (run,) = kb.runs(task_id)
-    assert run["outcome"] == "timed_out"  # printing kept it from counting as stalled
-    assert "timeout of 2.5 s" in run["reason"]
-    assert kb.task(task_id)["status"] == "failed"
-    procs.append((run["shim_pid"], run["shim_started_at"]))
+    assert run.outcome == "timed_out"  # printing kept it from counting as stalled
+    assert "timeout of 2.5 s" in run.reason
+    assert kb.task(task_id).status == "failed"
+    procs.append((run.shim_pid, run.shim_started_at))
     wait_for(lambda: all(gone(*p) for p in procs), "the worker, its grandchild and its shim to go")
 
 
@@ -195,9 +195,9 @@ def test_cancel_of_a_running_task_kills_its_worker_within_seconds(
         timeout=10,
         on_fail=dispatcher.output,
     )
-    wait_for(lambda: kb.runs(task_id)[0]["ended_at"], "the run to be settled", timeout=10)
+    wait_for(lambda: kb.runs(task_id)[0].ended_at, "the run to be settled", timeout=10)
     (run,) = kb.runs(task_id)
-    assert run["outcome"] == "cancelled"
+    assert run.outcome == "cancelled"
     assert kb.status(task_id) == "cancelled"
 
 
@@ -237,11 +237,11 @@ def test_sigint_twice_stops_the_running_worker_and_gives_its_attempt_back(
     assert "stopping the running workers" in dispatcher.output()
     assert all(gone(*p) for p in procs)
     (run,) = kb.runs(task_id)
-    assert run["outcome"] == "lost"
-    assert run["reason"] == "the dispatcher was stopped"
+    assert run.outcome == "lost"
+    assert run.reason == "the dispatcher was stopped"
     task = kb.task(task_id)
-    assert task["status"] == "ready"  # the next dispatcher runs it again
-    assert task["attempts"] == 0
+    assert task.status == "ready"  # the next dispatcher runs it again
+    assert task.attempts == 0
 
 
 # --- retries and failures that must not loop ---------------------------------------------------
@@ -264,23 +264,23 @@ sys.exit(3)
 
     # Between attempts the task waits, ready, for its scheduled time.
     scheduled = wait_for(
-        lambda: (t := kb.task(task_id))["status"] == "ready" and t["next_attempt_at"] and t,
+        lambda: (t := kb.task(task_id)).status == "ready" and t.next_attempt_at and t,
         "the first retry to be scheduled",
         on_fail=dispatcher.output,
     )
-    assert scheduled["attempts"] == 1
+    assert scheduled.attempts == 1
     assert dispatcher.wait() == 0, dispatcher.output()
 
     task = kb.task(task_id)
-    assert task["status"] == "failed"
-    assert task["failure_reason"] == "exit code 3; all 3 attempts used"
+    assert task.status == "failed"
+    assert task.failure_reason == "exit code 3; all 3 attempts used"
     history = kb.runs(task_id)
-    assert [r["kind"] for r in history] == ["first", "retry", "retry"]
-    assert [r["outcome"] for r in history] == ["crashed"] * 3
+    assert [r.kind for r in history] == ["first", "retry", "retry"]
+    assert [r.outcome for r in history] == ["crashed"] * 3
     # Exponential backoff with equal jitter: at least base/2, then at least base (counted
     # from the exit the shim recorded, which precedes the moment the retry was scheduled).
-    assert history[1]["started_at"] - history[0]["exited_at"] >= base / 2
-    assert history[2]["started_at"] - history[1]["exited_at"] >= base
+    assert history[1].started_at - history[0].exited_at >= base / 2
+    assert history[2].started_at - history[1].exited_at >= base
     retries = [
         e for e in kb.events(task_id) if e["from_status"] == "running" and e["to_status"] == "ready"
     ]
@@ -300,11 +300,11 @@ def test_task_whose_command_does_not_exist_fails_at_once_with_the_reason(kb: Kan
     assert kb.dispatch("--until-idle").wait() == 0
 
     task = kb.task(task_id)
-    assert task["status"] == "failed"
-    assert "no-such-kanban-program" in task["failure_reason"]
-    assert "No such file" in task["failure_reason"]
+    assert task.status == "failed"
+    assert "no-such-kanban-program" in task.failure_reason
+    assert "No such file" in task.failure_reason
     (run,) = kb.runs(task_id)
-    assert run["outcome"] == "spawn_failed"
+    assert run.outcome == "spawn_failed"
 
 
 def test_task_whose_repository_was_deleted_fails_with_a_clear_reason(
@@ -317,10 +317,10 @@ def test_task_whose_repository_was_deleted_fails_with_a_clear_reason(
     assert kb.dispatch("--until-idle").wait() == 0
 
     task = kb.task(task_id)
-    assert task["status"] == "failed"
-    assert f"{doomed} is not a git repository (no such directory)" in task["failure_reason"]
+    assert task.status == "failed"
+    assert f"{doomed} is not a git repository (no such directory)" in task.failure_reason
     (run,) = kb.runs(task_id)
-    assert run["outcome"] == "spawn_failed"
+    assert run.outcome == "spawn_failed"
     assert not (tmp_path / "ledger.txt").exists()
 
 
@@ -347,7 +347,7 @@ with open("new/c.txt", "w") as out:
     assert git(repo, "show", f"{branch}:new/c.txt") == "new file"
     assert "b.txt" not in git(repo, "ls-tree", "-r", "--name-only", branch).split()
     (run,) = kb.runs(task_id)
-    assert run["commit_sha"] == git(repo, "rev-parse", branch)
+    assert run.commit_sha == git(repo, "rev-parse", branch)
     assert git(repo, "rev-parse", f"{branch}~1") == main_before
     assert git(repo, "rev-parse", "main") == main_before
     assert git(repo, "status", "--porcelain") == ""  # the main checkout is untouched
@@ -359,8 +359,8 @@ def test_gc_removes_committed_worktrees_and_keeps_unmerged_branches_unless_force
     changes = kb.create("changes", "open('x.txt', 'w').write('x')", repo=repo)
     nothing = kb.create("nothing", "pass", repo=repo)
     assert kb.dispatch("--until-idle").wait() == 0
-    tree_changes = Path(kb.task(changes)["worktree"])
-    tree_nothing = Path(kb.task(nothing)["worktree"])
+    tree_changes = Path(kb.task(changes).worktree)
+    tree_nothing = Path(kb.task(nothing).worktree)
     assert tree_changes.is_dir() and tree_nothing.is_dir()
 
     first = kb.run("gc")
@@ -380,7 +380,7 @@ def test_gc_removes_committed_worktrees_and_keeps_unmerged_branches_unless_force
 def test_gc_keeps_a_worktree_written_to_after_its_task_ended(kb: Kanban, repo: Path) -> None:
     task_id = kb.create("done", "pass", repo=repo)
     assert kb.dispatch("--until-idle").wait() == 0
-    tree = Path(kb.task(task_id)["worktree"])
+    tree = Path(kb.task(task_id).worktree)
     (tree / "late.txt").write_text("written after the task ended\n")
 
     result = kb.run("gc")
@@ -407,8 +407,8 @@ json.dump({"cwd": os.getcwd(), "workspace": os.environ["HERMES_KANBAN_WORKSPACE"
     assert Path(where["workspace"]) == scratch
     assert where["branch"] is None
     task = kb.task(task_id)
-    assert task["status"] == "done"
-    assert task["branch"] is None
+    assert task.status == "done"
+    assert task.branch is None
 
 
 # --- the worker's environment and its own reports ---------------------------------------------
@@ -438,9 +438,9 @@ def test_inherited_git_variables_reach_neither_the_worker_nor_git(
     assert dispatcher.wait() == 0, dispatcher.output()
 
     (run,) = kb.runs(task_id)
-    report = json.loads(Path(run["log_path"]).read_text().splitlines()[0])
+    report = json.loads(Path(run.log_path).read_text().splitlines()[0])
     assert not {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"} & set(report["env"])
-    assert Path(report["toplevel"]) == Path(kb.task(task_id)["worktree"])
+    assert Path(report["toplevel"]) == Path(kb.task(task_id).worktree)
     assert git(repo, "show", f"{kb.branch(task_id)}:from-worker.txt") == "hello"
     assert git(decoy, "rev-parse", "HEAD") == decoy_head
     assert git(decoy, "branch", "--list", "kanban/*") == ""
@@ -477,9 +477,9 @@ sys.exit(3)  # the report stands, whatever the exit code
     task = kb.task(task_id)
     expected = {
         "HERMES_KANBAN_TASK": f"t_{task_id}",
-        "HERMES_KANBAN_RUN_ID": str(run["id"]),
-        "HERMES_KANBAN_TOKEN": run["token"],
-        "HERMES_KANBAN_WORKSPACE": task["worktree"],
+        "HERMES_KANBAN_RUN_ID": str(run.id),
+        "HERMES_KANBAN_TOKEN": run.token,
+        "HERMES_KANBAN_WORKSPACE": task.worktree,
         "HERMES_KANBAN_BRANCH": kb.branch(task_id),
         "KANBAN_DB": str(kb.db_path),
     }
@@ -488,11 +488,11 @@ sys.exit(3)  # the report stands, whatever the exit code
     assert report["forged"][0] == 1
     assert report["forged"][1].startswith("Error:")
     assert report["complete"][0] == 0
-    assert run["note"] == "halfway there"
-    assert run["outcome"] == "completed"
-    assert run["exit_code"] == 3
-    assert task["status"] == "done"
-    assert task["summary"] == "did it by report"
+    assert run.note == "halfway there"
+    assert run.outcome == "completed"
+    assert run.exit_code == 3
+    assert task.status == "done"
+    assert task.summary == "did it by report"
 
 
 # --- event-driven start ----------------------------------------------------------------------
@@ -556,19 +556,19 @@ def test_subtasks_run_on_branches_of_the_parent_which_resumes_with_them_merged(
 
     kb.wait_status(parent, "waiting")
     children = tasks.list_tasks(kb.db, parent=parent)
-    assert [c["title"] for c in children] == ["child1", "child2"]
+    assert [c.title for c in children] == ["child1", "child2"]
     (state / "go-children").touch()
     assert dispatcher.wait() == 0, dispatcher.output()
 
     assert kb.status(parent) == "done"
-    assert [r["kind"] for r in kb.runs(parent)] == ["first", "resume"]
+    assert [r.kind for r in kb.runs(parent)] == ["first", "resume"]
     for child, name in zip(children, ("child1", "child2"), strict=True):
-        assert kb.status(child["id"]) == "done"
-        branch = kb.branch(child["id"])
+        assert kb.status(child.id) == "done"
+        branch = kb.branch(child.id)
         assert git(repo, "show", f"{branch}:{name}.txt") == f"{name} saw parent.txt: True"
         # Branched from the parent's branch, with the parent's work so far committed.
         assert git(repo, "show", f"{branch}:parent.txt") == "parent"
-        assert child["parent_id"] == parent
+        assert child.parent_id == parent
     resumed = json.loads((state / "resumed.json").read_text())
     assert {"parent.txt", "child1.txt", "child2.txt"} <= set(resumed)
     parent_branch = kb.branch(parent)

@@ -104,24 +104,22 @@ def test_a_worker_fans_out_into_subtasks_and_integrates_them_when_resumed(tmp_pa
     dispatch_until_idle()
 
     db = connection.connect(db_path)
-    shown = {t["title"]: t for t in tasks.list_tasks(db)}
-    assert {title: t["status"] for title, t in shown.items()} == {
+    shown = {t.title: t for t in tasks.list_tasks(db)}
+    assert {title: t.status for title, t in shown.items()} == {
         "Build it in parts": "done",
         "part A": "done",
         "part B": "done",
         "part C": "done",
     }
     parent_row = shown["Build it in parts"]
-    assert [r["kind"] for r in runs.for_task(db, parent_row["id"])] == ["first", "resume"]
+    assert [r.kind for r in runs.for_task(db, parent_row.id)] == ["first", "resume"]
     for title in ("part A", "part B", "part C"):
-        assert shown[title]["parent_id"] == parent_row["id"]
+        assert shown[title].parent_id == parent_row.id
     # C ran only after both A and B had ended.
-    ended = {t: runs.for_task(db, shown[t]["id"])[-1] for t in ("part A", "part B", "part C")}
-    assert ended["part C"]["started_at"] >= max(
-        ended["part A"]["ended_at"], ended["part B"]["ended_at"]
-    )
+    ended = {t: runs.for_task(db, shown[t].id)[-1] for t in ("part A", "part B", "part C")}
+    assert ended["part C"].started_at >= max(ended["part A"].ended_at, ended["part B"].ended_at)
     # The children's branches were merged into the parent's, which integrated them.
-    branch = parent_row["branch"]
+    branch = parent_row.branch
     assert git(repo, "show", f"{branch}:integrated.txt").split() == [
         "a.txt",
         "b.txt",
@@ -160,11 +158,11 @@ def test_a_failed_subtask_still_wakes_its_parent_which_decides(tmp_path, db_path
     )
     dispatch_until_idle()
     db = connection.connect(db_path)
-    shown = {t["title"]: t for t in tasks.list_tasks(db)}
-    assert shown["breaks"]["status"] == "failed"
-    assert shown["works"]["status"] == "done"
-    assert shown["Parent"]["status"] == "done"
-    prompt = git(repo, "show", f"{shown['Parent']['branch']}:resume-prompt.md")
+    shown = {t.title: t for t in tasks.list_tasks(db)}
+    assert shown["breaks"].status == "failed"
+    assert shown["works"].status == "done"
+    assert shown["Parent"].status == "done"
+    prompt = git(repo, "show", f"{shown['Parent'].branch}:resume-prompt.md")
     assert '"breaks": failed' in prompt and "exit code 3" in prompt
 
 
@@ -191,9 +189,9 @@ def test_a_parent_resumes_only_after_its_reporting_childrens_work_is_committed(t
     )
     dispatch_until_idle()
     db = connection.connect(db_path)
-    shown = {t["title"]: t for t in tasks.list_tasks(db)}
-    assert shown["linger"]["summary"] == "reported early"
-    branch = shown["Parent"]["branch"]
+    shown = {t.title: t for t in tasks.list_tasks(db)}
+    assert shown["linger"].summary == "reported early"
+    branch = shown["Parent"].branch
     assert git(repo, "show", f"{branch}:late.txt") == "written after the report"
     assert "late.txt" in git(repo, "show", f"{branch}:integrated.txt").split()
 
@@ -216,7 +214,7 @@ def test_subtask_depth_and_breadth_are_bounded_by_the_configured_limits(tmp_path
     )
     dispatch_until_idle(env)
     db = connection.connect(db_path)
-    children = [t for t in tasks.list_tasks(db) if t["parent_id"]]
+    children = [t for t in tasks.list_tasks(db) if t.parent_id]
     assert len(children) == 2
-    log = Path(runs.for_task(db, 1)[0]["log_path"]).read_text()
+    log = Path(runs.for_task(db, 1)[0].log_path).read_text()
     assert "already has 2 subtasks, the limit is 2" in log

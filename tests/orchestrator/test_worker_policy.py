@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from board import connection, runs, tasks
+from board import connection, records, runs, tasks
 
 KANBAN = str(Path(sys.executable).with_name("kanban"))
 
@@ -39,14 +39,14 @@ def inside_worker(db_path: Path, *create_args: str) -> tuple[dict[str, str], int
         db.conn.close()
     env = {
         **os.environ,
-        "HERMES_KANBAN_TASK": f"t_{claim.task['id']}",
+        "HERMES_KANBAN_TASK": f"t_{claim.task.id}",
         "HERMES_KANBAN_RUN_ID": str(claim.run_id),
         "HERMES_KANBAN_TOKEN": claim.token,
     }
-    return env, claim.task["id"]
+    return env, claim.task.id
 
 
-def subtasks(db_path: Path, task_id: int) -> list[dict]:
+def subtasks(db_path: Path, task_id: int) -> list[records.Task]:
     db = connection.connect(db_path)
     try:
         return tasks.list_tasks(db, parent=task_id)
@@ -65,7 +65,7 @@ def test_a_sandboxed_worker_cannot_create_command_or_claude_tasks(db_path):
     allowed = kanban("create", "fine", "--runtime", "codex", "--json", env=env)
     assert allowed.returncode == 0, allowed.stderr
     assert json.loads(allowed.stdout)["parent"] == "t_1"
-    assert [t["title"] for t in subtasks(db_path, me)] == ["fine"]
+    assert [t.title for t in subtasks(db_path, me)] == ["fine"]
 
 
 def test_a_command_worker_creates_command_subtasks(db_path):
@@ -92,7 +92,7 @@ def test_a_worker_creates_subtasks_only_in_its_repository_and_from_its_branch(tm
     here = kanban("create", "part", "--repo", str(app), "--json", env=env)
     assert here.returncode == 0, here.stderr
     # Its base is decided when it starts: its parent's branch.
-    assert [(t["repo"], t["base_ref"]) for t in subtasks(db_path, me)] == [(str(app), None)]
+    assert [(t.repo, t.base_ref) for t in subtasks(db_path, me)] == [(str(app), None)]
 
 
 def test_a_worker_cannot_submit_a_batch(tmp_path, db_path):
@@ -107,6 +107,6 @@ def test_a_worker_cannot_submit_a_batch(tmp_path, db_path):
     assert "create subtasks of your task instead" in refused.stderr
     db = connection.connect(db_path)
     try:
-        assert [t["id"] for t in tasks.list_tasks(db)] == [me]
+        assert [t.id for t in tasks.list_tasks(db)] == [me]
     finally:
         db.conn.close()

@@ -175,7 +175,7 @@ class Kanban:
         )
 
     def status(self, task_id: int) -> str:
-        return self.task(task_id)["status"]
+        return self.task(task_id).status
 
     @property
     def board_id(self) -> str:
@@ -190,7 +190,7 @@ class Kanban:
 
     def wait_status(self, task_id: int, *statuses: str) -> dict[str, Any]:
         return wait_for(
-            lambda: (t := self.task(task_id))["status"] in statuses and t,
+            lambda: (t := self.task(task_id)).status in statuses and t,
             f"t_{task_id} to be {' or '.join(statuses)}",
             on_fail=self.logs,
         )

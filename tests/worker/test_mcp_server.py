@@ -48,7 +48,7 @@ def server_env(db_path: Path, claim: runs.Claim | None = None, **extra: str) -> 
     values = {env.DB: str(db_path), **extra}
     if claim is not None:
         values |= {
-            env.TASK: f"t_{claim.task['id']}",
+            env.TASK: f"t_{claim.task.id}",
             env.RUN_ID: str(claim.run_id),
             env.TOKEN: claim.token,
         }
@@ -135,7 +135,7 @@ def test_worker_mode_defaults_to_its_own_task(tmp_path: Path, db, db_path: Path)
         assert {"repo", "parent", "command"} <= set(
             listed["kanban_create"].input_schema["properties"]
         )
-        assert shown["id"] == f"t_{claim.task['id']}" and shown["status"] == "running"
+        assert shown["id"] == f"t_{claim.task.id}" and shown["status"] == "running"
 
     run(scenario)
 
@@ -218,7 +218,7 @@ def test_every_tool_works_in_orchestrator_mode(tmp_path: Path, db, db_path: Path
 
 def test_worker_reports_through_its_run(tmp_path: Path, db, db_path: Path) -> None:
     claim = claim_new(db)
-    own = f"t_{claim.task['id']}"
+    own = f"t_{claim.task.id}"
 
     async def scenario() -> None:
         async with session(tmp_path, server_env(db_path, claim)) as client:
@@ -256,10 +256,10 @@ def test_worker_reports_through_its_run(tmp_path: Path, db, db_path: Path) -> No
             assert completed["task"]["status"] == "running"
 
     run(scenario)
-    assert runs.get(db, claim.run_id)["outcome"] == Outcome.COMPLETED
+    assert runs.get(db, claim.run_id).outcome == Outcome.COMPLETED
     runs.settle(db, claim.run_id, Outcome.EXITED_WITHOUT_REPORT)  # its dispatcher, on exit
-    assert tasks.get(db, claim.task["id"])["status"] == "waiting"
-    assert runs.get(db, claim.run_id)["note"] == "running the tests"
+    assert tasks.get(db, claim.task.id).status == "waiting"
+    assert runs.get(db, claim.run_id).note == "running the tests"
 
 
 def test_worker_is_refused_on_another_task(tmp_path: Path, db, db_path: Path) -> None:
@@ -275,7 +275,7 @@ def test_worker_is_refused_on_another_task(tmp_path: Path, db, db_path: Path) ->
             ):
                 message = await fails(client, name, arguments)
                 assert f"t_{other} is not yours" in message
-                assert f"your task is t_{claim.task['id']}" in message
+                assert f"your task is t_{claim.task.id}" in message
             mine = (await ok(client, "kanban_create", title="A subtask"))["task"]
             message = await fails(
                 client, "kanban_link", {"blocker": f"t_{other}", "blocked": mine["id"]}
@@ -285,40 +285,40 @@ def test_worker_is_refused_on_another_task(tmp_path: Path, db, db_path: Path) ->
             assert (await ok(client, "kanban_show", task_id=f"t_{other}"))["id"] == f"t_{other}"
 
     run(scenario)
-    assert tasks.get(db, other)["status"] == "ready"
+    assert tasks.get(db, other).status == "ready"
 
 
 def test_a_stale_token_cannot_complete(tmp_path: Path, db, db_path: Path) -> None:
     old = claim_new(db)
     runs.settle(db, old.run_id, Outcome.STALLED, reason="no heartbeat", retry_at=0)
-    (new,) = runs.claim(db, task_id=old.task["id"])
+    (new,) = runs.claim(db, task_id=old.task.id)
 
     async def scenario() -> None:
         async with session(tmp_path, server_env(db_path, old)) as client:
             message = await fails(client, "kanban_complete", {"summary": "I am back"})
-            assert f"run {old.run_id} no longer holds task t_{old.task['id']}" in message
+            assert f"run {old.run_id} no longer holds task t_{old.task.id}" in message
             assert "must stop" in message
             await fails(client, "kanban_heartbeat")
-        assert tasks.get(db, old.task["id"])["status"] == "running"
+        assert tasks.get(db, old.task.id).status == "running"
         async with session(tmp_path, server_env(db_path, new)) as client:
             done = await ok(client, "kanban_complete", summary="Fixed, with a test")
             assert done["task"]["status"] == "running"
 
     run(scenario)
     runs.settle(db, new.run_id, Outcome.EXITED_WITHOUT_REPORT)  # its dispatcher, on exit
-    task = tasks.get(db, old.task["id"])
-    assert (task["status"], task["summary"]) == ("done", "Fixed, with a test")
+    task = tasks.get(db, old.task.id)
+    assert (task.status, task.summary) == ("done", "Fixed, with a test")
 
 
 def test_missing_run_identity_refuses_writes_but_serves_reads(
     tmp_path: Path, db, db_path: Path
 ) -> None:
     claim = claim_new(db)
-    only_task = {env.DB: str(db_path), env.TASK: f"t_{claim.task['id']}"}
+    only_task = {env.DB: str(db_path), env.TASK: f"t_{claim.task.id}"}
 
     async def scenario() -> None:
         async with session(tmp_path, only_task) as client:
-            assert (await ok(client, "kanban_show"))["id"] == f"t_{claim.task['id']}"
+            assert (await ok(client, "kanban_show"))["id"] == f"t_{claim.task.id}"
             for name, arguments in (
                 ("kanban_complete", {"summary": "done"}),
                 ("kanban_heartbeat", {}),
@@ -329,7 +329,7 @@ def test_missing_run_identity_refuses_writes_but_serves_reads(
                 assert "kanban setup codex" in message and "env_vars" in message
 
     run(scenario)
-    assert tasks.get(db, claim.task["id"])["status"] == "running"
+    assert tasks.get(db, claim.task.id).status == "running"
 
 
 def test_invalid_arguments_are_error_results(tmp_path: Path, db, db_path: Path) -> None:
@@ -525,7 +525,7 @@ def test_serving_imports_print_nothing_and_pull_in_no_cli() -> None:
 
 def test_show_is_bounded_to_the_latest_events(tmp_path: Path, db, db_path: Path) -> None:
     claim = claim_new(db)
-    worker = actors.Worker(claim.task["id"], claim.run_id, claim.token)
+    worker = actors.Worker(claim.task.id, claim.run_id, claim.token)
     for step in range(30):
         runs.heartbeat(db, worker, f"step {step}")
 
@@ -598,7 +598,7 @@ def test_a_sandboxed_worker_cannot_create_more_privileged_subtasks(db, db_path: 
     created = call(db_path, claim, "kanban_create", title="y", runtime="codex")
     assert created.ok and created.structured is not None
     assert created.structured["task"]["runtime"] == "codex"
-    assert [t["title"] for t in tasks.list_tasks(db, parent=claim.task["id"])] == ["y"]
+    assert [t.title for t in tasks.list_tasks(db, parent=claim.task.id)] == ["y"]
 
 
 def test_a_command_worker_creates_command_subtasks(db, db_path: Path) -> None:

@@ -188,9 +188,9 @@ def _heartbeat(board: Board, ident: identity.Identity, args: dict[str, Any]) -> 
     result = {
         "task": ids.format(actor.task_id),
         "run": actor.run_id,
-        "heartbeat_at": views.when(run["heartbeat_at"]),
-        "lease_expires_at": views.when(run["lease_expires_at"]),
-        "note": run["note"],
+        "heartbeat_at": views.when(run.heartbeat_at),
+        "lease_expires_at": views.when(run.lease_expires_at),
+        "note": run.note,
     }
     return result, f"Heartbeat recorded for {result['task']} (run {actor.run_id})."
 

@@ -11,9 +11,9 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
-from board import errors
+from board import errors, records
 
 
 class RuntimeUnavailable(errors.KanbanError):
@@ -34,7 +34,7 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    task: Mapping[str, Any]  # the board's task row
+    task: records.Task
     run_id: int
     token: str
     attempt: int

@@ -22,7 +22,7 @@ ALLOWED_TOOLS = ("mcp__kanban", "Bash", "Edit", "Write", "Read", "Glob", "Grep",
 
 def mcp_config(ctx: base.Context) -> dict:
     variables = {
-        env.TASK: f"t_{ctx.task['id']}",
+        env.TASK: ctx.task.label,
         env.RUN_ID: str(ctx.run_id),
         env.TOKEN: ctx.token,
         env.WORKSPACE: ctx.workspace,

@@ -22,12 +22,7 @@ class CommandRuntime:
     reports = False
 
     def launch(self, ctx: base.Context) -> base.Launch:
-        import json
-
-        options = ctx.task["runtime_options"]
-        if isinstance(options, str):
-            options = json.loads(options)
-        argv = options.get("argv")
+        argv = ctx.task.runtime_options.get("argv")
         if not argv or not all(isinstance(a, str) for a in argv):
             raise base.RuntimeUnavailable(
                 'a `command` task needs a command: create it with --command "PROGRAM ARGS"'
