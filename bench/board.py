@@ -100,7 +100,7 @@ class Ours:
 
     def complete(self, handle: tuple) -> None:
         task_id, run_id, _, worker = handle
-        self.tasks.complete(self.db, task_id, "done", worker)
+        self.tasks.complete(self.db, task_id, "done", actor=worker)
         self.runs.settle(self.db, run_id, self.completed)  # the dispatcher ends the run
 
     def heartbeat(self, handle: tuple) -> bool:
@@ -108,7 +108,7 @@ class Ours:
         return True
 
     def comment(self, handle: tuple, body: str) -> None:
-        self.tasks.comment(self.db, handle[0], body, handle[3])
+        self.tasks.comment(self.db, handle[0], body, actor=handle[3])
 
     def ready50(self) -> int:
         return len(self.tasks.list_tasks(self.db, ["ready"], limit=50))

@@ -262,7 +262,7 @@ def big_board(tmp: Path, count: int = 100_000) -> tuple[int, float]:
     for i in range(100):
         runs.heartbeat(db, worker, f"step {i}")
         if i % 10 == 0:
-            tasks.comment(db, parent, f"Progress note {i}", worker)
+            tasks.comment(db, parent, f"Progress note {i}", actor=worker)
     db.conn.close()
     return parent, inserted
 

@@ -57,7 +57,7 @@ def path_between(tx: Tx, start: int, goal: int) -> list[int] | None:
     return path[::-1]
 
 
-def insert_edge(tx: Tx, blocker: int, blocked: int, actor: actors.Actor) -> bool:
+def insert_edge(tx: Tx, blocker: int, blocked: int, *, actor: actors.Actor) -> bool:
     if blocker == blocked:
         raise errors.InvalidInput(f"{ids.format(blocker)} cannot block itself")
     if fencing.is_descendant(tx, blocked, blocker):
@@ -75,11 +75,11 @@ def insert_edge(tx: Tx, blocker: int, blocked: int, actor: actors.Actor) -> bool
         (blocker, blocked, tx.now),
     )
     if cursor.rowcount:
-        transitions.event(tx, blocked, "linked", actor, data={"blocker": ids.format(blocker)})
+        transitions.event(tx, blocked, "linked", actor=actor, data={"blocker": ids.format(blocker)})
     return bool(cursor.rowcount)
 
 
-def _check(tx: Tx, blocker: int, blocked: int, actor: actors.Actor) -> None:
+def _check(tx: Tx, blocker: int, blocked: int, *, actor: actors.Actor) -> None:
     for task_id in (blocker, blocked):
         if tx.value("SELECT 1 FROM tasks WHERE id = ?", (task_id,)) is None:
             raise errors.TaskNotFound(ids.format(task_id))
@@ -91,21 +91,21 @@ def _check(tx: Tx, blocker: int, blocked: int, actor: actors.Actor) -> None:
 
 
 def link(
-    db: sqlite_utils.Database, blocker: int, blocked: int, actor: actors.Actor = actors.OPERATOR
+    db: sqlite_utils.Database, blocker: int, blocked: int, *, actor: actors.Actor = actors.OPERATOR
 ) -> bool:
     """`blocker` must be done before `blocked` runs. Returns False if the edge existed."""
     with transaction(db) as tx:
-        _check(tx, blocker, blocked, actor)
-        added = insert_edge(tx, blocker, blocked, actor)
+        _check(tx, blocker, blocked, actor=actor)
+        added = insert_edge(tx, blocker, blocked, actor=actor)
         transitions.settle_readiness(tx, blocked, actor)
         return added
 
 
 def unlink(
-    db: sqlite_utils.Database, blocker: int, blocked: int, actor: actors.Actor = actors.OPERATOR
+    db: sqlite_utils.Database, blocker: int, blocked: int, *, actor: actors.Actor = actors.OPERATOR
 ) -> bool:
     with transaction(db) as tx:
-        _check(tx, blocker, blocked, actor)
+        _check(tx, blocker, blocked, actor=actor)
         cursor = tx.execute(
             "DELETE FROM deps WHERE blocker_id = ? AND blocked_id = ?", (blocker, blocked)
         )
@@ -113,6 +113,8 @@ def unlink(
             raise errors.InvalidInput(
                 f"{ids.format(blocker)} does not block {ids.format(blocked)}; nothing to unlink"
             )
-        transitions.event(tx, blocked, "unlinked", actor, data={"blocker": ids.format(blocker)})
+        transitions.event(
+            tx, blocked, "unlinked", actor=actor, data={"blocker": ids.format(blocker)}
+        )
         transitions.settle_readiness(tx, blocked, actor)
         return True

@@ -56,7 +56,7 @@ def all_(db: sqlite_utils.Database) -> list[records.Dispatcher]:
     return [records.Dispatcher.from_row(row) for row in found]
 
 
-def adopt(db: sqlite_utils.Database, run_id: int, new_owner: int, old_owner: int | None) -> bool:
+def adopt(db: sqlite_utils.Database, run_id: int, new_owner: int, *, old_owner: int | None) -> bool:
     """Take over an orphaned run; False if someone else already did (or it ended)."""
     with transaction(db) as tx:
         cursor = tx.execute(

@@ -44,7 +44,7 @@ class RunNotFound(KanbanError):
 
 
 class InvalidTransition(KanbanError):
-    def __init__(self, task_id: str, from_status: str, to_status: str, hint: str = "") -> None:
+    def __init__(self, task_id: str, from_status: str, to_status: str, *, hint: str = "") -> None:
         self.task_id = task_id
         self.from_status = from_status
         self.to_status = to_status

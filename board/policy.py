@@ -78,9 +78,9 @@ def check_new_task(
     `options` what the task will run with, after inheriting from its parent.
     """
     if parent is not None:
-        _check_integrable(actor, parent, repo, base_ref)
+        _check_integrable(actor, parent, repo, base_ref=base_ref)
     if isinstance(actor, actors.Worker):
-        _check_privilege(tx, actor, runtime, options)
+        _check_privilege(tx, actor, runtime, options=options)
 
 
 def check_batch(actor: actors.Actor) -> None:
@@ -95,7 +95,7 @@ def check_batch(actor: actors.Actor) -> None:
 
 
 def _check_privilege(
-    tx: Tx, worker: actors.Worker, runtime: str, options: Mapping[str, Any]
+    tx: Tx, worker: actors.Worker, runtime: str, *, options: Mapping[str, Any]
 ) -> None:
     own = tx.one("SELECT runtime, runtime_options FROM tasks WHERE id = ?", (worker.task_id,))
     if own is None:  # pragma: no cover - fencing already found the worker's task
@@ -117,7 +117,7 @@ def _check_privilege(
 
 
 def _check_integrable(
-    actor: actors.Actor, parent: Mapping[str, Any], repo: str | None, base_ref: str | None
+    actor: actors.Actor, parent: Mapping[str, Any], repo: str | None, *, base_ref: str | None
 ) -> None:
     label = ids.format(parent["id"])
     if repo is not None and repo != parent["repo"]:

@@ -110,7 +110,7 @@ def claim(
                 tx,
                 task["id"],
                 Status.RUNNING,
-                actors.Dispatcher(dispatcher_id),
+                actor=actors.Dispatcher(dispatcher_id),
                 run_id=run_id,
                 expect=Status.READY,
                 attempts=attempt,
@@ -267,7 +267,12 @@ def heartbeat(
             raise errors.StaleRun(ids.format(worker.task_id), worker.run_id, "not the live run")
         if note:
             transitions.event(
-                tx, worker.task_id, "heartbeat", worker, run_id=worker.run_id, data={"note": note}
+                tx,
+                worker.task_id,
+                "heartbeat",
+                actor=worker,
+                run_id=worker.run_id,
+                data={"note": note},
             )
 
 
@@ -321,7 +326,7 @@ def settle(
             tx,
             run["task_id"],
             "run_ended",
-            actor,
+            actor=actor,
             run_id=run_id,
             data={
                 "outcome": final,
@@ -345,7 +350,13 @@ def settle(
                 f"`kanban unblock {ids.format(task['id'])}`"
             )
             transitions.apply(
-                tx, task["id"], Status.BLOCKED, actor, run_id=run_id, block_reason=why, reason=why
+                tx,
+                task["id"],
+                Status.BLOCKED,
+                actor=actor,
+                run_id=run_id,
+                block_reason=why,
+                reason=why,
             )
         elif final is Outcome.COMPLETED:
             text = run["summary"] or summary or "completed"
@@ -358,20 +369,20 @@ def settle(
                     Status.TODO
                     if transitions.unfinished_blockers(tx, task["id"])
                     else Status.READY,
-                    actor,
+                    actor=actor,
                     run_id=run_id,
                     summary=text,
                     resume=1,
                     reason="completed; its subtasks have ended: resuming to integrate them",
                 )
             else:
-                tasks.finish_completed(tx, task["id"], text, actor, run_id)
+                tasks.finish_completed(tx, task["id"], text, actor=actor, run_id=run_id)
         elif final is Outcome.BLOCKED:
             transitions.apply(
                 tx,
                 task["id"],
                 Status.BLOCKED,
-                actor,
+                actor=actor,
                 run_id=run_id,
                 block_reason=reason or "blocked",
                 reason=reason,
@@ -386,7 +397,7 @@ def settle(
                 tx,
                 task["id"],
                 target,
-                actor,
+                actor=actor,
                 run_id=run_id,
                 next_attempt_at=retry_at,
                 attempts=max(attempts, 0),
@@ -397,7 +408,7 @@ def settle(
                 tx,
                 task["id"],
                 Status.FAILED,
-                actor,
+                actor=actor,
                 run_id=run_id,
                 failure_reason=reason or str(final),
                 reason=f"{final}: {reason}" if reason else str(final),

@@ -20,7 +20,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def add(
-    db: sqlite_utils.Database, name: str, cron: str, batch_path: str, *, now: float | None = None
+    db: sqlite_utils.Database, name: str, cron: str, *, batch_path: str, now: float | None = None
 ) -> None:
     if not NAME.match(name):
         raise errors.InvalidInput(
@@ -69,8 +69,8 @@ def fire(
     db: sqlite_utils.Database,
     name: str,
     fire_at: float,
-    entries: Sequence[batches.Entry] | None,
     *,
+    entries: Sequence[batches.Entry] | None,
     error: str | None = None,
     now: float | None = None,
 ) -> batches.Submitted:

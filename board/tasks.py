@@ -141,7 +141,7 @@ def validate(spec: NewTask) -> None:
 
 
 def insert(
-    tx: Tx, spec: NewTask, actor: actors.Actor = actors.OPERATOR, limits: Limits | None = None
+    tx: Tx, spec: NewTask, actor: actors.Actor = actors.OPERATOR, *, limits: Limits | None = None
 ) -> int:
     """Create a task inside the caller's transaction; returns its id.
 
@@ -225,11 +225,11 @@ def insert(
     task_id = cursor.lastrowid
     assert task_id is not None
     data = {"parent": ids.format(parent_id)} if parent_id else None
-    transitions.event(tx, task_id, "created", actor, to_status=Status.TODO, data=data)
+    transitions.event(tx, task_id, "created", actor=actor, to_status=Status.TODO, data=data)
     for blocker in dict.fromkeys(spec.after):
-        deps.insert_edge(tx, blocker, task_id, actor)
+        deps.insert_edge(tx, blocker, task_id, actor=actor)
     if not transitions.unfinished_blockers(tx, task_id):
-        transitions.apply(tx, task_id, Status.READY, actor, reason="no unfinished blockers")
+        transitions.apply(tx, task_id, Status.READY, actor=actor, reason="no unfinished blockers")
     tx.wake = True
     return task_id
 
@@ -238,11 +238,12 @@ def create(
     db: sqlite_utils.Database,
     spec: NewTask,
     actor: actors.Actor = actors.OPERATOR,
+    *,
     limits: Limits | None = None,
 ) -> int:
     """Create one task. Example: ``tasks.create(db, tasks.NewTask("Fix the login bug"))``."""
     with transaction(db) as tx:
-        return insert(tx, spec, actor, limits)
+        return insert(tx, spec, actor, limits=limits)
 
 
 def get(db: sqlite_utils.Database, task_id: int) -> records.Task:
@@ -260,7 +261,7 @@ def _require(tx: Tx, task_id: int) -> dict[str, Any]:
 
 
 def _end_live_run(
-    tx: Tx, task: dict[str, Any], outcome: Outcome, actor: actors.Actor, reason: str
+    tx: Tx, task: dict[str, Any], outcome: Outcome, *, actor: actors.Actor, reason: str
 ) -> None:
     """An operator ends a running task's run; its dispatcher then stops the worker."""
     run_id = task["current_run_id"]
@@ -283,7 +284,7 @@ def _report(tx: Tx, worker: actors.Worker, outcome: Outcome, **fields: Any) -> N
 
 
 def finish_completed(
-    tx: Tx, task_id: int, summary: str, actor: actors.Actor, run_id: int | None = None
+    tx: Tx, task_id: int, summary: str, *, actor: actors.Actor, run_id: int | None = None
 ) -> Status:
     """A run completed its task: `done`, or `waiting` while subtasks are open."""
     target = Status.WAITING if transitions.open_children(tx, task_id) else Status.DONE
@@ -291,7 +292,7 @@ def finish_completed(
         tx,
         task_id,
         target,
-        actor,
+        actor=actor,
         run_id=run_id,
         summary=summary,
         resume=0,  # a resumed parent has integrated its subtasks: the resume is over
@@ -301,7 +302,7 @@ def finish_completed(
 
 
 def complete(
-    db: sqlite_utils.Database, task_id: int, summary: str, actor: actors.Actor = actors.OPERATOR
+    db: sqlite_utils.Database, task_id: int, summary: str, *, actor: actors.Actor = actors.OPERATOR
 ) -> Status:
     """Report a task complete. Returns the new status (`done`, or `waiting` for subtasks).
 
@@ -317,19 +318,28 @@ def complete(
             fencing.check(tx, actor, task_id, own_only=True)
             _report(tx, actor, Outcome.COMPLETED, summary=summary)
             transitions.event(
-                tx, task_id, "reported", actor, run_id=actor.run_id, data={"outcome": "completed"}
+                tx,
+                task_id,
+                "reported",
+                actor=actor,
+                run_id=actor.run_id,
+                data={"outcome": "completed"},
             )
             tx.wake = True  # its dispatcher lets the worker exit, then commits and settles
             return Status.RUNNING
         task = _require(tx, task_id)
         if task["status"] == Status.RUNNING:
-            _end_live_run(tx, task, Outcome.CANCELLED, actor, "completed by an operator")
-            return finish_completed(tx, task_id, summary, actor, task["current_run_id"])
+            _end_live_run(
+                tx, task, Outcome.CANCELLED, actor=actor, reason="completed by an operator"
+            )
+            return finish_completed(
+                tx, task_id, summary, actor=actor, run_id=task["current_run_id"]
+            )
         transitions.apply(
             tx,
             task_id,
             Status.DONE,
-            actor,
+            actor=actor,
             summary=summary,
             hint="only open tasks without a live run can be completed",
             reason="completed by an operator",
@@ -338,7 +348,7 @@ def complete(
 
 
 def block(
-    db: sqlite_utils.Database, task_id: int, reason: str, actor: actors.Actor = actors.OPERATOR
+    db: sqlite_utils.Database, task_id: int, reason: str, *, actor: actors.Actor = actors.OPERATOR
 ) -> None:
     """Block a task: it needs a person or another task; `unblock` returns it to ready."""
     reason = check_text(reason, "the reason").strip()
@@ -352,7 +362,7 @@ def block(
                 tx,
                 task_id,
                 Status.BLOCKED,
-                actor,
+                actor=actor,
                 run_id=actor.run_id,
                 block_reason=reason,
                 reason=reason,
@@ -360,12 +370,14 @@ def block(
             return
         task = _require(tx, task_id)
         if task["status"] == Status.RUNNING:
-            _end_live_run(tx, task, Outcome.BLOCKED, actor, f"blocked by an operator: {reason}")
+            _end_live_run(
+                tx, task, Outcome.BLOCKED, actor=actor, reason=f"blocked by an operator: {reason}"
+            )
         transitions.apply(
             tx,
             task_id,
             Status.BLOCKED,
-            actor,
+            actor=actor,
             block_reason=reason,
             reason=reason,
             hint="only todo, ready or running tasks can be blocked",
@@ -376,6 +388,7 @@ def unblock(
     db: sqlite_utils.Database,
     task_id: int,
     actor: actors.Actor = actors.OPERATOR,
+    *,
     comment: str | None = None,
 ) -> Status:
     """Return a blocked task to `ready` (or `todo` while a blocker is unfinished)."""
@@ -384,13 +397,13 @@ def unblock(
             fencing.check(tx, actor, task_id)
         _require(tx, task_id)
         if comment:
-            add_comment(tx, task_id, comment, actor)
+            add_comment(tx, task_id, comment, actor=actor)
         target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
         transitions.apply(
             tx,
             task_id,
             target,
-            actor,
+            actor=actor,
             expect=Status.BLOCKED,
             block_reason=None,
             attempts=0,
@@ -405,6 +418,7 @@ def cancel(
     db: sqlite_utils.Database,
     task_id: int,
     actor: actors.Actor = actors.OPERATOR,
+    *,
     reason: str = "cancelled by an operator",
 ) -> list[int]:
     """Cancel a task and its open subtasks; their workers are stopped. Returns what changed."""
@@ -414,7 +428,7 @@ def cancel(
         task = _require(tx, task_id)
         if task["status"] in states.ENDED:
             raise errors.InvalidTransition(
-                ids.format(task_id), task["status"], Status.CANCELLED, "it has already ended"
+                ids.format(task_id), task["status"], Status.CANCELLED, hint="it has already ended"
             )
         subtree = tx.all(
             "WITH RECURSIVE sub(id) AS (SELECT ?"
@@ -427,9 +441,9 @@ def cancel(
         )
         for row in subtree:
             if row["status"] == Status.RUNNING:
-                _end_live_run(tx, row, Outcome.CANCELLED, actor, reason)
+                _end_live_run(tx, row, Outcome.CANCELLED, actor=actor, reason=reason)
             transitions.apply(
-                tx, row["id"], Status.CANCELLED, actor, failure_reason=reason, reason=reason
+                tx, row["id"], Status.CANCELLED, actor=actor, failure_reason=reason, reason=reason
             )
         return [row["id"] for row in subtree]
 
@@ -445,7 +459,7 @@ def retry(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.
             tx,
             task_id,
             target,
-            actor,
+            actor=actor,
             expect=frozenset({Status.FAILED, Status.CANCELLED, Status.BLOCKED}),
             attempts=0,
             next_attempt_at=None,
@@ -457,7 +471,7 @@ def retry(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.
         return target
 
 
-def add_comment(tx: Tx, task_id: int, body: str, actor: actors.Actor) -> int:
+def add_comment(tx: Tx, task_id: int, body: str, *, actor: actors.Actor) -> int:
     body = check_text(body, "the comment").strip()
     if not body:
         raise errors.InvalidInput("the comment is empty")
@@ -470,14 +484,14 @@ def add_comment(tx: Tx, task_id: int, body: str, actor: actors.Actor) -> int:
 
 
 def comment(
-    db: sqlite_utils.Database, task_id: int, body: str, actor: actors.Actor = actors.OPERATOR
+    db: sqlite_utils.Database, task_id: int, body: str, *, actor: actors.Actor = actors.OPERATOR
 ) -> int:
     """Add a comment (a note, a question's answer, progress) to a task."""
     with transaction(db) as tx:
         if isinstance(actor, actors.Worker):
             fencing.check(tx, actor, task_id)
         _require(tx, task_id)
-        return add_comment(tx, task_id, body, actor)
+        return add_comment(tx, task_id, body, actor=actor)
 
 
 def list_tasks(
@@ -540,10 +554,11 @@ def record(
     db: sqlite_utils.Database,
     task_id: int,
     kind: str,
+    *,
     data: dict[str, Any],
     actor: actors.Actor = actors.DISPATCHER,
 ) -> None:
     """Append an informational event (a merge, a commit) to a task's history."""
     with transaction(db) as tx:
         _require(tx, task_id)
-        transitions.event(tx, task_id, kind, actor, data=data)
+        transitions.event(tx, task_id, kind, actor=actor, data=data)

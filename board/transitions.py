@@ -33,8 +33,8 @@ def event(
     tx: Tx,
     task_id: int,
     kind: str,
-    actor: actors.Actor,
     *,
+    actor: actors.Actor,
     run_id: int | None = None,
     from_status: str | None = None,
     to_status: str | None = None,
@@ -60,8 +60,8 @@ def apply(
     tx: Tx,
     task_id: int,
     to: Status,
-    actor: actors.Actor,
     *,
+    actor: actors.Actor,
     expect: Status | frozenset[Status] | None = None,
     run_id: int | None = None,
     reason: str | None = None,
@@ -78,7 +78,7 @@ def apply(
     current = Status(current)
     expected = {expect} if isinstance(expect, Status) else expect
     if to not in states.ALLOWED[current] or (expected is not None and current not in expected):
-        raise errors.InvalidTransition(ids.format(task_id), current, to, hint)
+        raise errors.InvalidTransition(ids.format(task_id), current, to, hint=hint)
     assignments = ["status = ?", "updated_at = ?", "ended_at = ?"]
     values: list[Any] = [to, tx.now, tx.now if to in states.ENDED else None]
     if current is Status.RUNNING and "current_run_id" not in fields:
@@ -88,7 +88,16 @@ def apply(
         values.append(value)
     tx.execute(f"UPDATE tasks SET {', '.join(assignments)} WHERE id = ?", (*values, task_id))
     data = {"reason": reason} if reason else None
-    event(tx, task_id, "status", actor, run_id=run_id, from_status=current, to_status=to, data=data)
+    event(
+        tx,
+        task_id,
+        "status",
+        actor=actor,
+        run_id=run_id,
+        from_status=current,
+        to_status=to,
+        data=data,
+    )
     tx.wake = True
     if to is Status.DONE:
         _release_dependents(tx, task_id)
@@ -118,9 +127,9 @@ def settle_readiness(tx: Tx, task_id: int, actor: actors.Actor) -> None:
     status = Status(tx.value("SELECT status FROM tasks WHERE id = ?", (task_id,)))
     blocked = bool(unfinished_blockers(tx, task_id))
     if status is Status.TODO and not blocked:
-        apply(tx, task_id, Status.READY, actor, reason="all blockers are done")
+        apply(tx, task_id, Status.READY, actor=actor, reason="all blockers are done")
     elif status is Status.READY and blocked:
-        apply(tx, task_id, Status.TODO, actor, reason="a new blocker is not done yet")
+        apply(tx, task_id, Status.TODO, actor=actor, reason="a new blocker is not done yet")
 
 
 def _release_dependents(tx: Tx, task_id: int) -> None:
@@ -134,7 +143,7 @@ def _release_dependents(tx: Tx, task_id: int) -> None:
                 tx,
                 row["id"],
                 Status.READY,
-                actors.DISPATCHER,
+                actor=actors.DISPATCHER,
                 reason=f"blocker {ids.format(task_id)} is done",
             )
 
@@ -153,7 +162,7 @@ def _wake_parent(tx: Tx, task_id: int) -> None:
             tx,
             parent["id"],
             target,
-            actors.DISPATCHER,
+            actor=actors.DISPATCHER,
             reason="all subtasks have ended",
             resume=1,
             attempts=0,

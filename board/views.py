@@ -85,6 +85,7 @@ def _relations(db: sqlite_utils.Database, task_ids: list[int]) -> tuple[dict, di
 def why_not_runnable(
     db: sqlite_utils.Database,
     task: records.Task,
+    *,
     blockers: list[int] | None = None,
     blocker_status: dict[int, str] | None = None,
 ) -> str | None:
@@ -167,7 +168,9 @@ def task_objects(db: sqlite_utils.Database, found: Iterable[records.Task]) -> li
             "updated_at": when(task.updated_at),
             "ended_at": when(task.ended_at),
             "body": task.body,
-            "why_not_runnable": why_not_runnable(db, task, blockers[tid], status),
+            "why_not_runnable": why_not_runnable(
+                db, task, blockers=blockers[tid], blocker_status=status
+            ),
         }
         out.append(obj)
     return out

@@ -80,7 +80,9 @@ class Dispatcher:
         )
         await self.board.call(tasks.store_limits, self.settings.limits)
         logs_dir = self.settings.logs_dir or Path(self.board.path).parent / "logs"
-        self.supervisor = supervisor.Supervisor(self.board, self.settings, self.id, logs_dir)
+        self.supervisor = supervisor.Supervisor(
+            self.board, self.settings, dispatcher_id=self.id, logs_dir=logs_dir
+        )
         self.board.on_busy = self.on_event
         self.on_event(
             f"dispatcher {self.id} started (pid {me}, board {self.board.path}; "
@@ -205,7 +207,9 @@ class Dispatcher:
                     continue
                 if self.stopping:
                     break
-                if await self.board.call(dispatchers.adopt, run.id, self.id, run.dispatcher_id):
+                if await self.board.call(
+                    dispatchers.adopt, run.id, self.id, old_owner=run.dispatcher_id
+                ):
                     self.on_event(f"adopting run {run.id} of task {ids.format(run.task_id)}")
                     group.start_soon(self._adopt, run)
             await anyio.sleep(REAP_INTERVAL)

@@ -20,7 +20,7 @@ RETRYABLE = frozenset(
 )
 
 
-def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+def backoff(attempt: int, base: float, cap: float, *, rng: random.Random | None = None) -> float:
     """Seconds before attempt `attempt + 1`: base * 2**(attempt-1), capped, with equal jitter.
 
     Jitter keeps many tasks that failed together (a model outage) from retrying in lockstep.

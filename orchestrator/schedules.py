@@ -124,7 +124,9 @@ def fire_due(db: sqlite_utils.Database, now: float) -> list[tuple[str, float, st
             error = None
         except errors.KanbanError as exc:
             entries, error = None, str(exc)
-        submitted = schedules.fire(db, schedule["name"], fire_at, entries, error=error, now=now)
+        submitted = schedules.fire(
+            db, schedule["name"], fire_at, entries=entries, error=error, now=now
+        )
         if submitted.created or error:
             fired.append((schedule["name"], fire_at, submitted.batch_id))
             if error:

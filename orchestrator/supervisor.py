@@ -88,11 +88,11 @@ def judge(
     run: records.Run,
     task: records.Task,
     runtime: base.Runtime | None,
+    *,
     kill_cause: Outcome | None,
     tail: str,
     settings: config.Settings,
     now: float,
-    *,
     tries: int | None = None,
 ) -> Verdict:
     """The outcome of a run whose process is gone, and whether the task gets another go.
@@ -168,7 +168,12 @@ def _summary(tail: str) -> str:
 
 class Supervisor:
     def __init__(
-        self, board: boardio.Board, settings: config.Settings, dispatcher_id: int, logs_dir: Path
+        self,
+        board: boardio.Board,
+        settings: config.Settings,
+        *,
+        dispatcher_id: int,
+        logs_dir: Path,
     ) -> None:
         self.board = board
         self.settings = settings
@@ -401,7 +406,10 @@ class Supervisor:
         )
         merges = [prompt.Merge(o.branch, o.status, tuple(o.conflicts)) for o in outcomes]
         await self.board.call(
-            tasks.record, task.id, "merged", {"merges": [dataclasses.asdict(m) for m in merges]}
+            tasks.record,
+            task.id,
+            "merged",
+            data={"merges": [dataclasses.asdict(m) for m in merges]},
         )
         return merges + missing
 
@@ -563,7 +571,14 @@ class Supervisor:
         else:
             tries = len(await self.board.call(runs.for_task, watched.task_id))
             verdict = judge(
-                run, task, watched.runtime, cause, tail, self.settings, time.time(), tries=tries
+                run,
+                task,
+                watched.runtime,
+                kill_cause=cause,
+                tail=tail,
+                settings=self.settings,
+                now=time.time(),
+                tries=tries,
             )
         reason = verdict.reason
         if commit_error is not None:

@@ -245,7 +245,7 @@ def _program(name: str, explicit: str | None, env_var: str | None, hint: str) ->
             return Check(name, False, f"{name} is not on PATH", fix=hint)
     else:
         try:
-            path = base.find_binary(explicit, env_var, name, hint)
+            path = base.find_binary(explicit, env_var, name, hint=hint)
         except errors.KanbanError:
             wanted = explicit or os.environ.get(env_var) or name
             return Check(name, False, f"{wanted!r} not found", fix=f"{hint}, or set {env_var}")

@@ -253,7 +253,7 @@ def _own(actor: actors.Actor, given: str | None) -> int:
 @click.pass_context
 def comment(ctx, task, text):
     """Add a comment to a task. Example: kanban comment t_3 "Use the v2 API"."""
-    tasks.comment(context.existing_board(ctx), context.task_id(task), text, context.actor())
+    tasks.comment(context.existing_board(ctx), context.task_id(task), text, actor=context.actor())
 
 
 @click.command()
@@ -266,7 +266,7 @@ def link(ctx, blocker, blocked):
         context.existing_board(ctx),
         context.task_id(blocker),
         context.task_id(blocked),
-        context.actor(),
+        actor=context.actor(),
     )
 
 
@@ -280,7 +280,7 @@ def unlink(ctx, blocker, blocked):
         context.existing_board(ctx),
         context.task_id(blocker),
         context.task_id(blocked),
-        context.actor(),
+        actor=context.actor(),
     )
 
 
@@ -295,7 +295,7 @@ def block(ctx, task, reason):
     Example:
       kanban block t_3 "Which database should the cache use?"
     """
-    tasks.block(context.existing_board(ctx), context.task_id(task), reason, context.actor())
+    tasks.block(context.existing_board(ctx), context.task_id(task), reason, actor=context.actor())
 
 
 @click.command()
@@ -322,7 +322,7 @@ def complete(ctx, task, summary):
       kanban complete t_3 --summary "Added --verbose; tests pass"
     """
     actor = context.actor()
-    status = tasks.complete(context.existing_board(ctx), _own(actor, task), summary, actor)
+    status = tasks.complete(context.existing_board(ctx), _own(actor, task), summary, actor=actor)
     if status == "running":  # a worker's own report
         click.echo(
             f"{ids.format(_own(actor, task))}: reported complete; it becomes done (or waits for"

@@ -27,6 +27,6 @@ def worker(claimed: runs.Claim) -> actors.Worker:
 
 def finish(db: sqlite_utils.Database, claimed: runs.Claim, summary: str = "done") -> Status:
     """The worker reports completion and its run ends (what its dispatcher does on exit)."""
-    tasks.complete(db, claimed.task.id, summary, worker(claimed))
+    tasks.complete(db, claimed.task.id, summary, actor=worker(claimed))
     runs.settle(db, claimed.run_id, Outcome.COMPLETED)
     return Status(tasks.get(db, claimed.task.id).status)

@@ -29,8 +29,8 @@ while True:
     (c,) = got
     me = actors.Worker(c.task.id, c.run_id, c.token)
     runs.heartbeat(db, me)
-    tasks.comment(db, c.task.id, f"claimed by {os.getpid()}", me)
-    tasks.complete(db, c.task.id, f"done by {os.getpid()}", me)
+    tasks.comment(db, c.task.id, f"claimed by {os.getpid()}", actor=me)
+    tasks.complete(db, c.task.id, f"done by {os.getpid()}", actor=me)
     runs.settle(db, c.run_id, "completed")
     claimed.append(c.task.id)
 print(json.dumps(claimed))

@@ -26,7 +26,7 @@ def test_a_dependent_is_released_only_when_all_its_blockers_are_done(
     )
 
     claimed = claim(db, second)
-    tasks.complete(db, second, "two", worker(claimed))
+    tasks.complete(db, second, "two", actor=worker(claimed))
     assert status(db, dependent) == "todo"  # reported, but its work is not committed yet
     runs.settle(db, claimed.run_id, Outcome.COMPLETED)
     assert status(db, dependent) == "ready"
@@ -152,7 +152,7 @@ def test_a_waiting_parent_given_a_new_blocker_resumes_only_when_it_is_done(
     parent = new(db)
     claimed = claim(db, parent)
     child = tasks.create(db, tasks.NewTask("part"), worker(claimed))
-    tasks.complete(db, parent, "split", worker(claimed))
+    tasks.complete(db, parent, "split", actor=worker(claimed))
     runs.settle(db, claimed.run_id, Outcome.COMPLETED)
     blocker = new(db)
     deps.link(db, blocker, parent)
@@ -174,15 +174,15 @@ def test_a_worker_may_link_only_its_own_subtasks(db: sqlite_utils.Database) -> N
     first = tasks.create(db, tasks.NewTask("first"), me)
     second = tasks.create(db, tasks.NewTask("second"), me)
 
-    assert deps.link(db, first, second, me) is True
+    assert deps.link(db, first, second, actor=me) is True
     assert status(db, second) == "todo"
-    assert deps.unlink(db, first, second, me) is True
+    assert deps.unlink(db, first, second, actor=me) is True
     for blocker, blocked in ((other, first), (first, other), (first, own)):
         with pytest.raises(errors.NotYourTask):
-            deps.link(db, blocker, blocked, me)
-    tasks.complete(db, own, "split", me)
+            deps.link(db, blocker, blocked, actor=me)
+    tasks.complete(db, own, "split", actor=me)
     with pytest.raises(errors.StaleRun):
-        deps.link(db, first, second, me)
+        deps.link(db, first, second, actor=me)
 
 
 def _statements_while(db: sqlite_utils.Database, action) -> list[str]:

@@ -78,7 +78,7 @@ def test_claim_honours_next_attempt_at(db: sqlite_utils.Database) -> None:
 def test_a_task_whose_previous_run_is_unended_is_never_claimed(db: sqlite_utils.Database) -> None:
     task_id = new(db)
     first = claim(db, task_id)
-    tasks.block(db, task_id, "need a decision", worker(first))
+    tasks.block(db, task_id, "need a decision", actor=worker(first))
     tasks.unblock(db, task_id, comment="decided")
     assert status(db, task_id) == "ready"
 
@@ -137,13 +137,13 @@ def test_a_superseded_run_can_no_longer_complete_block_heartbeat_or_comment(
     before = event_count(db)
 
     with pytest.raises(errors.StaleRun, match="already ended: stalled"):
-        tasks.complete(db, task_id, "late result", stale)
+        tasks.complete(db, task_id, "late result", actor=stale)
     with pytest.raises(errors.StaleRun):
-        tasks.block(db, task_id, "late block", stale)
+        tasks.block(db, task_id, "late block", actor=stale)
     with pytest.raises(errors.StaleRun):
         runs.heartbeat(db, stale, note="still here")
     with pytest.raises(errors.StaleRun):
-        tasks.comment(db, task_id, "late comment", stale)
+        tasks.comment(db, task_id, "late comment", actor=stale)
     with pytest.raises(errors.StaleRun):
         tasks.create(db, tasks.NewTask("late subtask"), stale)
     with pytest.raises(errors.StaleRun):
@@ -155,7 +155,7 @@ def test_a_superseded_run_can_no_longer_complete_block_heartbeat_or_comment(
     task = tasks.get(db, task_id)
     assert (task.status, task.current_run_id) == ("running", current.run_id)
     runs.heartbeat(db, worker(current))  # the live run is unaffected
-    assert tasks.complete(db, task_id, "real result", worker(current)) == Status.RUNNING
+    assert tasks.complete(db, task_id, "real result", actor=worker(current)) == Status.RUNNING
     runs.settle(db, current.run_id, Outcome.COMPLETED)
     assert tasks.get(db, task_id).status == Status.DONE
 
@@ -172,11 +172,11 @@ def test_a_wrong_token_or_another_runs_id_is_refused(db: sqlite_utils.Database) 
 
     for fake in forged:
         with pytest.raises(errors.StaleRun, match="unknown run, or a wrong token"):
-            tasks.complete(db, mine.task.id, "forged", fake)
+            tasks.complete(db, mine.task.id, "forged", actor=fake)
         with pytest.raises(errors.StaleRun):
             runs.heartbeat(db, fake)
         with pytest.raises(errors.StaleRun):
-            tasks.comment(db, mine.task.id, "forged", fake)
+            tasks.comment(db, mine.task.id, "forged", actor=fake)
     with pytest.raises(errors.StaleRun, match="wrong token"):
         runs.started(db, mine.run_id, theirs.token, pid=1, pid_started_at=0.0)
     with pytest.raises(errors.StaleRun, match="wrong token"):
@@ -189,14 +189,14 @@ def test_a_run_whose_outcome_is_set_can_change_nothing_more(db: sqlite_utils.Dat
     task_id = new(db)
     claimed = claim(db, task_id)
     me = worker(claimed)
-    tasks.block(db, task_id, "need credentials", me)
+    tasks.block(db, task_id, "need credentials", actor=me)
 
     with pytest.raises(errors.StaleRun, match="already ended: blocked"):
-        tasks.complete(db, task_id, "done after all", me)
+        tasks.complete(db, task_id, "done after all", actor=me)
     with pytest.raises(errors.StaleRun):
         runs.heartbeat(db, me)
     with pytest.raises(errors.StaleRun):
-        tasks.comment(db, task_id, "hello?", me)
+        tasks.comment(db, task_id, "hello?", actor=me)
     with pytest.raises(errors.StaleRun):
         tasks.unblock(db, task_id, me)
     assert status(db, task_id) == "blocked"
@@ -208,11 +208,11 @@ def test_a_worker_cannot_touch_another_task(db: sqlite_utils.Database) -> None:
     me = worker(claim(db, own))
 
     with pytest.raises(errors.NotYourTask, match=f"task t_{other} is not yours; your task is"):
-        tasks.complete(db, other, "x", me)
+        tasks.complete(db, other, "x", actor=me)
     with pytest.raises(errors.NotYourTask):
-        tasks.block(db, other, "x", me)
+        tasks.block(db, other, "x", actor=me)
     with pytest.raises(errors.NotYourTask):
-        tasks.comment(db, other, "x", me)
+        tasks.comment(db, other, "x", actor=me)
     with pytest.raises(errors.NotYourTask):
         tasks.cancel(db, other, me)
     with pytest.raises(errors.NotYourTask):
@@ -233,12 +233,12 @@ def test_a_worker_may_comment_on_unblock_and_link_its_own_subtasks_but_not_compl
     assert tasks.get(db, grandchild).parent_id == second
     tasks.block(db, first, "needs the schema")
 
-    tasks.comment(db, first, "the schema is in docs/", me)
+    tasks.comment(db, first, "the schema is in docs/", actor=me)
     assert tasks.unblock(db, first, me) == Status.READY
-    deps.unlink(db, first, second, me)
-    deps.link(db, first, second, me)
+    deps.unlink(db, first, second, actor=me)
+    deps.link(db, first, second, actor=me)
     with pytest.raises(errors.NotYourTask):
-        tasks.complete(db, first, "did it myself", me)
+        tasks.complete(db, first, "did it myself", actor=me)
     assert status(db, first) == "ready"
 
 
@@ -284,7 +284,7 @@ def test_the_shim_records_the_agent_pid_and_exit_once(db: sqlite_utils.Database)
 def test_settle_keeps_an_outcome_the_worker_reported(db: sqlite_utils.Database) -> None:
     task_id = new(db)
     claimed = claim(db, task_id)
-    tasks.block(db, task_id, "ambiguous spec", worker(claimed))
+    tasks.block(db, task_id, "ambiguous spec", actor=worker(claimed))
 
     final = runs.settle(db, claimed.run_id, Outcome.CRASHED, reason="exit 1", commit_sha="abc")
 

@@ -151,7 +151,9 @@ class BoardMachine(RuleBasedStateMachine):
         )
         if by_worker:
             worker = self.draw_worker(data)
-            created = self.as_worker(worker, lambda: tasks.create(self.db, spec, worker, LIMITS))
+            created = self.as_worker(
+                worker, lambda: tasks.create(self.db, spec, worker, limits=LIMITS)
+            )
         else:
             created = self.as_operator(lambda: tasks.create(self.db, spec, limits=LIMITS))
         if created is not None:
@@ -169,7 +171,7 @@ class BoardMachine(RuleBasedStateMachine):
         worker = self.draw_worker(data)
         blocker, blocked = self.draw_task(data, open_first=True), self.draw_task(data, True)
         change = deps.unlink if unlink else deps.link
-        self.as_worker(worker, lambda: change(self.db, blocker, blocked, worker))
+        self.as_worker(worker, lambda: change(self.db, blocker, blocked, actor=worker))
 
     @precondition(lambda self: self.db.conn.execute("SELECT 1 FROM deps").fetchone())
     @rule(data=st.data())
@@ -236,9 +238,9 @@ class BoardMachine(RuleBasedStateMachine):
         worker = self.draw_worker(data)
         target = self.draw_target(data, worker)
         calls: dict[str, Callable[[], Any]] = {
-            "complete": lambda: tasks.complete(self.db, target, "finished", worker),
-            "block": lambda: tasks.block(self.db, target, "stuck", worker),
-            "comment": lambda: tasks.comment(self.db, target, "progress", worker),
+            "complete": lambda: tasks.complete(self.db, target, "finished", actor=worker),
+            "block": lambda: tasks.block(self.db, target, "stuck", actor=worker),
+            "comment": lambda: tasks.comment(self.db, target, "progress", actor=worker),
             "unblock": lambda: tasks.unblock(self.db, target, worker),
             "cancel": lambda: tasks.cancel(self.db, target, worker),
             "retry": lambda: tasks.retry(self.db, target, worker),
@@ -252,11 +254,15 @@ class BoardMachine(RuleBasedStateMachine):
         worker = data.draw(st.sampled_from([w for w in self.claims if self.is_live(w)]))
         spec = tasks.NewTask("subtask", max_attempts=2)
         for _ in range(children):
-            created = self.as_worker(worker, lambda: tasks.create(self.db, spec, worker, LIMITS))
+            created = self.as_worker(
+                worker, lambda: tasks.create(self.db, spec, worker, limits=LIMITS)
+            )
             if created is not None:
                 self.task_ids.append(created)
         if complete:
-            self.as_worker(worker, lambda: tasks.complete(self.db, worker.task_id, "split", worker))
+            self.as_worker(
+                worker, lambda: tasks.complete(self.db, worker.task_id, "split", actor=worker)
+            )
 
     # People
 

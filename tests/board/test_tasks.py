@@ -174,7 +174,7 @@ def test_an_operator_blocking_a_running_task_ends_its_run(db: sqlite_utils.Datab
     assert runs.get(db, claimed.run_id).outcome == Outcome.BLOCKED
     assert tasks.get(db, task_id).current_run_id is None
     with pytest.raises(errors.StaleRun):
-        tasks.complete(db, task_id, "finished anyway", worker(claimed))
+        tasks.complete(db, task_id, "finished anyway", actor=worker(claimed))
 
 
 # Subtasks
@@ -186,7 +186,7 @@ def test_completing_a_task_with_open_subtasks_makes_it_wait(db: sqlite_utils.Dat
     child = tasks.create(db, tasks.NewTask("part 1"), worker(claimed))
     assert tasks.get(db, child).parent_id == parent
 
-    assert tasks.complete(db, parent, "split into parts", worker(claimed)) == Status.RUNNING
+    assert tasks.complete(db, parent, "split into parts", actor=worker(claimed)) == Status.RUNNING
     runs.settle(db, claimed.run_id, Outcome.COMPLETED)
 
     assert status(db, parent) == "waiting"
@@ -204,7 +204,7 @@ def test_the_last_subtask_ending_makes_the_parent_ready_to_resume(
     claimed = claim(db, parent)
     first = tasks.create(db, tasks.NewTask("part 1"), worker(claimed))
     last = tasks.create(db, tasks.NewTask("part 2", max_attempts=1), worker(claimed))
-    tasks.complete(db, parent, "split", worker(claimed))
+    tasks.complete(db, parent, "split", actor=worker(claimed))
     runs.settle(db, claimed.run_id, Outcome.EXITED_WITHOUT_REPORT)
     tasks.complete(db, first, "part 1 done")
     assert status(db, parent) == "waiting"
@@ -228,7 +228,7 @@ def test_a_resume_stays_a_resume_until_a_run_of_it_completes(db: sqlite_utils.Da
     parent = new(db, max_attempts=3)
     claimed = claim(db, parent)
     child = tasks.create(db, tasks.NewTask("part"), worker(claimed))
-    tasks.complete(db, parent, "split", worker(claimed))
+    tasks.complete(db, parent, "split", actor=worker(claimed))
     runs.settle(db, claimed.run_id, Outcome.COMPLETED)
     tasks.complete(db, child, "done")
 
@@ -248,7 +248,7 @@ def test_subtasks_that_end_before_their_parents_run_does_are_integrated_by_a_res
     parent = new(db)
     claimed = claim(db, parent)
     child = tasks.create(db, tasks.NewTask("part"), worker(claimed))
-    tasks.complete(db, parent, "split", worker(claimed))
+    tasks.complete(db, parent, "split", actor=worker(claimed))
     tasks.complete(db, child, "done")
     assert status(db, parent) == "running"  # reported; its run has not ended
 
@@ -266,7 +266,7 @@ def test_a_waiting_parent_is_not_resumed_before_its_previous_run_is_settled(
     parent = new(db)
     claimed = claim(db, parent)
     child = tasks.create(db, tasks.NewTask("part"), worker(claimed))
-    tasks.block(db, parent, "needs the part first", worker(claimed))
+    tasks.block(db, parent, "needs the part first", actor=worker(claimed))
     tasks.unblock(db, parent)
     tasks.complete(db, child, "done")
 
@@ -442,7 +442,7 @@ def test_show_adds_runs_events_comments_and_subtasks(db: sqlite_utils.Database) 
     new(db, "grandchild", parent=child)
     claimed = claim(db, parent)
     runs.heartbeat(db, worker(claimed), note="reading the code")
-    tasks.comment(db, parent, "looks good", worker(claimed))
+    tasks.comment(db, parent, "looks good", actor=worker(claimed))
 
     shown = views.show(db, parent)
 

@@ -34,7 +34,7 @@ def fires_by_time(db) -> dict[float, list]:
 
 def test_each_fire_time_fires_once_with_two_dispatchers_and_a_restart(tmp_path, db_path):
     path = str(batch_file(tmp_path))
-    schedules.add(connection.connect(db_path), "five", "*/5 * * * *", path, now=T0)
+    schedules.add(connection.connect(db_path), "five", "*/5 * * * *", batch_path=path, now=T0)
     # Two dispatchers (own connections, own threads) look at the same moments of a clock the
     # test controls; halfway through, one of them is restarted.
     clock = [T0 + 60, T0 + 300, T0 + 301, T0 + 599, T0 + 600, T0 + 601, T0 + 900, T0 + 1100]
@@ -71,7 +71,7 @@ def test_each_fire_time_fires_once_with_two_dispatchers_and_a_restart(tmp_path, 
 
 def test_fire_times_missed_while_no_dispatcher_ran_fire_once_on_start(tmp_path, db_path):
     db = connection.connect(db_path)
-    schedules.add(db, "five", "*/5 * * * *", str(batch_file(tmp_path)), now=T0)
+    schedules.add(db, "five", "*/5 * * * *", batch_path=str(batch_file(tmp_path)), now=T0)
     # Down for five hours: 60 slots were missed; the one fire is the latest slot.
     now = T0 + 5 * 3600 + 120
     assert [f[1] for f in firing.fire_due(db, now)] == [T0 + 5 * 3600]
@@ -84,7 +84,7 @@ def test_a_schedule_whose_batch_file_is_broken_records_the_error_and_does_not_lo
 ):
     path = batch_file(tmp_path)
     db = connection.connect(db_path)
-    schedules.add(db, "five", "*/5 * * * *", str(path), now=T0)
+    schedules.add(db, "five", "*/5 * * * *", batch_path=str(path), now=T0)
     path.write_text("[tasks.x\n")
     assert firing.fire_due(db, T0 + 300) == [("five", T0 + 300, None)]
     assert firing.fire_due(db, T0 + 301) == []

@@ -64,7 +64,10 @@ def test_blockers_results_and_an_answer_after_unblock_are_in_the_prompt(db):
     second = tasks.create(db, tasks.NewTask("Write the migration", after=[first]))
     claim = runs.claim(db)[0]
     tasks.complete(
-        db, first, "Two tables: users and keys", actors.Worker(first, claim.run_id, claim.token)
+        db,
+        first,
+        "Two tables: users and keys",
+        actor=actors.Worker(first, claim.run_id, claim.token),
     )
     runs.settle(db, claim.run_id, Outcome.COMPLETED)
     text = render(db, second)
@@ -77,7 +80,7 @@ def test_a_resumed_parent_gets_its_subtasks_outcomes_and_the_merge_conflicts(db)
     worker = actors.Worker(parent, claim.run_id, claim.token)
     done = tasks.create(db, tasks.NewTask("part A"), worker)
     broken = tasks.create(db, tasks.NewTask("part B"), worker)
-    tasks.complete(db, parent, "split in two", worker)
+    tasks.complete(db, parent, "split in two", actor=worker)
     runs.settle(db, claim.run_id, Outcome.COMPLETED)
     for child, outcome in ((done, Outcome.COMPLETED), (broken, Outcome.CRASHED)):
         child_claim = runs.claim(db, task_id=child)[0]

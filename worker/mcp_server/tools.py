@@ -133,7 +133,7 @@ def _complete(board: Board, ident: identity.Identity, args: dict[str, Any]) -> R
     from board import tasks, views
 
     db, task_id = board.get(), _task_arg(ident, args)
-    status = tasks.complete(db, task_id, args["summary"], ident.actor())
+    status = tasks.complete(db, task_id, args["summary"], actor=ident.actor())
     obj = views.task_object(db, task_id)
     if status == "running":  # your own report: done once your work is committed
         text = (
@@ -156,7 +156,7 @@ def _block(board: Board, ident: identity.Identity, args: dict[str, Any]) -> Resu
     from board import tasks, views
 
     db, task_id = board.get(), _task_arg(ident, args)
-    tasks.block(db, task_id, args["reason"], ident.actor())
+    tasks.block(db, task_id, args["reason"], actor=ident.actor())
     obj = views.task_object(db, task_id)
     text = f"{obj['id']} is blocked: {obj['block_reason']}."
     if ident.worker_mode and task_id == ident.task_id:
@@ -168,7 +168,7 @@ def _comment(board: Board, ident: identity.Identity, args: dict[str, Any]) -> Re
     from board import tasks
 
     task_id = _task_arg(ident, args)
-    comment_id = tasks.comment(board.get(), task_id, args["body"], ident.actor())
+    comment_id = tasks.comment(board.get(), task_id, args["body"], actor=ident.actor())
     label = ids.format(task_id)
     return {"id": comment_id, "task": label}, f"Comment added to {label}."
 
@@ -228,7 +228,7 @@ def _unblock(board: Board, ident: identity.Identity, args: dict[str, Any]) -> Re
     from board import tasks, views
 
     db, task_id = board.get(), ids.parse(args["task_id"])
-    tasks.unblock(db, task_id, ident.actor(), args.get("comment"))
+    tasks.unblock(db, task_id, ident.actor(), comment=args.get("comment"))
     obj = views.task_object(db, task_id)
     return {"task": obj}, f"{obj['id']} is {obj['status']} again."
 
@@ -238,7 +238,7 @@ def _link(board: Board, ident: identity.Identity, args: dict[str, Any]) -> Resul
 
     db = board.get()
     blocker, blocked = ids.parse(args["blocker"]), ids.parse(args["blocked"])
-    added = deps.link(db, blocker, blocked, ident.actor())
+    added = deps.link(db, blocker, blocked, actor=ident.actor())
     obj = views.task_object(db, blocked)
     verb = "now waits" if added else "already waited"
     return (

@@ -63,7 +63,7 @@ class Runtime(Protocol):
     def rate_limited(self, log_tail: str) -> bool: ...
 
 
-def find_binary(explicit: str | None, env_var: str, name: str, hint: str) -> str:
+def find_binary(explicit: str | None, env_var: str, name: str, *, hint: str) -> str:
     """An executable's absolute path: explicit setting, then `$env_var`, then PATH."""
     candidate = explicit or os.environ.get(env_var) or name
     found = shutil.which(candidate)

@@ -54,7 +54,7 @@ class ClaudeRuntime:
 
     def launch(self, ctx: base.Context) -> base.Launch:
         binary = base.find_binary(
-            ctx.settings.claude_bin, "KANBAN_CLAUDE_BIN", "claude", INSTALL_HINT
+            ctx.settings.claude_bin, "KANBAN_CLAUDE_BIN", "claude", hint=INSTALL_HINT
         )
         config_file = write_private(mcp_config(ctx), ctx.private_dir)
         argv = (

@@ -79,7 +79,9 @@ class CodexRuntime:
     reports = True
 
     def launch(self, ctx: base.Context) -> base.Launch:
-        binary = base.find_binary(ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex", INSTALL_HINT)
+        binary = base.find_binary(
+            ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex", hint=INSTALL_HINT
+        )
         home = codex_home_ready(ctx.settings.codex_home)
         argv = (
             binary,

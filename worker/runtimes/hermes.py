@@ -24,10 +24,10 @@ class HermesRuntime:
 
     def launch(self, ctx: base.Context) -> base.Launch:
         binary = base.find_binary(
-            ctx.settings.hermes_bin, "KANBAN_HERMES_BIN", "hermes", INSTALL_HINT
+            ctx.settings.hermes_bin, "KANBAN_HERMES_BIN", "hermes", hint=INSTALL_HINT
         )
         codex_bin = base.find_binary(
-            ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex", codex_runtime.INSTALL_HINT
+            ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex", hint=codex_runtime.INSTALL_HINT
         )
         codex_home = codex_runtime.codex_home_ready(ctx.settings.codex_home)
         if codex_runtime.in_temporary_dir(ctx.db_path) and not (
