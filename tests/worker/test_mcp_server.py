@@ -17,13 +17,13 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
+from support import REPO_ROOT
 
-from board import actors, connection, runs, tasks
+from board import actors, runs, tasks
 from board.states import Outcome
 from worker import env
 from worker.mcp_server import identity, specs, tools
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {
     "kanban_show",
     "kanban_list",
@@ -35,13 +35,6 @@ TOOLS = {
     "kanban_unblock",
     "kanban_link",
 }
-
-
-@pytest.fixture
-def db(db_path: Path):
-    board = connection.connect(db_path)
-    yield board
-    board.conn.close()
 
 
 def server_env(db_path: Path, claim: runs.Claim | None = None, **extra: str) -> dict[str, str]:
@@ -650,3 +643,18 @@ def test_orchestrator_creates_command_tasks(tmp_path: Path, db, db_path: Path) -
             assert "needs `command`" in message
 
     run(scenario)
+
+
+def test_a_worker_whose_board_is_missing_gets_an_error_and_no_empty_board(
+    tmp_path: Path, db, db_path: Path
+) -> None:
+    claim = claim_new(db)
+    missing = tmp_path / "elsewhere" / "board.db"
+
+    async def scenario() -> None:
+        async with session(tmp_path, server_env(missing, claim)) as client:
+            message = await fails(client, "kanban_show")
+            assert str(missing) in message
+
+    run(scenario)
+    assert not missing.exists()

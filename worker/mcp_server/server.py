@@ -69,7 +69,7 @@ async def serve(db_path: str | None = None, environ: Mapping[str, str] | None = 
 
     @contextlib.asynccontextmanager
     async def lifespan(_server: Any):
-        board = tools.Board(db_path)
+        board = tools.Board(db_path, create=not ident.worker_mode)
         try:
             yield board
         finally:

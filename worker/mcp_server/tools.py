@@ -30,15 +30,18 @@ class Board:
     are serialized by the caller (one connection, one transaction at a time).
     """
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, *, create: bool = True) -> None:
         self.path = path
+        # A worker's board was made by its dispatcher: a missing one is a wrong path, and an
+        # empty board made there would only answer that the worker's run does not exist.
+        self.create = create
         self._db: Any = None
 
     def get(self) -> Any:
         if self._db is None:
             from board import connection
 
-            self._db = connection.connect(self.path)
+            self._db = connection.connect(self.path, create=self.create)
         return self._db
 
     def close(self) -> None:
