@@ -94,8 +94,15 @@ def path_for(board_id: str, run_id: int) -> str | None:
 
 
 def create(path: str | None) -> None:
-    if path is not None:
-        Path(path).mkdir(parents=True, exist_ok=True)
+    if path is None:
+        return
+    for _ in range(10):
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:  # the board's directory was just removed as empty (`end`)
+            continue
+    Path(path).mkdir(parents=True, exist_ok=True)
 
 
 # --- in the shim ------------------------------------------------------------------------
@@ -175,12 +182,17 @@ def end(path: str | None, *, timeout: float = 10.0) -> bool:
     for _ in range(100):  # the kernel frees an emptied cgroup a moment after its last exit
         try:
             os.rmdir(path)
-            return True
+            break
         except FileNotFoundError:
-            return True
+            break
         except OSError:
             time.sleep(0.01)
-    return not os.path.isdir(path)
+    else:
+        return not os.path.isdir(path)
+    # The board's own directory goes with its last run (it is refused while others remain).
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))
+    return True
 
 
 def reap_descendants(own_pid: int) -> None:
