@@ -1,13 +1,18 @@
-"""Shared fixtures: every test runs with its own homes, so none touches the user's files."""
+"""Shared fixtures: every test runs with its own homes, so none touches the user's files.
+
+Helpers live in tests/support/ and are imported like any module; never from a conftest.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from board import connection
 
 # The `kb` (a kanban world) and `repo` fixtures, for every test module.
 pytest_plugins = ("support.world",)
@@ -43,3 +48,11 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def db_path(isolated_home: Path) -> Path:
     return isolated_home / ".kanban" / "board.db"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Iterator[sqlite_utils.Database]:
+    """A connection to the test's board, closed afterwards."""
+    database = connection.connect(db_path)
+    yield database
+    database.conn.close()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import importlib
 import re
-from pathlib import Path
 
 import click
+from support import REPO_ROOT
 
 from orchestrator.cli import main
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _commands(group: click.Group, prefix: str = "") -> list[str]:

@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from support import REPO_ROOT
 
 # What lives beside the product and is not in the wheel (tests/test_packaging.py): the demo
 # and the scripted model, the tests, the benchmarks. The product never needs any of them.

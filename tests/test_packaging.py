@@ -22,8 +22,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+from support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = {"board", "worker", "orchestrator"}
 
 

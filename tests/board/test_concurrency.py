@@ -9,9 +9,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from board import connection, migrations, runs, tasks
+from support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from board import connection, migrations, runs, tasks
 
 # Every script connects, says "ready", waits for "go" on stdin (so all processes start their
 # work together without sleeping), works, and prints one JSON line. Any exception exits 1.

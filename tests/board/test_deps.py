@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
-from board_kit import claim, new, status, worker
+from support.board_kit import claim, new, status, worker
 
 from board import connection, deps, errors, runs, tasks, views
 from board.states import Outcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlite_utils
-from board_kit import claim, new, worker
+from support.board_kit import claim, new, worker
 
 from board import actors, batches, errors, policy, tasks, views
 

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 import sqlite_utils
-from board_kit import claim, new, status, worker
+from support.board_kit import claim, new, status, worker
 
 from board import actors, deps, errors, runs, tasks
 from board.states import Outcome, Status

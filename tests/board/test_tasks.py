@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlite_utils
-from board_kit import claim, finish, new, status, worker
+from support.board_kit import claim, finish, new, status, worker
 
 from board import errors, runs, tasks, views
 from board.states import Outcome, Status

@@ -10,15 +10,14 @@ from __future__ import annotations
 import tomllib
 
 import pytest
-
-from tests.e2e.conftest import (
+from support.agents import (
     USER_FEATURES,
     USER_TMP_EXCLUSIONS,
     World,
     block_removed,
-    git,
     responses,
 )
+from support.gitrepo import git
 
 KANBAN_TOOLS = (
     "kanban_show",
@@ -77,7 +76,8 @@ def test_agent_edits_its_worktree_heartbeats_and_completes_through_the_kanban_to
     assert run["outcome"] == "completed"
     assert run["note"] == "greeting written"
     assert run["heartbeat_at"] is not None
-    assert git(world.repo, "show", f"{world.branch(task)}:greeting.txt") == "hello from the agent\n"
+    greeting = git(world.repo, "show", f"{world.branch(task)}:greeting.txt", strip=False)
+    assert greeting == "hello from the agent\n"
     assert git(world.repo, "status", "--porcelain") == ""  # the user's checkout is untouched
 
     turns = responses(server, "E2E-GREET")

@@ -8,8 +8,8 @@ import re
 import shlex
 
 import pytest
-
-from tests.e2e.conftest import World, board_integrity, call_output, git, responses
+from support.agents import World, board_integrity, call_output, responses
+from support.gitrepo import git
 
 
 @pytest.mark.e2e
@@ -120,7 +120,9 @@ def test_three_tasks_run_in_parallel_on_one_repository_each_on_its_own_branch(
     for name, task in tasks.items():
         assert re.fullmatch(rf"kanban/[0-9a-f]{{8}}/{task}", shown[name]["branch"])
         assert world.branch_files(task) == {"README", f"{name}.txt"}
-        assert git(world.repo, "show", f"{world.branch(task)}:{name}.txt") == f"{name}\n"
+        assert (
+            git(world.repo, "show", f"{world.branch(task)}:{name}.txt", strip=False) == f"{name}\n"
+        )
         # What the agent's shell saw in its worktree: its own file, nobody else's.
         (listing,) = [r for r in responses(server, f"E2E-PAR-{name}") if r.turn == 1]
         assert "README" in call_output(listing, turn=0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import psutil
 import pytest
-
-from tests.e2e.conftest import World, board_rows, git, responses, wait_for
+from support.agents import DEADLINE, World, board_rows, responses
+from support.gitrepo import git
+from support.waiting import wait_for
 
 ANSWER = "ANSWER-7F3: use SQLite, the board is local"
 
@@ -60,7 +61,7 @@ def test_blocked_worker_gets_the_answer_in_its_next_prompt_after_unblock(world: 
     resumed = responses(server, "ANSWER-7F3")[0]
     assert "Comments on this task" in resumed.user_text
     assert ANSWER in resumed.user_text
-    assert git(world.repo, "show", f"{world.branch(task)}:database.txt") == "sqlite\n"
+    assert git(world.repo, "show", f"{world.branch(task)}:database.txt", strip=False) == "sqlite\n"
 
 
 @pytest.mark.e2e
@@ -98,7 +99,9 @@ def test_agent_that_exits_without_reporting_is_retried_and_told_why(world: World
     assert "The previous attempt ended: exited_without_report" in second.user_text
     assert "exited without calling kanban_complete or kanban_block" in second.user_text
     # The first attempt's work was committed to the branch, not lost.
-    assert git(world.repo, "show", f"{world.branch(task)}:first-attempt.txt") == "first\n"
+    assert (
+        git(world.repo, "show", f"{world.branch(task)}:first-attempt.txt", strip=False) == "first\n"
+    )
 
 
 def _tree(world: World) -> list[psutil.Process]:
@@ -129,7 +132,8 @@ def test_worker_on_a_model_that_never_answers_is_killed_with_its_whole_tree_and_
         wait_for(
             lambda n=attempt: len([r for r in server.requests if r.answer == "hang"]) >= n,
             f"attempt {attempt} to wait on the model",
-            details=world.logs,
+            timeout=DEADLINE,
+            on_fail=world.logs,
         )
         tree = _tree(world)
         commands = [" ".join(p.cmdline()) for p in tree]
@@ -140,7 +144,8 @@ def test_worker_on_a_model_that_never_answers_is_killed_with_its_whole_tree_and_
         wait_for(
             lambda t=tree: all(_gone(p) for p in t),
             f"attempt {attempt}'s processes to be killed",
-            details=world.logs,
+            timeout=DEADLINE,
+            on_fail=world.logs,
         )
 
     assert dispatcher.wait(timeout=60) == 0, world.dispatcher_log.read_text()

@@ -8,20 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-KANBAN = str(Path(sys.executable).with_name("kanban"))
-
-
-def kanban(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KANBAN, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-    )
+from support.cli import KANBAN, kanban
 
 
 def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -39,23 +26,33 @@ def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
 def test_a_relative_board_path_names_the_same_board_for_the_dispatcher_and_its_workers(
     tmp_path,
 ):
-    env = {"KANBAN_DB": "b/board.db"}
+    env = {**os.environ, "KANBAN_DB": "b/board.db"}
     created = kanban(
-        "create", "x", "--runtime", "command", "--command", "true", env=env, cwd=tmp_path
+        "create",
+        "x",
+        "--runtime",
+        "command",
+        "--command",
+        "true",
+        env=env,
+        cwd=tmp_path,
+        check=False,
     )
     assert created.returncode == 0, created.stderr
     # The worker runs in a directory of its own: with a relative path it reported to another
     # board, and the task was retried forever.
-    done = kanban("dispatch", "--until-idle", "-q", env=env, cwd=tmp_path, timeout=120)
+    done = kanban("dispatch", "--until-idle", "-q", env=env, cwd=tmp_path, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    shown = kanban("show", "t_1", "--json", env=env, cwd=tmp_path)
+    shown = kanban("show", "t_1", "--json", env=env, cwd=tmp_path, check=False)
     assert '"status": "done"' in shown.stdout
 
 
 def test_a_postgresql_url_is_refused_instead_of_becoming_a_directory(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    result = kanban("--db", "postgresql://kanban:secret@db.example/kanban", "create", "x", cwd=work)
+    result = kanban(
+        "--db", "postgresql://kanban:secret@db.example/kanban", "create", "x", cwd=work, check=False
+    )
     refused(result, "PostgreSQL boards are not supported by this version; pass a file path")
     assert "secret" not in result.stderr
     assert list(work.iterdir()) == []
@@ -64,7 +61,9 @@ def test_a_postgresql_url_is_refused_instead_of_becoming_a_directory(tmp_path):
 def test_any_url_given_as_the_board_is_refused(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    result = kanban("create", "x", env={"KANBAN_DB": "sqlite:///board.db"}, cwd=work)
+    result = kanban(
+        "create", "x", env={**os.environ, "KANBAN_DB": "sqlite:///board.db"}, cwd=work, check=False
+    )
     refused(result, "sqlite://", "pass a file path")
     assert list(work.iterdir()) == []
 
@@ -72,18 +71,18 @@ def test_any_url_given_as_the_board_is_refused(tmp_path):
 def test_a_read_command_on_a_missing_board_says_where_it_looked_and_creates_nothing(tmp_path):
     board = tmp_path / "typo" / "board.db"
     for command in (["list"], ["show", "t_1"], ["board"], ["schedule", "list"], ["logs", "t_1"]):
-        result = kanban("--db", str(board), *command)
+        result = kanban("--db", str(board), *command, check=False)
         refused(result, f"there is no board at {board}", f"from --db {board}", "kanban create")
-    result = kanban("list", "--json", env={"KANBAN_DB": str(board)})
+    result = kanban("list", "--json", env={**os.environ, "KANBAN_DB": str(board)}, check=False)
     refused(result, f"from KANBAN_DB={board}")
     assert not board.parent.exists()
 
 
 def test_a_write_command_still_creates_the_board(tmp_path):
     board = tmp_path / "new" / "board.db"
-    assert kanban("--db", str(board), "create", "first").returncode == 0
+    kanban("--db", str(board), "create", "first")
     assert board.exists()
-    assert kanban("--db", str(board), "list").returncode == 0
+    kanban("--db", str(board), "list")
 
 
 # -- a busy board -----------------------------------------------------------------------
@@ -100,7 +99,7 @@ conn.execute("ROLLBACK")
 
 def test_a_write_lock_held_by_another_process_gives_a_clear_error_not_a_traceback(tmp_path):
     board = tmp_path / "board.db"
-    assert kanban("--db", str(board), "create", "first").returncode == 0
+    kanban("--db", str(board), "create", "first")
     with subprocess.Popen(
         [sys.executable, "-c", HOLD_THE_WRITE_LOCK, str(board)],
         stdin=subprocess.PIPE,
@@ -109,15 +108,15 @@ def test_a_write_lock_held_by_another_process_gives_a_clear_error_not_a_tracebac
     ) as holder:
         assert holder.stdin is not None and holder.stdout is not None
         assert holder.stdout.readline() == "locked\n"
-        busy = {"KANBAN_BUSY_TIMEOUT": "0.2"}
+        busy = {**os.environ, "KANBAN_BUSY_TIMEOUT": "0.2"}
         for command in (["create", "second"], ["comment", "t_1", "hello"], ["cancel", "t_1"]):
-            result = kanban("--db", str(board), *command, env=busy, timeout=20)
+            result = kanban("--db", str(board), *command, env=busy, timeout=20, check=False)
             refused(result, str(board), "lock")
         # Readers are not blocked by a writer (WAL).
-        assert kanban("--db", str(board), "list", env=busy).returncode == 0
+        kanban("--db", str(board), "list", env=busy)
         holder.stdin.close()
     assert holder.returncode == 0
-    shown = kanban("--db", str(board), "show", "t_1", "--json")
+    shown = kanban("--db", str(board), "show", "t_1", "--json", check=False)
     assert '"status": "ready"' in shown.stdout and "hello" not in shown.stdout
     assert '"t_2"' not in kanban("--db", str(board), "list", "--json").stdout
 
@@ -125,7 +124,12 @@ def test_a_write_lock_held_by_another_process_gives_a_clear_error_not_a_tracebac
 def test_a_busy_timeout_that_is_not_a_number_of_seconds_is_refused(tmp_path):
     for value in ("soon", "inf", "-1"):
         result = kanban(
-            "--db", str(tmp_path / "b.db"), "create", "x", env={"KANBAN_BUSY_TIMEOUT": value}
+            "--db",
+            str(tmp_path / "b.db"),
+            "create",
+            "x",
+            env={**os.environ, "KANBAN_BUSY_TIMEOUT": value},
+            check=False,
         )
         refused(result, "KANBAN_BUSY_TIMEOUT")
 
@@ -136,7 +140,7 @@ TOO_LARGE = "t_99999999999999999999999"
 
 
 def test_an_id_too_large_for_the_board_is_an_error_in_every_command(tmp_path):
-    assert kanban("create", "first").returncode == 0
+    kanban("create", "first")
     for command in (
         ["show", TOO_LARGE],
         ["comment", TOO_LARGE, "hello"],
@@ -153,19 +157,20 @@ def test_an_id_too_large_for_the_board_is_an_error_in_every_command(tmp_path):
         ["create", "second", "--parent", TOO_LARGE],
         ["show", "t_" + "9" * 5000],
     ):
-        refused(kanban(*command), "is not a")
+        refused(kanban(*command, check=False), "is not a")
     listed = kanban("list", "--json").stdout
     assert '"t_1"' in listed and '"t_2"' not in listed and "hello" not in listed
 
 
 def test_a_worker_run_id_too_large_for_the_board_is_an_error(tmp_path):
-    assert kanban("create", "first").returncode == 0
+    kanban("create", "first")
     env = {
+        **os.environ,
         "HERMES_KANBAN_TASK": "t_1",
         "HERMES_KANBAN_RUN_ID": "99999999999999999999999",
         "HERMES_KANBAN_TOKEN": "x",
     }
-    refused(kanban("heartbeat", env=env), "HERMES_KANBAN_RUN_ID")
+    refused(kanban("heartbeat", env=env, check=False), "HERMES_KANBAN_RUN_ID")
 
 
 def test_ids_parse_up_to_the_largest_sqlite_integer_and_no_further():
@@ -185,7 +190,7 @@ def test_ids_parse_up_to_the_largest_sqlite_integer_and_no_further():
 
 
 def test_a_nul_byte_in_a_batch_file_is_refused_and_nothing_is_submitted(tmp_path):
-    assert kanban("create", "seed").returncode == 0
+    kanban("create", "seed")
     cases = {
         "title": '[tasks.a]\ntitle = "a\\u0000b"\ncommand = "true"\n',
         "body": '[tasks.a]\ntitle = "a"\nbody = "x\\u0000y"\n',
@@ -195,12 +200,12 @@ def test_a_nul_byte_in_a_batch_file_is_refused_and_nothing_is_submitted(tmp_path
     for what, text in cases.items():
         batch = tmp_path / f"{what.replace(' ', '-')}.toml"
         batch.write_text(text)
-        refused(kanban("run", str(batch), "--no-dispatch", "-q"), what, "NUL byte")
+        refused(kanban("run", str(batch), "--no-dispatch", "-q", check=False), what, "NUL byte")
     assert kanban("list", "--json").stdout.count('"id"') == 1
 
 
 def test_text_that_is_not_utf8_on_the_command_line_is_refused(tmp_path):
-    assert kanban("create", "seed").returncode == 0
+    kanban("create", "seed")
     # Python decodes undecodable argv bytes to lone surrogates, which SQLite cannot store.
     for argv in ([b"create", b"caf\xe9"], [b"comment", b"t_1", b"\xff"]):
         result = subprocess.run(
@@ -256,9 +261,9 @@ def test_nul_bytes_are_refused_by_the_board_for_every_interface(db_path):
 
 def test_a_body_longer_than_a_command_line_argument_allows_is_refused_at_creation(tmp_path):
     # 60,000 characters, 120,000 bytes: within a character limit, over the byte limit.
-    result = kanban("create", "long", "--body", "é" * 60_000)
+    result = kanban("create", "long", "--body", "é" * 60_000, check=False)
     refused(result, "the body is 120000 bytes", "the limit is 100000 bytes", "131072")
-    assert kanban("create", "fits", "--body", "é" * 50_000).returncode == 0
+    kanban("create", "fits", "--body", "é" * 50_000)
     listed = kanban("list", "--json").stdout
     assert '"fits"' in listed and '"long"' not in listed
 
@@ -272,9 +277,7 @@ def damaged_board(tmp_path: Path) -> Path:
 
     board = tmp_path / "board.db"
     for n in range(30):
-        assert (
-            kanban("--db", str(board), "create", f"task {n}", "--body", "x" * 2000).returncode == 0
-        )
+        kanban("--db", str(board), "create", f"task {n}", "--body", "x" * 2000)
     conn = sqlite3.connect(board)
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
@@ -298,22 +301,29 @@ def test_a_damaged_board_is_refused_by_dispatch_and_every_command_and_left_as_it
         ["create", "one more"],
         ["cancel", "t_1"],
     ):
-        refused(kanban("--db", str(board), *command), str(board), "damaged", "kanban doctor")
+        refused(
+            kanban("--db", str(board), *command, check=False),
+            str(board),
+            "damaged",
+            "kanban doctor",
+        )
     assert board.read_bytes() == before
 
 
 def test_a_file_that_is_not_a_board_is_refused_by_dispatch_and_left_as_it_was(tmp_path):
     notes = tmp_path / "notes.db"
     notes.write_bytes(b"my notes, not a board\n" * 500)
-    refused(kanban("--db", str(notes), "dispatch", "--until-idle"), "is not a kanban board")
+    refused(
+        kanban("--db", str(notes), "dispatch", "--until-idle", check=False), "is not a kanban board"
+    )
     board = tmp_path / "board.db"
-    assert kanban("--db", str(board), "create", "x", "--body", "y" * 50_000).returncode == 0
+    kanban("--db", str(board), "create", "x", "--body", "y" * 50_000)
     truncated = tmp_path / "truncated.db"
     truncated.write_bytes(board.read_bytes()[: 3 * 4096])
     for path, words in ((notes, "is not a kanban board"), (truncated, "damaged")):
         before = path.read_bytes()
-        refused(kanban("--db", str(path), "dispatch", "--until-idle"), words)
-        refused(kanban("--db", str(path), "list"), words)
+        refused(kanban("--db", str(path), "dispatch", "--until-idle", check=False), words)
+        refused(kanban("--db", str(path), "list", check=False), words)
         assert path.read_bytes() == before
 
 
@@ -323,8 +333,8 @@ HOSTILE = "Fix \x1b[2J\x1b]0;pwned\x07it \u202etxt.exe \x9b31m[/] [bold]done"
 
 
 def test_list_board_and_show_print_titles_and_summaries_without_control_characters(tmp_path):
-    assert kanban("create", HOSTILE, "--body", "line one\n\x1b[31mline two").returncode == 0
-    assert kanban("complete", "t_1", "--summary", "sum \x1b[5mmary\u202e").returncode == 0
+    kanban("create", HOSTILE, "--body", "line one\n\x1b[31mline two")
+    kanban("complete", "t_1", "--summary", "sum \x1b[5mmary\u202e")
     for command in (["list"], ["board", "--all"], ["show", "t_1"]):
         out = kanban(*command).stdout
         for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
@@ -354,13 +364,15 @@ def test_the_shared_sanitiser_drops_controls_and_bidi_overrides_and_keeps_text()
 
 def test_non_finite_numbers_are_refused_for_every_float_option(tmp_path):
     for value in ("inf", "nan", "Infinity", "+inf"):
-        result = kanban("create", "x", "--timeout", value, "--json")
+        result = kanban("create", "x", "--timeout", value, "--json", check=False)
         assert result.returncode == 2 and "finite" in result.stderr, result.stderr
         assert "Infinity" not in result.stdout and "NaN" not in result.stdout
         for option in ("--stall-timeout", "--retry-delay"):
-            result = kanban("dispatch", "--until-idle", option, value)
+            result = kanban("dispatch", "--until-idle", option, value, check=False)
             assert result.returncode == 2 and "finite" in result.stderr, result.stderr
-    result = kanban("dispatch", "--until-idle", env={"KANBAN_STALL_TIMEOUT": "inf"})
+    result = kanban(
+        "dispatch", "--until-idle", env={**os.environ, "KANBAN_STALL_TIMEOUT": "inf"}, check=False
+    )
     assert result.returncode == 2 and "finite" in result.stderr, result.stderr
     assert not (tmp_path / "home" / ".kanban" / "board.db").exists()
 
@@ -368,7 +380,9 @@ def test_non_finite_numbers_are_refused_for_every_float_option(tmp_path):
 def test_non_finite_numbers_in_the_config_file_are_refused(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("[dispatch]\nstall_timeout = inf\n")
-    result = kanban("dispatch", "--until-idle", env={"KANBAN_CONFIG": str(config)})
+    result = kanban(
+        "dispatch", "--until-idle", env={**os.environ, "KANBAN_CONFIG": str(config)}, check=False
+    )
     refused(result, str(config), "stall_timeout", "finite")
 
 
@@ -383,22 +397,29 @@ def batch_file(tmp_path: Path) -> Path:
 
 def test_a_cron_expression_that_never_fires_is_refused_and_not_stored(tmp_path):
     batch = batch_file(tmp_path)
-    assert kanban("create", "seed").returncode == 0
-    result = kanban("schedule", "add", "feb30", "--cron", "0 0 30 2 *", str(batch))
+    kanban("create", "seed")
+    result = kanban("schedule", "add", "feb30", "--cron", "0 0 30 2 *", str(batch), check=False)
     refused(result, "never fires")
     assert kanban("schedule", "list", "--json").stdout.strip() == "[]"
 
 
 def test_a_six_field_cron_expression_needs_the_user_to_say_seconds(tmp_path):
     batch = batch_file(tmp_path)
-    assert kanban("create", "seed").returncode == 0
+    kanban("create", "seed")
     every_second = ["--cron", "* * * * * *", str(batch)]
-    refused(kanban("schedule", "add", "fast", *every_second), "six fields", "--seconds")
-    refused(kanban("schedule", "add", "odd", "--cron", "* * *", str(batch)), "not a cron")
+    refused(
+        kanban("schedule", "add", "fast", *every_second, check=False), "six fields", "--seconds"
+    )
+    refused(
+        kanban("schedule", "add", "odd", "--cron", "* * *", str(batch), check=False), "not a cron"
+    )
     five = ["--cron", "*/5 * * * *", str(batch)]
-    refused(kanban("schedule", "add", "five", "--seconds", *five), "with --seconds give six")
-    assert kanban("schedule", "add", "daily", "--cron", "@daily", str(batch)).returncode == 0
-    assert kanban("schedule", "add", "fast", "--seconds", *every_second).returncode == 0
+    refused(
+        kanban("schedule", "add", "five", "--seconds", *five, check=False),
+        "with --seconds give six",
+    )
+    kanban("schedule", "add", "daily", "--cron", "@daily", str(batch))
+    kanban("schedule", "add", "fast", "--seconds", *every_second)
     listed = kanban("schedule", "list", "--json").stdout
     assert '"daily"' in listed and '"fast"' in listed and '"five"' not in listed
     assert '"problem": null' in listed and "never fires" not in listed
@@ -409,7 +430,7 @@ def test_a_stored_schedule_that_cannot_fire_breaks_neither_the_list_nor_the_disp
 
     batch = batch_file(tmp_path)
     board = tmp_path / "home" / ".kanban" / "board.db"
-    assert kanban("schedule", "add", "good", "--cron", "* * * * *", str(batch)).returncode == 0
+    kanban("schedule", "add", "good", "--cron", "* * * * *", str(batch))
     # What an older kanban stored without checking.
     conn = sqlite3.connect(board)
     with conn:
@@ -420,12 +441,12 @@ def test_a_stored_schedule_that_cannot_fire_breaks_neither_the_list_nor_the_disp
                 (name, cron, str(batch)),
             )
     conn.close()
-    listed = kanban("schedule", "list")
+    listed = kanban("schedule", "list", check=False)
     assert listed.returncode == 0, listed.stderr
     assert "feb30" in listed.stdout and "never fires" in listed.stdout
     assert "good" in listed.stdout
     assert '"problem": null' in kanban("schedule", "list", "--json").stdout
-    done = kanban("dispatch", "--until-idle", timeout=120)
+    done = kanban("dispatch", "--until-idle", timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert "schedule feb30 is skipped" in done.stderr and "never fires" in done.stderr
@@ -459,12 +480,12 @@ def faulty(tmp_path: Path, fault: str) -> dict[str, str]:
     inject.mkdir(exist_ok=True)
     (inject / "sitecustomize.py").write_text(FAULTS)
     path = os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")]))
-    return {"PYTHONPATH": path, "KANBAN_TEST_FAULT": fault}
+    return {**os.environ, "PYTHONPATH": path, "KANBAN_TEST_FAULT": fault}
 
 
 def test_an_unexpected_exception_prints_one_line_naming_its_crash_log(tmp_path):
-    assert kanban("create", "x").returncode == 0
-    result = kanban("list", env=faulty(tmp_path, "bug"))
+    kanban("create", "x")
+    result = kanban("list", env=faulty(tmp_path, "bug"), check=False)
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("Error: unexpected ZeroDivisionError: division by zero; ")
@@ -476,14 +497,14 @@ def test_an_unexpected_exception_prints_one_line_naming_its_crash_log(tmp_path):
 
 
 def test_expected_errors_interrupts_and_usage_errors_keep_their_exit_codes(tmp_path):
-    assert kanban("create", "x").returncode == 0
-    interrupted = kanban("list", env=faulty(tmp_path, "interrupt"))
+    kanban("create", "x")
+    interrupted = kanban("list", env=faulty(tmp_path, "interrupt"), check=False)
     assert interrupted.returncode == 130 and interrupted.stderr == "Interrupted.\n"
-    grouped = kanban("list", env=faulty(tmp_path, "group"))
+    grouped = kanban("list", env=faulty(tmp_path, "group"), check=False)
     assert grouped.returncode == 1 and grouped.stderr == "Error: the board is gone\n"
-    usage = kanban("list", "--no-such-option")
+    usage = kanban("list", "--no-such-option", check=False)
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
-    refused(kanban("show", "t_9"), "t_9 does not exist")
+    refused(kanban("show", "t_9", check=False), "t_9 does not exist")
     assert not (tmp_path / "home" / ".kanban" / "logs").exists()
 
 
@@ -492,7 +513,7 @@ def test_the_batch_report_prints_titles_without_control_characters_or_markup(tmp
     batch.write_text(
         '[tasks.a]\ntitle = "Fix \\u001b[2J it [/] \\u202e"\ncommand = "echo \\u001b[31mdone"\n'
     )
-    result = kanban("run", str(batch))
+    result = kanban("run", str(batch), check=False)
     assert result.returncode == 0, result.stderr
     for bad in ("\x1b", "\u202e"):
         assert bad not in result.stdout

@@ -9,28 +9,16 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support.cli import KANBAN, kanban
+from support.gitrepo import make_repo
+from support.waiting import wait_for
 
 from board import connection, runs, tasks
 
-KANBAN = str(Path(sys.executable).with_name("kanban"))
 PY = sys.executable
-
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([KANBAN, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir()
-    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(["git", "-C", str(path), *args], check=True)
-    return path
 
 
 def command(code: str) -> str:
@@ -61,7 +49,7 @@ after = ["lint", "test"]
 
 
 def write_batch(tmp_path: Path, *, failing: bool) -> Path:
-    make_repo(tmp_path / "repo")
+    make_repo(tmp_path / "repo", {})
     batch = tmp_path / "nightly.toml"
     batch.write_text(
         BATCH.format(
@@ -80,7 +68,9 @@ def write_batch(tmp_path: Path, *, failing: bool) -> Path:
 def test_a_batch_that_succeeds_exits_0_with_a_report(tmp_path):
     batch = write_batch(tmp_path, failing=False)
     report_file = tmp_path / "report.md"
-    result = run("run", str(batch), "--json", "--report", str(report_file))
+    result = kanban(
+        "run", str(batch), "--json", "--report", str(report_file), check=False, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True
@@ -99,7 +89,7 @@ def test_a_batch_that_succeeds_exits_0_with_a_report(tmp_path):
 
 def test_a_batch_with_a_failing_task_exits_1_and_reports_it(tmp_path):
     batch = write_batch(tmp_path, failing=True)
-    result = run("run", str(batch), "--json")
+    result = kanban("run", str(batch), "--json", check=False, timeout=120)
     assert result.returncode == 1
     report = json.loads(result.stdout)
     by_key = {t["key"]: t for t in report["tasks"]}
@@ -108,16 +98,21 @@ def test_a_batch_with_a_failing_task_exits_1_and_reports_it(tmp_path):
     # Its dependent can never run; the run ends anyway and says so.
     assert by_key["package"]["status"] == "todo"
     assert by_key["lint"]["status"] == "done"
-    human = run("run", str(batch))  # a second submission, printed for people
+    # A second submission, printed for people.
+    human = kanban("run", str(batch), check=False, timeout=120)
     assert human.returncode == 1
     assert "NOT all tasks done" in human.stdout
 
 
 def test_resubmitting_with_the_same_idempotency_key_creates_nothing(tmp_path, db_path):
     batch = write_batch(tmp_path, failing=False)
-    first = run("run", str(batch), "--idempotency-key", "nightly-2026-11-24", "-q")
+    first = kanban(
+        "run", str(batch), "--idempotency-key", "nightly-2026-11-24", "-q", check=False, timeout=120
+    )
     assert first.returncode == 0, first.stderr
-    second = run("run", str(batch), "--idempotency-key", "nightly-2026-11-24")
+    second = kanban(
+        "run", str(batch), "--idempotency-key", "nightly-2026-11-24", check=False, timeout=120
+    )
     assert second.returncode == 0
     assert "already submitted" in second.stderr
     db = connection.connect(db_path)
@@ -152,7 +147,7 @@ def test_a_malformed_batch_is_refused_before_anything_is_created(
 ):
     batch = tmp_path / "bad.toml"
     batch.write_text(text)
-    result = run("run", str(batch))
+    result = kanban("run", str(batch), check=False, timeout=120)
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
     assert reason in result.stderr
@@ -168,7 +163,7 @@ def test_no_dispatch_waits_for_a_dispatcher_already_running(tmp_path):
         [KANBAN, "dispatch", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        result = run("run", str(batch), "--no-dispatch", "--json")
+        result = kanban("run", str(batch), "--no-dispatch", "--json", check=False, timeout=120)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["ok"] is True
     finally:
@@ -176,24 +171,14 @@ def test_no_dispatch_waits_for_a_dispatcher_already_running(tmp_path):
         assert dispatcher.wait(timeout=30) == 0
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
 def test_run_starts_only_its_own_batch_and_leaves_other_ready_tasks_alone(tmp_path, db_path):
     batch = write_batch(tmp_path, failing=False)
     marker = tmp_path / "outsider-ran"
-    outsider = run(
+    outsider = kanban(
         "create", "Not in the batch", "--command", shlex.join(["touch", str(marker)])
     ).stdout.strip()
 
-    result = run("run", str(batch), "--json")
+    result = kanban("run", str(batch), "--json", check=False, timeout=120)
 
     assert result.returncode == 0, result.stderr
     assert {t["key"] for t in json.loads(result.stdout)["tasks"]} == {"lint", "test", "package"}
@@ -216,15 +201,21 @@ def test_a_first_ctrl_c_is_acknowledged_and_a_second_stops_the_workers_with_exit
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen([KANBAN, "run", str(batch)], stdout=stdout, stderr=stderr)
     try:
-        wait_for(db_path.exists, "the batch to be submitted")
+        wait_for(db_path.exists, "the batch to be submitted", timeout=60)
         db = connection.connect(db_path)
         try:
-            wait_for(lambda: any(r.pid for r in runs.unended(db)), "the sleep command to start")
+            wait_for(
+                lambda: any(r.pid for r in runs.unended(db)),
+                "the sleep command to start",
+                timeout=60,
+            )
         finally:
             db.conn.close()
 
         process.send_signal(signal.SIGINT)
-        wait_for(lambda: "starting no new workers" in err.read_text(), "the acknowledgement")
+        wait_for(
+            lambda: "starting no new workers" in err.read_text(), "the acknowledgement", timeout=60
+        )
         assert "send it again to stop them" in err.read_text()
         assert process.poll() is None, "the first Ctrl-C waits for the running worker"
 

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import kanban
 
 from board import connection
-
-KANBAN = str(Path(sys.executable).with_name("kanban"))
-
-
-def kanban(
-    *args: str, env: dict[str, str] | None = None, ok: bool = True, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [KANBAN, *args], capture_output=True, text=True, timeout=60, env=env, cwd=cwd
-    )
-    if ok and result.returncode != 0:
-        raise AssertionError(f"kanban {args} failed ({result.returncode}): {result.stderr}")
-    return result
 
 
 def integrity(db_path: Path) -> str:
@@ -133,7 +119,7 @@ def test_bad_input_exits_1_with_a_clear_message_and_leaves_the_board_intact(db_p
     kanban("create", "A")
     kanban("create", "B", "--after", "t_1")
     before = kanban("list", "--json").stdout
-    result = kanban(*args, ok=False)
+    result = kanban(*args, check=False)
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("Error: ")
     assert message in result.stderr
@@ -145,15 +131,15 @@ def test_bad_input_exits_1_with_a_clear_message_and_leaves_the_board_intact(db_p
 def test_an_unwritable_board_path_is_a_clear_error(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a directory should be")
-    result = kanban("--db", str(blocker / "board.db"), "list", ok=False)
+    result = kanban("--db", str(blocker / "board.db"), "list", check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ") and "--db" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_usage_errors_exit_2():
-    assert kanban("create", ok=False).returncode == 2
-    assert kanban("no-such-command", ok=False).returncode == 2
+    assert kanban("create", check=False).returncode == 2
+    assert kanban("no-such-command", check=False).returncode == 2
 
 
 def test_the_db_option_and_the_environment_variable_choose_the_board(tmp_path, db_path):
@@ -183,12 +169,12 @@ def test_inside_a_worker_commands_act_as_its_run_and_a_stale_token_is_refused(db
     assert json.loads(kanban("show", child, "--json").stdout)["parent"] == "t_1"
     kanban("comment", "t_1", "halfway", env=env)
     stale = {**env, "HERMES_KANBAN_TOKEN": "not-the-token"}
-    refused = kanban("complete", "--summary", "done", env=stale, ok=False)
+    refused = kanban("complete", "--summary", "done", env=stale, check=False)
     assert refused.returncode == 1 and "no longer holds task t_1" in refused.stderr
     reported = kanban("complete", "--summary", "split in two", env=env).stdout
     assert "reported complete" in reported and "waits for its open subtasks" in reported
     assert json.loads(kanban("show", "t_1", "--json").stdout)["status"] == "running"
-    after = kanban("comment", "t_1", "too late", env=env, ok=False)
+    after = kanban("comment", "t_1", "too late", env=env, check=False)
     assert after.returncode == 1 and "already ended" in after.stderr
 
 

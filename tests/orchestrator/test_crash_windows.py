@@ -18,7 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.world import KANBAN, Kanban, git, gone, read_when_written, wait_for
+from support.cli import KANBAN
+from support.gitrepo import git
+from support.processes import gone
+from support.waiting import wait_for
+from support.world import Kanban, read_when_written
 
 from board import connection, runs, tasks
 from orchestrator import retry

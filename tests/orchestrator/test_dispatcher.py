@@ -14,17 +14,11 @@ import signal
 import subprocess
 from pathlib import Path
 
-from support.world import (
-    KANBAN,
-    PY,
-    Kanban,
-    git,
-    gone,
-    identities,
-    make_repo,
-    read_when_written,
-    wait_for,
-)
+from support.cli import KANBAN
+from support.gitrepo import git, make_repo
+from support.processes import gone, identities
+from support.waiting import wait_for
+from support.world import PY, Kanban, read_when_written
 
 from board import connection, tasks
 

@@ -11,30 +11,16 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+from support.cli import KANBAN, kanban
+from support.gitrepo import git, make_repo
+
 from board import connection, runs, tasks
 
-KANBAN = str(Path(sys.executable).with_name("kanban"))
 PY = sys.executable
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
-    ).stdout
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir()
-    git(path, "init", "-q")
-    (path / "README.md").write_text("project\n")
-    git(path, "add", ".")
-    git(path, "commit", "-qm", "init")
-    return path
 
 
 def writer(name: str, text: str) -> str:
@@ -75,18 +61,11 @@ PARENT = textwrap.dedent("""
 
 
 def dispatch_until_idle(env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(
-        [KANBAN, "dispatch", "--until-idle", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
+    kanban("dispatch", "--until-idle", "-q", env=env, timeout=120)
 
 
 def test_a_worker_fans_out_into_subtasks_and_integrates_them_when_resumed(tmp_path, db_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", {"README.md": "project\n"})
     argv = parent_command(
         tmp_path,
         [
@@ -95,11 +74,8 @@ def test_a_worker_fans_out_into_subtasks_and_integrates_them_when_resumed(tmp_pa
             {"title": "part C", "command": writer("c.txt", "C"), "after": [0, 1]},
         ],
     )
-    parent = subprocess.run(
-        [KANBAN, "create", "Build it in parts", "--repo", str(repo), "--command", argv],
-        check=True,
-        capture_output=True,
-        text=True,
+    parent = kanban(
+        "create", "Build it in parts", "--repo", str(repo), "--command", argv
     ).stdout.strip()
     dispatch_until_idle()
 
@@ -134,16 +110,12 @@ def test_a_worker_fans_out_into_subtasks_and_integrates_them_when_resumed(tmp_pa
     ):
         assert f'"{title}": done: {summary}' in resume_prompt
     assert re.search(r"kanban/[0-9a-f]{8}/t_2: merged", resume_prompt)
-    events = json.loads(
-        subprocess.run(
-            [KANBAN, "show", parent, "--json"], check=True, capture_output=True, text=True
-        ).stdout
-    )["events"]
+    events = json.loads(kanban("show", parent, "--json").stdout)["events"]
     assert any(e["kind"] == "merged" for e in events)
 
 
 def test_a_failed_subtask_still_wakes_its_parent_which_decides(tmp_path, db_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", {"README.md": "project\n"})
     argv = parent_command(
         tmp_path,
         [
@@ -151,11 +123,7 @@ def test_a_failed_subtask_still_wakes_its_parent_which_decides(tmp_path, db_path
             {"title": "breaks", "command": shlex.join([PY, "-c", "raise SystemExit(3)"])},
         ],
     )
-    subprocess.run(
-        [KANBAN, "create", "Parent", "--repo", str(repo), "--command", argv],
-        check=True,
-        capture_output=True,
-    )
+    kanban("create", "Parent", "--repo", str(repo), "--command", argv)
     dispatch_until_idle()
     db = connection.connect(db_path)
     shown = {t.title: t for t in tasks.list_tasks(db)}
@@ -176,17 +144,13 @@ LINGERER = textwrap.dedent("""
 
 
 def test_a_parent_resumes_only_after_its_reporting_childrens_work_is_committed(tmp_path, db_path):
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", {"README.md": "project\n"})
     child = tmp_path / "lingerer.py"
     child.write_text(LINGERER)
     argv = parent_command(
         tmp_path, [{"title": "linger", "command": shlex.join([PY, str(child), KANBAN])}]
     )
-    subprocess.run(
-        [KANBAN, "create", "Parent", "--repo", str(repo), "--command", argv],
-        check=True,
-        capture_output=True,
-    )
+    kanban("create", "Parent", "--repo", str(repo), "--command", argv)
     dispatch_until_idle()
     db = connection.connect(db_path)
     shown = {t.title: t for t in tasks.list_tasks(db)}
@@ -209,9 +173,7 @@ def test_subtask_depth_and_breadth_are_bounded_by_the_configured_limits(tmp_path
             + ", 'create', f'child {i}', '--command', 'true']) for i in range(4)]",
         ]
     )
-    subprocess.run(
-        [KANBAN, "create", "Runaway", "--command", flood], check=True, env=env, capture_output=True
-    )
+    kanban("create", "Runaway", "--command", flood, env=env)
     dispatch_until_idle(env)
     db = connection.connect(db_path)
     children = [t for t in tasks.list_tasks(db) if t.parent_id]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from support import REPO_ROOT
 
 from board import connection
 from orchestrator.cli import main, setup
-from tests.conftest import REPO_ROOT
 from worker.setup import codex
 
 PYTHON = os.path.abspath(sys.executable)

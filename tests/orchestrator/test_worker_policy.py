@@ -8,30 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
+from support.cli import kanban
+from support.gitrepo import make_repo
+
 from board import connection, records, runs, tasks
-
-KANBAN = str(Path(sys.executable).with_name("kanban"))
-
-
-def kanban(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([KANBAN, *args], capture_output=True, text=True, timeout=60, env=env)
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir()
-    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(["git", "-C", str(path), *args], check=True)
-    return path.resolve()
 
 
 def inside_worker(db_path: Path, *create_args: str) -> tuple[dict[str, str], int]:
     """Create a task as an operator, claim it, and return its worker's environment."""
-    created = kanban("create", "the worker's task", *create_args)
-    assert created.returncode == 0, created.stderr
+    kanban("create", "the worker's task", *create_args)
     db = connection.connect(db_path)
     try:
         (claim,) = runs.claim(db)
@@ -58,11 +45,11 @@ def test_a_sandboxed_worker_cannot_create_command_or_claude_tasks(db_path):
     env, me = inside_worker(db_path)  # on hermes, the default runtime
 
     for args in (["--command", "curl example.com"], ["--runtime", "claude"]):
-        refused = kanban("create", "escape", *args, env=env)
+        refused = kanban("create", "escape", *args, env=env, check=False)
         assert refused.returncode == 1
         assert refused.stderr.startswith("Error: your task t_1 runs on hermes")
         assert "leave the runtime and any command out to use hermes" in refused.stderr
-    allowed = kanban("create", "fine", "--runtime", "codex", "--json", env=env)
+    allowed = kanban("create", "fine", "--runtime", "codex", "--json", env=env, check=False)
     assert allowed.returncode == 0, allowed.stderr
     assert json.loads(allowed.stdout)["parent"] == "t_1"
     assert [t.title for t in subtasks(db_path, me)] == ["fine"]
@@ -71,8 +58,8 @@ def test_a_sandboxed_worker_cannot_create_command_or_claude_tasks(db_path):
 def test_a_command_worker_creates_command_subtasks(db_path):
     env, me = inside_worker(db_path, "--command", "make check")
 
-    inherited = kanban("create", "again", "--json", env=env)
-    other = kanban("create", "docs", "--command", "make docs", "--json", env=env)
+    inherited = kanban("create", "again", "--json", env=env, check=False)
+    other = kanban("create", "docs", "--command", "make docs", "--json", env=env, check=False)
 
     assert inherited.returncode == 0 and other.returncode == 0, inherited.stderr + other.stderr
     assert json.loads(inherited.stdout)["runtime_options"] == {"argv": ["make", "check"]}
@@ -81,15 +68,16 @@ def test_a_command_worker_creates_command_subtasks(db_path):
 
 
 def test_a_worker_creates_subtasks_only_in_its_repository_and_from_its_branch(tmp_path, db_path):
-    app, other = make_repo(tmp_path / "app"), make_repo(tmp_path / "other")
+    app = make_repo(tmp_path / "app", {}).resolve()
+    other = make_repo(tmp_path / "other", {}).resolve()
     env, me = inside_worker(db_path, "--repo", str(app))
 
-    elsewhere = kanban("create", "x", "--repo", str(other), env=env)
+    elsewhere = kanban("create", "x", "--repo", str(other), env=env, check=False)
     assert elsewhere.returncode == 1
     assert "a subtask works in its parent's repository" in elsewhere.stderr
-    rebased = kanban("create", "x", "--repo", str(app), "--base", "HEAD", env=env)
+    rebased = kanban("create", "x", "--repo", str(app), "--base", "HEAD", env=env, check=False)
     assert rebased.returncode == 1 and "Leave the base out" in rebased.stderr
-    here = kanban("create", "part", "--repo", str(app), "--json", env=env)
+    here = kanban("create", "part", "--repo", str(app), "--json", env=env, check=False)
     assert here.returncode == 0, here.stderr
     # Its base is decided when it starts: its parent's branch.
     assert [(t.repo, t.base_ref) for t in subtasks(db_path, me)] == [(str(app), None)]
@@ -100,7 +88,7 @@ def test_a_worker_cannot_submit_a_batch(tmp_path, db_path):
     batch = tmp_path / "b.toml"
     batch.write_text('[tasks.a]\ntitle = "A"\ncommand = "true"\n')
 
-    refused = kanban("run", str(batch), env=env)
+    refused = kanban("run", str(batch), env=env, check=False)
 
     assert refused.returncode == 1
     assert refused.stderr.startswith("Error: submitting a batch is for people, cron")

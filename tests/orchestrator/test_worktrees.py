@@ -9,24 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from support import REPO_ROOT
+from support.gitrepo import git, make_repo
 
 import orchestrator.git
 from orchestrator import config, merging, worktrees
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BOARD = "0b0a4d00"  # a board's id, as board.identity makes them
-
-
-def git(cwd: Path, *args: str, check: bool = True) -> str:
-    # The tests' own git never sees GIT_* either, so a test that sets them checks only the
-    # module under test.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    result = subprocess.run(
-        ["git", "-C", str(cwd), *args], env=env, capture_output=True, text=True, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"git {args} failed: {result.stderr}")
-    return result.stdout.strip()
 
 
 def commit_file(repo: Path, name: str, text: str, message: str | None = None) -> str:
@@ -35,13 +24,6 @@ def commit_file(repo: Path, name: str, text: str, message: str | None = None) ->
     git(repo, "add", name)
     git(repo, "commit", "-q", "-m", message or f"write {name}")
     return git(repo, "rev-parse", "HEAD")
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    commit_file(path, "README", "hello\n", "first")
-    return path
 
 
 def branches(repo: Path) -> set[str]:

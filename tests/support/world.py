@@ -1,7 +1,8 @@
 """A kanban world for tests: a board, real git repositories, `kanban dispatch` subprocesses.
 
-Imported as ``from support import world`` (tests/ is on sys.path through its conftest).
-Nothing here sleeps to coordinate: `wait_for` polls a condition with a deadline.
+Imported as ``from support import world`` (tests/ is on sys.path through its conftest), whose
+`pytest_plugins` also registers the `kb` and `repo` fixtures here for every test module.
+Nothing here sleeps to coordinate: `support.waiting.wait_for` polls a condition with a deadline.
 """
 
 from __future__ import annotations
@@ -9,76 +10,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import sqlite_utils
 
 from board import connection, identity, runs, tasks
+from support.cli import KANBAN, kanban
+from support.gitrepo import make_repo
+from support.processes import kill_tree
+from support.waiting import DEADLINE, wait_for
 
-KANBAN = str(Path(sys.executable).with_name("kanban"))
 PY = sys.executable
-DEADLINE = 20.0  # generous: a loaded CI machine must not fail these
-
-
-# --- helpers -------------------------------------------------------------------------------
-
-
-def git(cwd: Path, *args: str, check: bool = True) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    result = subprocess.run(
-        ["git", "-C", str(cwd), *args], env=env, capture_output=True, text=True, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"git {args} failed: {result.stderr}")
-    return result.stdout.strip()
-
-
-def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    for name, text in (files or {"README": "hello\n"}).items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(text)
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "first")
-    return path
-
-
-def wait_for(
-    condition: Callable[[], Any],
-    what: str,
-    timeout: float = DEADLINE,
-    on_fail: Callable[[], str] = str,
-) -> Any:
-    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{on_fail()}")
-        time.sleep(0.02)
-
-
-def gone(pid: int, started_at: float) -> bool:
-    """The process that had `pid` at `started_at` has ended (a zombie counts as ended)."""
-    try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - started_at) > 0.05:
-            return True
-        return proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def identities(pids: list[int]) -> list[tuple[int, float]]:
-    return [(pid, psutil.Process(pid).create_time()) for pid in pids]
 
 
 def read_when_written(path: Path, timeout: float = DEADLINE) -> str:
@@ -142,12 +87,7 @@ class Kanban:
         return dispatcher
 
     def run(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [KANBAN, *args], env={**self.env, **env}, capture_output=True, text=True, check=False
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kanban {args} exited {result.returncode}: {result.stderr}")
-        return result
+        return kanban(*args, env={**self.env, **env}, check=check)
 
     def create(
         self, title: str, code: str, *args: object, repo: Path | None = None, **options: Any
@@ -202,19 +142,8 @@ class Kanban:
                 dispatcher.proc.wait()
         # Workers live in sessions of their own and outlive a killed dispatcher.
         for run in connection.read(self.db, "SELECT * FROM runs"):
-            for pid, started in (
-                (run["pid"], run["pid_started_at"]),
-                (run["shim_pid"], run["shim_started_at"]),
-            ):
-                if pid and started and not gone(pid, started):
-                    try:
-                        for proc in [
-                            *psutil.Process(pid).children(recursive=True),
-                            psutil.Process(pid),
-                        ]:
-                            proc.kill()
-                    except psutil.NoSuchProcess:
-                        pass
+            kill_tree(run["pid"], run["pid_started_at"])
+            kill_tree(run["shim_pid"], run["shim_started_at"])
         self.db.conn.close()
 
 

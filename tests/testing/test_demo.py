@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-KANBAN = str(Path(sys.executable).with_name("kanban"))
+from support import REPO_ROOT
+from support.cli import kanban
+from support.gitrepo import git
 
 # title -> {path: text that must be in that file on the task's branch}
 EXPECTED = {
@@ -45,12 +45,6 @@ def output() -> Iterator[Path]:
             parent.rmdir()
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout
-
-
 @pytest.mark.e2e
 def test_the_demo_runs_every_task_to_done_with_its_files_on_its_branch(
     output: Path, isolated_home: Path
@@ -69,11 +63,9 @@ def test_the_demo_runs_every_task_to_done_with_its_files_on_its_branch(
     assert "Traceback" not in done.stdout + done.stderr
 
     board = json.loads(
-        subprocess.run(
-            [KANBAN, "list", "--json"],
-            capture_output=True,
-            text=True,
-            check=True,
+        kanban(
+            "list",
+            "--json",
             env={
                 **os.environ,
                 "KANBAN_DB": str(output / "board.db"),

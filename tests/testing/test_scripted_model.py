@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import REPO_ROOT
 
 from testing import scripted_model
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = {
     "scenarios": [

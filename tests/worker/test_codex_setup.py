@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import REPO_ROOT
 
-from tests.conftest import REPO_ROOT
 from worker import env
 from worker.setup import codex
 

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support import REPO_ROOT
 
-from tests.conftest import REPO_ROOT
 from worker.setup import codex, hermes
 
 PROVIDER = codex.ModelProvider("http://127.0.0.1:8123/v1", "scripted")

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import sqlite_utils
 
-from board import actors, connection, runs, tasks
+from board import actors, runs, tasks
 from board.states import Outcome
 from worker import prompt
-
-
-@pytest.fixture
-def db(db_path: Path) -> sqlite_utils.Database:
-    return connection.connect(db_path)
 
 
 def render(db: sqlite_utils.Database, task_id: int, **kwargs) -> str:

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import cli
+from support.agents import outside_temporary_dirs
+from support.gitrepo import make_repo
 
 from board import policy
-from tests.e2e.conftest import outside_temporary_dirs
 from worker import runtimes
 
-KANBAN = str(Path(sys.executable).with_name("kanban"))
 TMP_EXCLUSIONS = (
     "sandbox_workspace_write.exclude_slash_tmp=true",
     "sandbox_workspace_write.exclude_tmpdir_env_var=true",
@@ -66,10 +67,7 @@ class Board:
             KANBAN_CLAUDE_BIN=str(self.stand_in("claude")),
             KANBAN_RETRY_DELAY="0.2",
         )
-        self.repo = tmp_path / "repo"
-        self.repo.mkdir()
-        for args in (("init", "-q", "-b", "main"), ("commit", "-q", "--allow-empty", "-m", "0")):
-            subprocess.run(["git", "-C", str(self.repo), *args], check=True)
+        self.repo = make_repo(tmp_path / "repo", {})
 
     def stand_in(self, name: str) -> Path:
         path = self.bin / name
@@ -78,17 +76,7 @@ class Board:
         return path
 
     def kanban(self, *args: str, **env: str) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [KANBAN, *args],
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, f"kanban {args} exited {result.returncode}: {result.stderr}"
-        return result
+        return cli.kanban(*args, env={**self.env, **env})
 
     def set_up_codex(self, user_config: str = "") -> None:
         self.codex_home.mkdir(parents=True, exist_ok=True)
