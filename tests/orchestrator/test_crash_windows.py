@@ -49,8 +49,8 @@ def assert_intact(kb: Kanban) -> None:
     verdict, _ = connection.inspect(kb.db_path)
     assert verdict == ["ok"]
     root = scope.cgroup_root()
-    if root is not None and (root / kb.board_id).is_dir():
-        assert [p.name for p in (root / kb.board_id).iterdir() if p.is_dir()] == []
+    if root is not None and (board_cgroups := Path(root) / kb.board_id).is_dir():
+        assert [p.name for p in board_cgroups.iterdir() if p.is_dir()] == []
     all_runs = connection.read(kb.db, "SELECT * FROM runs ORDER BY task_id, id")
     for before, after in itertools.pairwise(all_runs):
         if before["task_id"] == after["task_id"]:
