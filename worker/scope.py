@@ -170,13 +170,19 @@ def terminate(path: str | None) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
-def end(path: str | None, *, timeout: float = 10.0) -> bool:
-    """Kill whatever is left in the run's cgroup, wait until it is empty, remove it.
+def end(path: str | None, *, grace: float = 1.0, timeout: float = 10.0) -> bool:
+    """End whatever is left in the run's cgroup, wait until it is empty, remove it.
 
+    Politely first (SIGTERM, so a dev server can clean up), with SIGKILL after `grace`.
     True when the cgroup is gone (or there was none). Blocking: call it from a thread.
     """
     if path is None or not os.path.isdir(path):
         return True
+    if pids(path):
+        terminate(path)
+        polite_until = time.monotonic() + grace
+        while pids(path) and time.monotonic() < polite_until:
+            time.sleep(0.01)
     deadline = time.monotonic() + timeout
     while pids(path):
         kill(path)
@@ -199,22 +205,36 @@ def end(path: str | None, *, timeout: float = 10.0) -> bool:
     return True
 
 
-def reap_descendants(own_pid: int) -> None:
-    """Subreaper mode: kill every remaining descendant of this process and reap them all."""
+def reap_descendants(own_pid: int, *, grace: float = 1.0) -> None:
+    """Subreaper mode: end every remaining descendant of this process and reap them all.
+
+    Politely first (SIGTERM), then SIGKILL after `grace`, as `end` does for a cgroup.
+    """
     import psutil
 
-    for _ in range(50):
+    def remaining() -> list[psutil.Process]:
+        _reap_all()
         try:
-            rest = psutil.Process(own_pid).children(recursive=True)
+            return psutil.Process(own_pid).children(recursive=True)
         except psutil.NoSuchProcess:
+            return []
+
+    rest = remaining()
+    for proc in rest:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.terminate()
+    polite_until = time.monotonic() + grace
+    while rest and time.monotonic() < polite_until:
+        time.sleep(0.01)
+        rest = remaining()
+    for _ in range(50):
+        if not rest:
             return
         for proc in rest:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 proc.kill()
-        _reap_all()
-        if not rest:
-            return
         time.sleep(0.01)
+        rest = remaining()
 
 
 def _reap_all() -> None:
