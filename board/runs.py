@@ -373,6 +373,8 @@ def settle(
                     run_id=run_id,
                     summary=text,
                     resume=1,
+                    attempts=0,  # a resume gets a fresh set, as when a waiting parent wakes
+                    next_attempt_at=None,
                     reason="completed; its subtasks have ended: resuming to integrate them",
                 )
             else:

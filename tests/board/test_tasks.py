@@ -254,7 +254,8 @@ def test_subtasks_that_end_before_their_parents_run_does_are_integrated_by_a_res
 
     runs.settle(db, claimed.run_id, Outcome.COMPLETED)
 
-    assert (status(db, parent), tasks.get(db, parent).resume) == ("ready", 1)
+    assert (status(db, parent), tasks.get(db, parent).resume) == ("ready", True)
+    assert tasks.get(db, parent).attempts == 0  # a resume gets a fresh set of attempts
     resumed = claim(db, parent)
     assert resumed.kind == "resume"
     assert finish(db, resumed, "merged the part") == Status.DONE
