@@ -556,7 +556,10 @@ def show_branches(demo: Demo, board: list[dict[str, Any]], base: str) -> None:
 
 def explain(demo: Demo, board: list[dict[str, Any]]) -> None:
     demo.step("6. Logs")
-    demo.say(f"Each run's log (its agent's output): {demo.show(demo.out / 'logs')}/TASK/run-N.log")
+    demo.say(
+        "Each run's log (its agent's output): "
+        f"{demo.show(demo.out / 'logs')}/BOARD/TASK/run-N.log (BOARD: the board's id)"
+    )
     demo.say(f"Each request the model answered: {demo.show(demo.out / 'model-requests.jsonl')}")
     demo.say("To look around the demo's board, from this directory:")
     first = board[0]["id"] if board else "t_1"
