@@ -83,6 +83,17 @@ def check_new_task(
         _check_privilege(tx, actor, runtime, options=options)
 
 
+def check_schedule(actor: actors.Actor) -> None:
+    """Only operators add or remove schedules: a schedule submits batches, unattended."""
+    if isinstance(actor, actors.Worker):
+        raise errors.NotForWorkers(
+            "adding or removing a schedule",
+            ids.format(actor.task_id),
+            "create subtasks of your task instead (kanban create, or the kanban_create tool); "
+            "ask a person (kanban block) if recurring work is needed",
+        )
+
+
 def check_batch(actor: actors.Actor) -> None:
     """Only operators and schedules submit batches."""
     if isinstance(actor, actors.Worker):

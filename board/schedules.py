@@ -13,15 +13,22 @@ from typing import Any
 
 import sqlite_utils
 
-from board import batches, errors
+from board import actors, batches, errors, policy
 from board.connection import rows, transaction
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def add(
-    db: sqlite_utils.Database, name: str, cron: str, *, batch_path: str, now: float | None = None
+    db: sqlite_utils.Database,
+    name: str,
+    cron: str,
+    *,
+    batch_path: str,
+    actor: actors.Actor = actors.OPERATOR,
+    now: float | None = None,
 ) -> None:
+    policy.check_schedule(actor)
     if not NAME.match(name):
         raise errors.InvalidInput(
             f"{name!r} is not a schedule name: use letters, digits, '.', '_' and '-'"
@@ -40,7 +47,8 @@ def add(
         tx.wake = True  # running dispatchers recompute their next fire time
 
 
-def remove(db: sqlite_utils.Database, name: str) -> None:
+def remove(db: sqlite_utils.Database, name: str, *, actor: actors.Actor = actors.OPERATOR) -> None:
+    policy.check_schedule(actor)
     with transaction(db) as tx:
         if not tx.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount:
             raise errors.InvalidInput(f"no schedule named {name!r}; `kanban schedule list`")

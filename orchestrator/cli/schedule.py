@@ -53,7 +53,7 @@ def add(ctx, name, batch_file, cron, seconds):
     batch_files.load(batch_file)
     path = str(Path(batch_file).resolve())
     db = context.open_board(ctx)
-    schedules.add(db, name, cron, batch_path=path)
+    schedules.add(db, name, cron, batch_path=path, actor=context.actor())
     nxt = firing.next_after(cron, time.time())
     click.echo(f"schedule {name}: next fire at {views.when(nxt)}")
 
@@ -111,7 +111,7 @@ def remove(ctx, name):
     Example:
       kanban schedule remove nightly
     """
-    schedules.remove(context.existing_board(ctx), name)
+    schedules.remove(context.existing_board(ctx), name, actor=context.actor())
     click.echo(f"removed schedule {name}")
 
 

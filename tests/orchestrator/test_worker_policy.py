@@ -98,3 +98,22 @@ def test_a_worker_cannot_submit_a_batch(tmp_path, db_path):
         assert [t.id for t in tasks.list_tasks(db)] == [me]
     finally:
         db.conn.close()
+
+
+def test_a_worker_cannot_add_or_remove_schedules(tmp_path, db_path):
+    batch = tmp_path / "b.toml"
+    batch.write_text('[tasks.a]\ntitle = "A"\ncommand = "true"\n')
+    operator_env = {**os.environ, "KANBAN_DB": str(db_path)}
+    kanban("schedule", "add", "nightly", "--cron", "0 3 * * *", str(batch), env=operator_env)
+    env, _me = inside_worker(db_path)
+
+    added = kanban(
+        "schedule", "add", "mine", "--cron", "* * * * *", str(batch), env=env, check=False
+    )
+    removed = kanban("schedule", "remove", "nightly", env=env, check=False)
+
+    for refused in (added, removed):
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("Error: adding or removing a schedule is for people")
+    listed = kanban("schedule", "list", "--json", env=operator_env).stdout
+    assert [s["name"] for s in json.loads(listed)] == ["nightly"]
