@@ -1,4 +1,5 @@
-"""Preparing and checking the agents' configuration: `kanban setup codex|hermes`, `kanban doctor`.
+"""Preparing and checking the agents' configuration: `kanban setup codex|hermes`, `kanban doctor`
+(which also checks the .kanban.toml of the repository it runs in).
 
 Homes and binaries come from the same settings the dispatcher uses (options, then
 ``KANBAN_*`` variables, then ``~/.kanban/config.toml``), so what `doctor` checks is what the
@@ -16,7 +17,7 @@ import tempfile
 import click
 
 from board import connection, errors, migrations
-from orchestrator import config
+from orchestrator import config, git, workspace
 from orchestrator.cli import context
 from worker.runtimes import base
 from worker.runtimes import codex as codex_runtime
@@ -170,21 +171,30 @@ class Check:
 
 
 @click.command()
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False),
+    help="The repository whose .kanban.toml to check. Default: the one this command runs in, "
+    "if any.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as a JSON list.")
 @click.pass_context
-def doctor(ctx, as_json):
+def doctor(ctx, repo, as_json):
     """Check everything workers need, and say how to fix what is wrong. Exit 1 on a problem.
 
     Checks git, the hermes and codex programs (and their versions), kanban's block in Codex's
-    config, that its interpreter can import the MCP server, the workers' Hermes home, and the
-    board (opened read-only, with an integrity check).
+    config, that its interpreter can import the MCP server, the workers' Hermes home, the
+    board (opened read-only, with an integrity check) and, in a repository, its .kanban.toml.
 
     \b
     Examples:
       kanban doctor
-      kanban doctor --json | jq '.[] | select(.ok | not)'
+      kanban doctor --repo ~/src/app --json | jq '.[] | select(.ok | not)'
     """
     checks = _checks((ctx.find_root().obj or {}).get("db_path"))
+    workspace_check = _workspace_file(repo)
+    if workspace_check is not None:
+        checks.append(workspace_check)
     if as_json:
         context.print_json([dataclasses.asdict(check) for check in checks])
     else:
@@ -335,6 +345,38 @@ def _board(db_path: str | None) -> Check:
             fix="upgrade kanban",
         )
     return Check("board", True, f"{path}: integrity ok, schema {version}")
+
+
+def _workspace_file(repo: str | None) -> Check | None:
+    """The repository's .kanban.toml as it is in the working tree; None outside a repository
+    (unless --repo named one)."""
+    name = workspace.FILE_NAME
+    try:
+        top = git.inspect(repo or os.curdir, rev=None).top
+    except git.NotARepository as exc:
+        return None if repo is None else Check(name, False, str(exc))
+    except git.GitError as exc:
+        return Check(name, False, str(exc), fix="install git")
+    try:
+        current = workspace.from_checkout(top)
+    except errors.KanbanError as exc:
+        fix = "fix what it names (docs/workspace.md describes every key)"
+        return Check(name, False, str(exc), fix=fix)
+    path = top / name
+    if not current.found:
+        return Check(name, True, f"{top} has none: the defaults (`kanban init` writes one)")
+    space, check = current.workspace, current.check
+    summary = (
+        f"copy {len(space.copy)}, link {len(space.link)}, setup {len(space.setup)}, "
+        f"ports {space.ports}, check {f'`{check.command}`' if check else 'none'}"
+    )
+    try:
+        committed = workspace.from_ref(top, "HEAD")
+    except errors.KanbanError:
+        committed = None
+    if committed != current:
+        summary += "; not as committed at HEAD: tasks read it from their base commit"
+    return Check(name, True, f"{path}: valid ({summary})")
 
 
 COMMANDS = [setup, doctor]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from support import REPO_ROOT
+from support.gitrepo import git, make_repo
 
 from board import connection
 from orchestrator.cli import main, setup
@@ -26,6 +27,8 @@ def kanban(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     main.cli.add_command(setup.doctor)
     # The dispatcher's settings file, which names homes and binaries, is the test's own.
     monkeypatch.setenv("KANBAN_CONFIG", str(tmp_path / "kanban-config.toml"))
+    # Outside any repository, so doctor checks no .kanban.toml unless a test makes one.
+    monkeypatch.chdir(tmp_path)
 
     def run(*args: str) -> Result:
         return CliRunner().invoke(main.cli, list(args), catch_exceptions=False)
@@ -187,6 +190,49 @@ def test_doctor_reports_an_invalid_codex_config(kanban, fake_agents, isolated_ho
     assert "not valid TOML" in check["detail"]
 
 
+def _workspace_check(result: Result) -> dict | None:
+    checks = [c for c in json.loads(result.stdout) if c["name"] == ".kanban.toml"]
+    return checks[0] if checks else None
+
+
+def test_doctor_checks_no_kanban_toml_outside_a_repository(kanban, fake_agents, tmp_path) -> None:
+    assert _workspace_check(kanban("doctor", "--json")) is None
+    named = kanban("doctor", "--repo", str(tmp_path), "--json")
+    assert named.exit_code == 1
+    check = _workspace_check(named)
+    assert check is not None and not check["ok"] and "is not a git repository" in check["detail"]
+
+
+def test_doctor_refuses_a_malformed_kanban_toml_with_its_line(
+    kanban, fake_agents, tmp_path, monkeypatch
+) -> None:
+    repo = make_repo(tmp_path / "repo", {".kanban.toml": "[workspace]\nports = 'three'\n"})
+    monkeypatch.chdir(repo)
+    result = kanban("doctor")
+    assert result.exit_code == 1
+    line = next(line for line in result.output.splitlines() if ".kanban.toml  " in line)
+    assert line.startswith("BAD") and f"{repo}/.kanban.toml:2: ports must be a whole" in line
+    assert "docs/workspace.md" in result.output
+    assert any(line.startswith("ok ") and " git " in line for line in result.output.splitlines())
+
+
+def test_doctor_says_when_the_kanban_toml_is_not_what_tasks_read(
+    kanban, fake_agents, tmp_path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    check = _workspace_check(kanban("doctor", "--repo", str(repo), "--json"))
+    assert check is not None and check["ok"] and "has none: the defaults" in check["detail"]
+    (repo / ".kanban.toml").write_text('[workspace]\nports = 2\n[check]\ncommand = "make test"\n')
+    check = _workspace_check(kanban("doctor", "--repo", str(repo / "."), "--json"))
+    assert check is not None and check["ok"]
+    assert "ports 2, check `make test`" in check["detail"]
+    assert "not as committed at HEAD" in check["detail"]
+    git(repo, "add", ".kanban.toml")
+    git(repo, "commit", "-qm", "workspace")
+    check = _workspace_check(kanban("doctor", "--repo", str(repo), "--json"))
+    assert check is not None and check["ok"] and "not as committed" not in check["detail"]
+
+
 @pytest.mark.e2e
 def test_the_installed_kanban_command_sets_up_and_checks_with_the_real_agents(
     isolated_home: Path,
@@ -207,6 +253,7 @@ def test_the_installed_kanban_command_sets_up_and_checks_with_the_real_agents(
         return subprocess.run(
             [str(kanban_bin), *args],
             env=environ,
+            cwd=isolated_home,  # no repository, so no .kanban.toml to check
             capture_output=True,
             text=True,
             timeout=120,
