@@ -370,10 +370,10 @@ def _line_of(text: str, table: str | None, key: str | None) -> int | None:
 
 def select(top: Path | str, patterns: Sequence[str]) -> tuple[str, ...]:
     """The paths (relative, ``/``-separated, sorted) that `patterns` select in the checkout
-    at `top`: those that exist and git ignores. Never a tracked file, never a directory that
-    holds one, never anything inside ``.git``, never a path that leads outside `top` (through
-    a symbolic link). A selected directory stands for all it holds, so nothing inside it is
-    listed again.
+    whose root is `top`: those that exist and git ignores. Never a tracked file, never a
+    directory that holds one, never anything inside ``.git``, never a path that leads outside
+    `top` (through a symbolic link). A selected directory stands for all it holds, so nothing
+    inside it is listed again.
 
     Glob syntax: ``*``, ``?`` and ``[...]`` match within one path component (leading dots
     included), and a ``**`` component matches any number of directories.
@@ -381,11 +381,11 @@ def select(top: Path | str, patterns: Sequence[str]) -> tuple[str, ...]:
     top = Path(top)
     candidates: set[tuple[str, ...]] = set()
     matching = []  # the patterns that match something: git is asked about these only
-    for pattern in patterns:
-        found = set(_expand(top, (), tuple(normalize_glob(pattern).split("/"))))
+    for pattern in map(normalize_glob, patterns):
+        found = set(_expand(top, (), tuple(pattern.split("/"))))
         if found:
             candidates |= found
-            matching.append(normalize_glob(pattern))
+            matching.append(pattern)
     if not candidates:
         return ()
     ignored = _ignored(top, matching)
