@@ -25,7 +25,17 @@ import anyio.abc
 
 from board import actors, errors, ids, records, runs, tasks, views
 from board.states import Outcome
-from orchestrator import boardio, config, git, merging, processes, retry, worktrees
+from orchestrator import (
+    boardio,
+    config,
+    git,
+    merging,
+    preparing,
+    processes,
+    retry,
+    workspace,
+    worktrees,
+)
 from worker import env, pause, prompt, runtimes, scope
 from worker.runtimes import base
 
@@ -60,6 +70,17 @@ class Watched:
 def lock_path(log_path: str | None) -> str | None:
     """The run's lock file (see `processes.take_run_lock`), beside its log."""
     return None if log_path is None else log_path.removesuffix(".log") + ".lock"
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a run works, and what its repository's ``.kanban.toml`` asks of it."""
+
+    path: str  # the worktree, or a scratch directory
+    branch: str | None
+    merges: list[prompt.Merge]
+    created: bool = False  # a new worktree (not one reused by a retry or a resume)
+    repo_config: workspace.RepoConfig = dataclasses.field(default_factory=workspace.RepoConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,8 +249,12 @@ class Supervisor:
         tid = ids.format(task.id)
         log_file = self.logs_dir / self.board.id / tid / f"run-{run_id}.log"
         log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Truncated: a run's log holds that run only (setup's output, then the agent's).
+        log_file.write_bytes(b"")
         watched.log_path = str(log_file)
-        workspace, branch, merges = await self._place(task, claim.kind)
+        placed = await self._place(task, claim.kind)
+        workspace, branch, merges = placed.path, placed.branch, placed.merges
+        space = placed.repo_config.workspace
         watched.workspace = workspace
         # Durable before any process of the run exists: an adopter needs no more than this.
         await self.board.call(
@@ -269,9 +294,24 @@ class Supervisor:
             db_path=self.board.path,
             last_outcome=last.outcome if last else None,
         )
-        environ.update(launch.env)
         watched.scope = scope.path_for(self.board.id, run_id)
         await anyio.to_thread.run_sync(scope.create, watched.scope)
+        if task.repo and preparing.needed(log_file.parent, created=placed.created):
+            # Before the agent, in the run's scope: a setup that fails ends the attempt here.
+            await anyio.to_thread.run_sync(
+                functools.partial(
+                    preparing.prepare,
+                    space,
+                    checkout=task.repo,
+                    worktree=workspace,
+                    environ=environ,
+                    log_path=log_file,
+                    private_dir=log_file.parent,
+                    scope_path=watched.scope,
+                )
+            )
+        environ.update(space.env)
+        environ.update(launch.env)
         assert watched.lock_path is not None
         lock_fd = processes.take_run_lock(watched.lock_path)
         argv = [
@@ -292,8 +332,7 @@ class Supervisor:
         ]
         try:
             # A local file opened only to hand its descriptor to the child: nothing to await.
-            # Truncated: a run's log holds that run only.
-            with open(log_file, "wb") as log_handle:  # noqa: ASYNC230
+            with open(log_file, "ab") as log_handle:  # noqa: ASYNC230
                 process = await anyio.to_thread.run_sync(
                     functools.partial(
                         processes.spawn,
@@ -319,7 +358,19 @@ class Supervisor:
                 await anyio.to_thread.run_sync(_append_traceback, watched.log_path, exc)
                 reason += f" (traceback in {watched.log_path})"
         retry_at = None
-        if retry.transient(exc):
+        if isinstance(exc, preparing.SetupFailed):
+            # The agent's environment failed, not kanban: an attempt spent, retried while any
+            # remain (a flaky network under `npm ci`), then the task fails with the reason.
+            task = await self.board.call(tasks.get, watched.task_id)
+            if task.attempts < task.max_attempts:
+                tries = len(await self.board.call(runs.for_task, watched.task_id))
+                delay = retry.backoff(
+                    tries, self.settings.retry_delay, self.settings.retry_max_delay
+                )
+                retry_at = time.time() + delay
+            else:
+                reason += f"; all {task.max_attempts} attempts used"
+        elif retry.transient(exc):
             tries = len(await self.board.call(runs.for_task, watched.task_id))
             delay = retry.backoff(tries, self.settings.retry_delay, self.settings.retry_max_delay)
             retry_at = time.time() + delay
@@ -330,14 +381,15 @@ class Supervisor:
             Outcome.SPAWN_FAILED,
             reason=reason,
             retry_at=retry_at,
-            refund=retry_at is not None,
+            refund=retry_at is not None and not isinstance(exc, preparing.SetupFailed),
             actor=self.actor,
         )
 
-    async def _place(
-        self, task: records.Task, kind: str
-    ) -> tuple[str, str | None, list[prompt.Merge]]:
-        """The task's worktree and branch (created, or reused as they are), and merges."""
+    async def _place(self, task: records.Task, kind: str) -> Placement:
+        """The task's worktree and branch (created, or reused as they are), and merges.
+
+        A malformed ``.kanban.toml`` at the task's base is refused before anything is made.
+        """
         tid = ids.format(task.id)
         # The board's id in every name: task ids restart at 1 on every board, and two boards
         # (or one recreated after deletion) must never share a branch, a worktree or a log.
@@ -345,7 +397,7 @@ class Supervisor:
         if not task.repo:
             scratch = self.settings.scratch_root / board_id / tid
             scratch.mkdir(parents=True, exist_ok=True)
-            return str(scratch), None, []
+            return Placement(str(scratch), None, [])
         repo = task.repo
         branch, path = task.branch, task.worktree
         if not (branch and path):  # named once: a retry or a resume keeps what it was given
@@ -371,6 +423,7 @@ class Supervisor:
                 base_ref = parent.branch
         if base_ref is None:
             base_ref = await anyio.to_thread.run_sync(git.resolve_base, repo, None)
+        repo_config = await anyio.to_thread.run_sync(workspace.from_ref, repo, base_ref)
         tree = await anyio.to_thread.run_sync(
             worktrees.ensure_worktree, repo, Path(path), branch, base_ref
         )
@@ -384,7 +437,7 @@ class Supervisor:
         merges: list[prompt.Merge] = []
         if kind == "resume":
             merges = await self._merge_children(task, str(tree.path))
-        return str(tree.path), branch, merges
+        return Placement(str(tree.path), branch, merges, tree.created, repo_config)
 
     async def _merge_children(self, task: records.Task, path: str) -> list[prompt.Merge]:
         order = await self.board.call(views.children_in_dependency_order, task.id)

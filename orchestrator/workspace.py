@@ -7,6 +7,7 @@ that the whole team shares (docs/workspace.md)::
     copy = [".env", "config/*.local.toml"]   # ignored files copied from the main checkout
     link = ["node_modules/.cache"]           # ... or symlinked to it
     setup = ["npm ci"]                       # once per new worktree, before the agent starts
+    setup_timeout = 600                      # seconds each setup command may take
     teardown = ["docker compose down"]       # before `kanban gc` removes the worktree
     ports = 3                                # free ports per running task
     env = { NODE_ENV = "development" }
@@ -49,8 +50,9 @@ FILE_NAME = ".kanban.toml"
 SHELL = "/bin/sh"
 MAX_PORTS = 16
 DEFAULT_CHECK_TIMEOUT = 600.0
+DEFAULT_SETUP_TIMEOUT = 600.0
 
-WORKSPACE_KEYS = ("copy", "link", "setup", "teardown", "ports", "env")
+WORKSPACE_KEYS = ("copy", "link", "setup", "setup_timeout", "teardown", "ports", "env")
 CHECK_KEYS = ("command", "timeout", "gate")
 TABLES = {"workspace": WORKSPACE_KEYS, "check": CHECK_KEYS}
 
@@ -106,6 +108,7 @@ class Workspace:
     teardown: tuple[Command, ...] = ()
     ports: int = 0
     env: Mapping[str, str] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    setup_timeout: float = DEFAULT_SETUP_TIMEOUT  # seconds, for each setup command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +136,7 @@ class RepoConfig:
                 "copy": list(space.copy),
                 "link": list(space.link),
                 "setup": [command.to_json() for command in space.setup],
+                "setup_timeout": space.setup_timeout,
                 "teardown": [command.to_json() for command in space.teardown],
                 "ports": space.ports,
                 "env": dict(space.env),
@@ -251,25 +255,39 @@ def _workspace(table: dict[str, Any]) -> Workspace:
             )
         if not isinstance(value, str) or "\0" in value:
             raise _Problem("workspace", "env", f"env {name} must be a string without NUL bytes")
-    return Workspace(copy, link, setup, teardown, ports, types.MappingProxyType(dict(env)))
+    setup_timeout = _seconds(table, "workspace", "setup_timeout", DEFAULT_SETUP_TIMEOUT)
+    return Workspace(
+        copy,
+        link,
+        setup,
+        teardown,
+        ports,
+        types.MappingProxyType(dict(env)),
+        setup_timeout=setup_timeout,
+    )
 
 
 def _check(table: dict[str, Any]) -> Check:
     if "command" not in table:
         raise _Problem("check", None, '[check] needs a command: command = "make test"')
     command = _command(table["command"], "check", "command", "command")
-    timeout = table.get("timeout", DEFAULT_CHECK_TIMEOUT)
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise _Problem("check", "timeout", "timeout must be a positive, finite number of seconds")
+    timeout = _seconds(table, "check", "timeout", DEFAULT_CHECK_TIMEOUT)
     gate = table.get("gate", False)
     if not isinstance(gate, bool):
         raise _Problem("check", "gate", "gate must be true or false")
-    return Check(command, float(timeout), gate)
+    return Check(command, timeout, gate)
+
+
+def _seconds(table: dict[str, Any], name: str, key: str, default: float) -> float:
+    value = table.get(key, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise _Problem(name, key, f"{key} must be a positive, finite number of seconds")
+    return float(value)
 
 
 def _command(value: Any, table: str, key: str, what: str) -> Command:
