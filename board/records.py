@@ -10,10 +10,22 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from board import ids
 from board.states import Outcome, Status
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], row: Mapping[str, Any], **converted: Any) -> T:
+    """`cls` from a row: each field from its column, except those `converted` by the caller.
+
+    A record names only the columns stored differently from its fields (JSON text, 0/1 for
+    booleans, enums); a field without its column fails here, loudly.
+    """
+    fields = (f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    return cls(**{name: row[name] for name in fields if name not in converted}, **converted)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -53,34 +65,12 @@ class Task:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Task:
-        return cls(
-            id=row["id"],
-            title=row["title"],
-            body=row["body"],
+        return _build(
+            cls,
+            row,
             status=Status(row["status"]),
-            priority=row["priority"],
-            parent_id=row["parent_id"],
-            depth=row["depth"],
-            repo=row["repo"],
-            base_ref=row["base_ref"],
-            branch=row["branch"],
-            worktree=row["worktree"],
-            runtime=row["runtime"],
             runtime_options=json.loads(row["runtime_options"]),
-            max_attempts=row["max_attempts"],
-            attempts=row["attempts"],
-            next_attempt_at=row["next_attempt_at"],
-            timeout=row["timeout"],
-            summary=row["summary"],
-            block_reason=row["block_reason"],
-            failure_reason=row["failure_reason"],
             resume=bool(row["resume"]),
-            current_run_id=row["current_run_id"],
-            batch_id=row["batch_id"],
-            batch_key=row["batch_key"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            ended_at=row["ended_at"],
         )
 
 
@@ -117,34 +107,10 @@ class Run:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Run:
-        return cls(
-            id=row["id"],
-            task_id=row["task_id"],
-            attempt=row["attempt"],
-            kind=row["kind"],
-            token=row["token"],
-            dispatcher_id=row["dispatcher_id"],
-            shim_pid=row["shim_pid"],
-            shim_started_at=row["shim_started_at"],
-            pid=row["pid"],
-            pid_started_at=row["pid_started_at"],
-            started_at=row["started_at"],
-            heartbeat_at=row["heartbeat_at"],
-            lease_expires_at=row["lease_expires_at"],
-            note=row["note"],
-            reported_at=row["reported_at"],
-            exited_at=row["exited_at"],
-            exit_code=row["exit_code"],
-            signal=row["signal"],
-            ended_at=row["ended_at"],
+        return _build(
+            cls,
+            row,
             outcome=None if row["outcome"] is None else Outcome(row["outcome"]),
-            settled_by=row["settled_by"],
-            reason=row["reason"],
-            summary=row["summary"],
-            log_path=row["log_path"],
-            worktree=row["worktree"],
-            branch=row["branch"],
-            commit_sha=row["commit_sha"],
             refunded=bool(row["refunded"]),
         )
 
@@ -163,15 +129,7 @@ class Dispatcher:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Dispatcher:
-        return cls(
-            id=row["id"],
-            pid=row["pid"],
-            pid_started_at=row["pid_started_at"],
-            host=row["host"],
-            wake_address=row["wake_address"],
-            started_at=row["started_at"],
-            heartbeat_at=row["heartbeat_at"],
-        )
+        return _build(cls, row)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
