@@ -175,6 +175,62 @@ def test_a_dispatcher_killed_before_recording_its_shim_is_adopted_and_nothing_is
     assert_intact(kb)
 
 
+def test_a_dispatcher_killed_after_committing_and_before_settling_is_settled_once_by_the_next(
+    kb: Kanban, repo: Path, tmp_path: Path
+) -> None:
+    pauses = tmp_path / "pauses"
+    pauses.mkdir()
+    task_id = kb.create("quick", "open('result.txt', 'w').write('the work')", repo=repo)
+    first = kb.dispatch(**arm(pauses, "dispatcher.before-settle"))
+    marker = paused(pauses, "dispatcher.before-settle")
+    (run,) = kb.runs(task_id)
+    assert run.exit_code == 0 and run.ended_at is None  # exited, committed, not settled
+
+    os.kill(pid_of(marker), signal.SIGKILL)
+    first.proc.wait()
+    assert kb.dispatch("--until-idle").wait() == 0, kb.logs()
+
+    assert kb.status(task_id) == "done"
+    (run,) = kb.runs(task_id)  # settled once, never run again
+    assert run.outcome == "completed"
+    assert git(repo, "show", f"{kb.branch(task_id)}:result.txt") == "the work"
+    assert_intact(kb)
+
+
+def test_a_shim_killed_after_its_agent_exited_loses_no_work_and_costs_no_attempt(
+    kb: Kanban, repo: Path, tmp_path: Path
+) -> None:
+    state, pauses = tmp_path / "state", tmp_path / "pauses"
+    state.mkdir(), pauses.mkdir()
+    code = (
+        "import os, sys\n"
+        "runs = os.path.join(sys.argv[1], 'runs')\n"
+        "open(runs, 'a').write('x')\n"
+        "open('result.txt', 'w').write('the work')\n"
+    )
+    task_id = kb.create("quick", code, state, repo=repo, max_attempts=1)
+    dispatcher = kb.dispatch("--until-idle", **arm(pauses, "shim.agent-exited"))
+    marker = paused(pauses, "shim.agent-exited")  # the agent is gone; its exit not recorded
+
+    os.kill(pid_of(marker), signal.SIGKILL)
+
+    def release_the_retry() -> bool:  # the retry's shim pauses at the same point: let it go
+        for waiting in pauses.glob("shim.agent-exited.*"):
+            if waiting != marker:
+                waiting.unlink()
+        return dispatcher.proc.poll() is not None
+
+    wait_for(release_the_retry, "the dispatcher to finish", on_fail=kb.logs)
+    assert dispatcher.proc.returncode == 0, kb.logs()
+    assert kb.status(task_id) == "done"
+    lost, done = kb.runs(task_id)
+    assert lost.outcome == "lost" and lost.refunded and lost.commit_sha  # its work committed
+    assert done.outcome == "completed"
+    assert (state / "runs").read_text() == "xx"  # its exit unknown, the agent ran again
+    assert git(repo, "show", f"{kb.branch(task_id)}:result.txt") == "the work"
+    assert_intact(kb)
+
+
 # --- window 4: the shim dies while its agent runs ------------------------------------------
 
 
