@@ -44,6 +44,14 @@ def arm(pauses: Path, *names: str) -> dict[str, str]:
     return {"KANBAN_PAUSE": ",".join(names), "KANBAN_PAUSE_DIR": str(pauses)}
 
 
+@pytest.fixture(params=[scope.CGROUP, scope.SUBREAPER])
+def mechanism(request: pytest.FixtureRequest) -> str:
+    """Each way of containing a run's processes (`KANBAN_SCOPE`), where this machine has it."""
+    if request.param == scope.CGROUP and scope.cgroup_root() is None:
+        pytest.skip("cgroup v2 is not writable here; the subreaper case covers this machine")
+    return request.param
+
+
 def assert_intact(kb: Kanban) -> None:
     """The board is sound, no two runs of a task overlapped, no run's cgroup is left."""
     verdict, _ = connection.inspect(kb.db_path)
@@ -234,12 +242,9 @@ def test_a_shim_killed_after_its_agent_exited_loses_no_work_and_costs_no_attempt
 # --- window 4: the shim dies while its agent runs ------------------------------------------
 
 
-@pytest.mark.parametrize("mechanism", [scope.CGROUP, scope.SUBREAPER])
 def test_a_killed_shim_takes_its_agent_along_before_the_retry_starts_and_costs_no_attempt(
     kb: Kanban, repo: Path, tmp_path: Path, mechanism: str
 ) -> None:
-    if mechanism == scope.CGROUP and scope.cgroup_root() is None:
-        pytest.skip("cgroup v2 is not writable here; the subreaper case covers this machine")
     state = tmp_path / "state"
     state.mkdir()
     task_id = kb.create("hangs once", FIRST_HANGS_THEN_WORKS, state, repo=repo, max_attempts=1)
@@ -264,12 +269,9 @@ def test_a_killed_shim_takes_its_agent_along_before_the_retry_starts_and_costs_n
 # --- window 5: processes outlive their run ---------------------------------------------------
 
 
-@pytest.mark.parametrize("mechanism", [scope.CGROUP, scope.SUBREAPER])
 def test_every_process_a_run_started_is_gone_when_it_ends(
     kb: Kanban, repo: Path, tmp_path: Path, mechanism: str
 ) -> None:
-    if mechanism == scope.CGROUP and scope.cgroup_root() is None:
-        pytest.skip("cgroup v2 is not writable here; the subreaper case covers this machine")
     state = tmp_path / "state"
     state.mkdir()
     task_id = kb.create("messy", LEAVES_PROCESSES_BEHIND, state, repo=repo)
