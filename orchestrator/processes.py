@@ -124,16 +124,6 @@ def _signal_all(procs: list[psutil.Process], groups: set[int], sig: int) -> None
             pass
 
 
-def wait_gone(pid: int, started_at: float | None, timeout: float) -> bool:
-    """Poll until the process is gone; True if it went within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while alive(pid, started_at):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 # --- a run's lock: is its shim alive? ------------------------------------------------------
 #
 # The dispatcher takes an flock on the run's lock file *before* starting the shim and hands

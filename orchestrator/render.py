@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group
-from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
@@ -119,7 +118,3 @@ def progress_line(counts: dict[str, int]) -> Text:
         if counts.get(status):
             text.append(f"{status} {counts[status]}  ", style=STYLE[status])
     return text
-
-
-def framed(title: str, body: Any) -> Panel:
-    return Panel(body, title=title, border_style="dim")
