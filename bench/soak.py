@@ -422,6 +422,21 @@ class Trial:
             return
         tasks = json.loads(listed.stdout)
         status = {t["id"]: t["status"] for t in tasks}
+        # A todo task behind a failed blocker, directly or through other such tasks, waits for
+        # a person (`kanban retry`): that is the board doing its job, not a stranded task.
+        behind_failed: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for t in tasks:
+                if t["status"] != "todo" or t["id"] in behind_failed:
+                    continue
+                if any(
+                    status.get(_id_of(b)) in ("failed", "cancelled") or _id_of(b) in behind_failed
+                    for b in t["blockers"]
+                ):
+                    behind_failed.add(t["id"])
+                    changed = True
         self.counts["tasks"] = len(tasks)
         for task in tasks:
             tid, state, n = task["id"], task["status"], task["title"].removeprefix("soak ")
@@ -443,9 +458,7 @@ class Trial:
                         f"{tid} is done after {task['attempts']} attempts, but only"
                         f" {self.agent_kills[tid]} agent kill(s) hit it",
                     )
-            elif state == "todo" and any(
-                status.get(_id_of(b)) in ("failed", "cancelled") for b in task["blockers"]
-            ):
+            elif state == "todo" and task["id"] in behind_failed:
                 self.note(f"{tid} stays todo behind a failed blocker")
             elif state in OPEN:
                 self.problem("not_ended", f"{tid} ended {state}")
