@@ -1,4 +1,5 @@
-"""Making a new worktree ready for its agent, as its repository's ``.kanban.toml`` says.
+"""Making a new worktree ready for its agent, and running what must run before one goes, as
+its repository's ``.kanban.toml`` says.
 
 Before a run's agent starts in a worktree that was just created, the ignored files that the
 workspace's ``copy`` globs select are copied from the main checkout into it (relative paths
@@ -11,6 +12,10 @@ marker is missing, that is when its preparation failed or was cut short (a dispa
 mid-setup). A failing or overlong setup command raises `SetupFailed`: the caller starts no
 agent in a half-set-up worktree.
 
+`teardown` is the other end: the workspace's ``teardown`` commands, run by ``kanban gc`` in
+a worktree it is about to remove, the same way as setup (`run_command` runs both) but in no
+run's scope and with a log of their own; a failing one raises `TeardownFailed`.
+
 Blocking throughout: call it from a thread.
 """
 
@@ -21,25 +26,48 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from board import errors
 from orchestrator import git, processes, workspace
+from worker import pause
 
 READY = "workspace.ready"
 TAIL_LINES = 5
 KILL_GRACE = 2.0
 
 
-class SetupFailed(errors.KanbanError):
-    """A setup command failed (or outlived its timeout): the attempt ends before its agent."""
+class CommandFailed(errors.KanbanError):
+    """A workspace command failed, outlived its timeout, or could not start."""
 
-    def __init__(self, command: workspace.Command, detail: str, tail: str) -> None:
+    what = "command"  # in the log's header line: ``kanban: <what>: COMMAND``
+    timeout_key = "setup_timeout"  # the key of `.kanban.toml` that bounds it
+    label = "command failed"
+
+    def __init__(
+        self, command: workspace.Command, detail: str, tail: str, *, code: int | None = None
+    ) -> None:
+        self.code = code  # its exit status; None if it was killed or never started
         self.command = command
         self.detail = detail
         self.tail = tail
-        super().__init__(f"setup_failed: {shown(command)} {detail}; last lines: {tail or '(none)'}")
+        super().__init__(f"{self.label}: {shown(command)} {detail}; last lines: {tail or '(none)'}")
+
+
+class SetupFailed(CommandFailed):
+    """A setup command failed (or outlived its timeout): the attempt ends before its agent."""
+
+    what = "setup"
+    label = "setup_failed"  # the start of a run's reason: a fixed word, as the others
+
+
+class TeardownFailed(CommandFailed):
+    """A teardown command failed: ``kanban gc`` keeps the worktree (unless forced)."""
+
+    what = "teardown"
+    label = "teardown failed"
 
 
 def shown(command: workspace.Command, limit: int = 200) -> str:
@@ -76,6 +104,7 @@ def prepare(
             timeout=space.setup_timeout,
             scope_path=scope_path,
         )
+    pause.point("dispatcher.set-up")
     marker.write_text(f"{worktree}\n")
 
 
@@ -135,8 +164,68 @@ def run_setup(
     It starts in a session of its own (and in the run's cgroup, where cgroups are in force);
     whatever it leaves in its process group is killed when it ends, and all of it on a timeout.
     """
+    run_command(
+        command,
+        cwd=cwd,
+        environ=environ,
+        log_path=log_path,
+        timeout=timeout,
+        scope_path=scope_path,
+        failure=SetupFailed,
+    )
+
+
+def teardown(
+    space: workspace.Workspace,
+    *,
+    worktree: Path | str,
+    environ: Mapping[str, str],
+    log_path: Path | str | None,
+) -> None:
+    """Run the workspace's teardown commands in order in `worktree`; TeardownFailed at the first
+    that fails (the others do not run).
+
+    Each gets `environ` plus the workspace's ``env`` and ``setup_timeout``. Their output is
+    appended to `log_path`; without one it is kept only for a failure's last lines.
+    """
+    if not space.teardown:
+        return
+    with contextlib.ExitStack() as stack:
+        if log_path is None:
+            captured = stack.enter_context(
+                tempfile.NamedTemporaryFile(prefix="kanban-teardown-", suffix=".log")
+            )
+            log_path = captured.name
+        for command in space.teardown:
+            run_command(
+                command,
+                cwd=str(worktree),
+                environ={**environ, **space.env},
+                log_path=str(log_path),
+                timeout=space.setup_timeout,
+                scope_path=None,
+                failure=TeardownFailed,
+            )
+
+
+def run_command(
+    command: workspace.Command,
+    *,
+    cwd: str,
+    environ: Mapping[str, str],
+    log_path: str,
+    timeout: float,
+    scope_path: str | None,
+    failure: type[CommandFailed],
+) -> None:
+    """Run one workspace command in `cwd`, its output appended to the log; `failure` if it fails.
+
+    It starts in a session of its own, stdin from /dev/null (and in the cgroup at `scope_path`,
+    if any); whatever it leaves in its process group is killed when it ends, and all of it on
+    a timeout. The log gets a ``kanban: setup: COMMAND`` line first (`what` of `failure`).
+    """
     with open(log_path, "ab") as log:
-        log.write(f"kanban: setup: {shown(command)}\n".encode())
+        log.write(f"kanban: {failure.what}: {shown(command)}\n".encode())
         log.flush()
         start = log.tell()  # the tail in a failure's reason is this command's output only
         try:
@@ -150,7 +239,7 @@ def run_setup(
                 start_new_session=True,
             )
         except OSError as exc:
-            raise SetupFailed(command, f"could not start ({exc})", "") from exc
+            raise failure(command, f"could not start ({exc})", "") from exc
         _enter_scope(proc.pid, scope_path)
         try:
             code: int | None = proc.wait(timeout=timeout)
@@ -158,19 +247,20 @@ def run_setup(
             processes.kill_tree(proc.pid, grace=KILL_GRACE)
             code = None
         finally:
-            # Setup prepares files; whatever it left running in its group goes with it.
+            # These commands prepare or clean up files; whatever they left running in their
+            # group goes with them.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     if code == 0:
         return
     if code is None:
-        detail = f"ran longer than its setup_timeout of {timeout:g} s"
+        detail = f"ran longer than its {failure.timeout_key} of {timeout:g} s"
     elif code < 0:
         detail = f"was killed by signal {-code}"
     else:
         detail = f"exited {code}"
-    raise SetupFailed(command, detail, _tail(log_path, start))
+    raise failure(command, detail, _tail(log_path, start), code=code)
 
 
 def _enter_scope(pid: int, scope_path: str | None) -> None:

@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from board import errors
 from orchestrator import git
 
 LOCK_NAME = "kanban-worktrees.lock"
@@ -44,6 +46,16 @@ class Worktree:
     branch: str
     head: str
     created: bool  # False when an existing worktree was reused as it was
+
+
+# What must run in a worktree before gc removes it (its repository's teardown), given the
+# worktree and its branch; says whether anything ran. It raises errors.KanbanError when what
+# it ran failed (or could not be found out): a problem, and the worktree is kept unless forced.
+Teardown = Callable[[Path, str], bool]
+
+
+class TeardownRefused(errors.KanbanError):
+    """A worktree's teardown failed, so gc keeps it (and its branch)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,15 +262,22 @@ def commit_all(path: Path | str, message: str) -> str | None:
 # --- removal and garbage collection ------------------------------------------------------
 
 
-def _remove(top: Path, target: Path, force: bool) -> bool:
+def _remove(top: Path, target: Path, force: bool, before: Callable[[], bool] | None = None) -> bool:
     if not os.path.lexists(target):
         git.run(top, "worktree", "prune")
         return False
-    if not force and (target / ".git").is_file():
+    is_worktree = (target / ".git").is_file()
+    if not force and is_worktree:
         state = git.status(target)
         if state.entries:
             raise git.WorktreeDirty(target, state.entries)
         git.refuse_detached(target, state)
+    # Only now, once the worktree is known to go, does its teardown run. It was clean before
+    # it (or forced): what the teardown leaves there (its logs, caches, even edits) is no
+    # one's work, so it goes with the worktree instead of keeping it as dirty. The repository
+    # lock, held since our check, keeps dispatchers from reusing the worktree meanwhile.
+    if before is not None and is_worktree and before():
+        force = True
     # git checks cleanliness again itself (no --force), which also covers a race with a
     # worker that wrote after our check. Ignored files go with the worktree, as in git.
     force_args = ["--force"] if force else []
@@ -266,6 +285,21 @@ def _remove(top: Path, target: Path, force: bool) -> bool:
     if result.status != 0:
         raise git.GitError(f"could not remove worktree {target}: {result.message()}")
     return True
+
+
+def _tear_down(
+    teardown: Teardown, target: Path, branch: str, *, force: bool, problems: list[str]
+) -> bool:
+    """Run `teardown`; its failure keeps the worktree, or is a problem only when forced."""
+    try:
+        return teardown(target, branch)
+    except (errors.KanbanError, OSError) as exc:
+        if not force:
+            raise TeardownRefused(
+                f"{exc}; worktree {target} kept with its branch (--force removes it anyway)"
+            ) from exc
+        problems.append(f"{exc}; worktree {target} removed anyway (--force)")
+        return True
 
 
 def _delete_branch(top: Path, branch: str, force: bool) -> bool:
@@ -293,7 +327,11 @@ def _merged_into_head(top: Path, commit: str) -> bool:
 
 
 def gc(
-    repo_path: Path | str, worktrees: Iterable[tuple[Path | str, str]], *, force: bool = False
+    repo_path: Path | str,
+    worktrees: Iterable[tuple[Path | str, str]],
+    *,
+    force: bool = False,
+    teardown: Teardown | None = None,
 ) -> GcReport:
     """Remove the given (worktree, branch) pairs where nothing can be lost.
 
@@ -302,6 +340,12 @@ def gc(
     repository's HEAD. `force` removes dirty worktrees and unmerged branches too; a branch
     checked out in another worktree is never deleted. Failures of one pair are reported in
     `problems` and do not stop the others. ``git worktree prune`` always runs at the end.
+
+    `teardown` runs in each worktree that is going, just before it goes (never in one kept
+    or already gone), under the repository's lock: no dispatcher reuses the worktree
+    meanwhile. What it leaves in the worktree goes too. When it fails, the worktree and its
+    branch are kept and the failure is a problem; with `force`, it is a problem and the
+    worktree goes anyway.
     """
     info = git.inspect(repo_path, rev=None)
     removed: list[Path] = []
@@ -317,10 +361,15 @@ def gc(
         for target, branch in pairs:
             if branch not in existing and not os.path.lexists(target):
                 continue
+            before = None
+            if teardown is not None:
+                before = functools.partial(
+                    _tear_down, teardown, target, branch, force=force, problems=problems
+                )
             try:
-                if os.path.lexists(target) and _remove(info.top, target, force):
+                if os.path.lexists(target) and _remove(info.top, target, force, before):
                     removed.append(target)
-            except git.GitError as exc:
+            except (git.GitError, TeardownRefused) as exc:
                 kept.append(target)
                 kept_branches.append(branch)
                 if not isinstance(exc, git.WorktreeDirty):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -150,14 +152,18 @@ def watch(ctx, interval, show_all):
 
 @click.command()
 @click.option(
-    "--force", is_flag=True, help="Also remove dirty worktrees and delete unmerged branches."
+    "--force",
+    is_flag=True,
+    help="Also remove dirty worktrees, unmerged branches, and worktrees whose teardown failed.",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def gc(ctx, force, as_json):
     """Remove the worktrees of ended tasks whose content is on their branch.
 
-    Branches are deleted only when merged (into the repository's HEAD), unless --force.
+    Before a worktree goes, the teardown of the .kanban.toml at its task's base runs in it;
+    a failing teardown keeps it (unless --force). Branches are deleted only when merged (into
+    the repository's HEAD), unless --force.
 
     \b
     Example:
@@ -166,10 +172,10 @@ def gc(ctx, force, as_json):
     from orchestrator import worktrees
 
     db = context.existing_board(ctx)
-    by_repo: dict[str, list[tuple[str, str]]] = {}
+    by_repo: dict[str, list[records.Task]] = {}
     for task in tasks.list_tasks(db, sorted(states.ENDED)):
         if task.repo and task.worktree and task.branch:
-            by_repo.setdefault(task.repo, []).append((task.worktree, task.branch))
+            by_repo.setdefault(task.repo, []).append(task)
     report = {
         "removed_worktrees": [],
         "kept_worktrees": [],
@@ -177,11 +183,13 @@ def gc(ctx, force, as_json):
         "kept_branches": [],
         "problems": [],
     }
-    for repo, pairs in by_repo.items():
+    for repo, ended in by_repo.items():
         if not Path(repo).is_dir():
             report["problems"].append(f"{repo}: repository is gone")
             continue
-        result = worktrees.gc(repo, pairs, force=force)
+        pairs = [(task.worktree, task.branch) for task in ended]
+        teardown = _teardowns(db, repo, ended)
+        result = worktrees.gc(repo, pairs, force=force, teardown=teardown)
         for key in report:
             report[key].extend(str(x) for x in getattr(result, key))
     if as_json:
@@ -194,6 +202,75 @@ def gc(ctx, force, as_json):
             click.echo("nothing to collect")
     if report["problems"]:
         ctx.exit(1)
+
+
+def _teardowns(db, repo: str, ended: list[records.Task]) -> Callable[[Path, str], bool] | None:
+    """What `worktrees.gc` runs before it removes a worktree of `repo`: the teardown of the
+    ``.kanban.toml`` at its task's base (None when no task whose worktree is still there has
+    one, so gc is what it was without teardowns).
+
+    Each distinct base is read once, and only for worktrees still on disk: what earlier gcs
+    collected costs nothing. All are read before any branch is deleted (a subtask's base is
+    its parent's branch). A file that cannot be read is a problem only for a worktree that
+    is going.
+    """
+    from orchestrator import preparing, workspace
+
+    spaces: dict[str, workspace.Workspace | errors.KanbanError] = {}
+    by_branch: dict[str, tuple[records.Task, workspace.Workspace | errors.KanbanError]] = {}
+    for task in ended:
+        assert task.worktree and task.branch
+        if task.base_ref is None or not os.path.lexists(task.worktree):
+            continue
+        if task.base_ref not in spaces:
+            try:
+                spaces[task.base_ref] = workspace.from_ref(repo, task.base_ref).workspace
+            except errors.KanbanError as exc:
+                spaces[task.base_ref] = exc
+        space = spaces[task.base_ref]
+        if isinstance(space, errors.KanbanError) or space.teardown:
+            by_branch[task.branch] = (task, space)
+    if not by_branch:
+        return None
+    # As for a worker: git's variables (from a hook) and a worker's identity are not passed on.
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("GIT_", "HERMES_KANBAN_"))
+    }
+
+    def run(path: Path, branch: str) -> bool:
+        if branch not in by_branch:
+            return False
+        task, space = by_branch[branch]
+        tid = ids.format(task.id)
+        if isinstance(space, errors.KanbanError):
+            raise errors.InvalidInput(
+                f"{tid}: its teardown cannot be known, as its .kanban.toml cannot be read: {space}"
+            )
+        log = _teardown_log(db, task.id)
+        try:
+            preparing.teardown(space, worktree=path, environ=environ, log_path=log)
+        except preparing.TeardownFailed as exc:
+            output = f" (its output is in {log})" if log else ""
+            raise errors.InvalidInput(f"{tid}: {exc}{output}") from exc
+        return True
+
+    return run
+
+
+def _teardown_log(db, task_id: int) -> Path | None:
+    """``teardown.log`` in the task's private log directory, beside its runs' logs (None: no
+    run of it has a log, or the directory cannot be made)."""
+    logged = [run.log_path for run in runs.for_task(db, task_id) if run.log_path]
+    if not logged:
+        return None
+    directory = Path(logged[-1]).parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    return directory / "teardown.log"
 
 
 COMMANDS = [dispatch, logs, watch, gc]
