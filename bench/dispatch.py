@@ -1,4 +1,4 @@
-"""What the dispatcher costs: start latency of one task, and throughput of many with worktrees.
+"""What the dispatcher costs: one task's start, many tasks' throughput, a workspace's setup.
 
 1. Latency: from the exit of `kanban create` to the worker's first instruction (the worker
    writes ``time.time()`` to a file first thing), with a running dispatcher, one task at a
@@ -11,10 +11,21 @@
    The disk slows down after mass deletion (../../shared/benchmarking.md, trap 2), so each
    repetition measures the bare batch right beside the kanban run, before it in even
    repetitions and after it in odd ones, and the report gives ratios.
+3. Workspace: from the claim (the run's ``started_at`` on the board) to the worker's first
+   instruction, for tasks in a repository whose committed ``.kanban.toml`` copies 20 ignored
+   files (``secrets/*.env``) into the new worktree and runs ``setup = ["true"]``, alternating
+   with tasks in the same repository without that file (so the difference is the workspace's
+   cost); one at a time, running dispatcher. Baseline in the same run, interleaved with the
+   tasks (bench/workspace_fixture.py): the same steps by hand, one process after another:
+   ``git worktree add``, ``cp -p`` of the same 20 files, ``/bin/sh -c true`` in the tree, then
+   the same worker; and without the file, ``git worktree add`` then the worker. Its bare
+   ``git worktree add`` step is the floor.
 
-Run on demand: ``.venv/bin/python -m bench.dispatch`` (about 8 minutes on 2 CPUs); smaller:
-``--latency-tasks 40 --throughput-tasks 100 --reps 1``. Everything lives in a temporary
-directory with its own HOME; nothing touches ~/.kanban.
+Run on demand: ``.venv/bin/python -m bench.dispatch`` (about 9 minutes on 2 CPUs); smaller:
+``--latency-tasks 40 --throughput-tasks 100 --reps 1 --workspace-tasks 10``. One section only:
+``--only latency``, ``--only throughput`` or ``--only workspace`` (about 25 s with the default
+``--workspace-tasks 15``; up to a minute right after a mass deletion, trap 2). Everything
+lives in a temporary directory with its own HOME; nothing touches ~/.kanban.
 """
 
 # ruff: noqa: T201 - a benchmark reports on stdout
@@ -36,8 +47,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import sqlite_utils
 
-from board import connection, runs, tasks
+from bench import workspace_fixture
+from board import connection, runs, states, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 KANBAN = str(Path(sys.executable).with_name("kanban"))
@@ -389,7 +402,84 @@ def collect(environ: dict[str, str]) -> tuple[float, float]:
     return first, again
 
 
+# --- 3. workspace ----------------------------------------------------------------------------
+
+
+def workspace_start(world: World, count: int) -> dict[str, list[float]]:
+    """`count` rounds of: a task with the .kanban.toml, the same by hand, a task without it,
+    the same by hand; in reverse order in odd rounds."""
+    environ, db_path = world.board("workspace")
+    repos = workspace_fixture.make_repos(world.repo, world.tmp / "workspace-repos", world.env)
+    hand = workspace_fixture.ByHand(world.tmp / "hand-worktrees", world.env)
+    markers = world.tmp / "workspace-markers"
+    markers.mkdir()
+    dispatcher = start_dispatcher(environ, db_path, "--max-workers", "8")
+    db = connection.connect(db_path)
+    found: dict[str, list[float]] = {}
+    try:
+        for n in range(count):
+            steps = [(who, repo) for repo in repos for who in ("kanban", "hand")]
+            for who, repo in steps if n % 2 == 0 else reversed(steps):
+                marker = markers / f"{n}-{who}-{repo.name}"
+                agent = [PY, "-c", FIRST_INSTRUCTION, str(marker)]
+                if who == "hand":
+                    measured = hand.start(repo, agent, marker)
+                else:
+                    measured = kanban_start(db, repo, agent, marker, f"workspace {n}")
+                for part, seconds in measured.items():
+                    found.setdefault(f"{who}_{repo.name}_{part}", []).append(seconds)
+    finally:
+        stop(dispatcher)
+        db.conn.close()
+    return found
+
+
+def kanban_start(
+    db: sqlite_utils.Database,
+    repo: workspace_fixture.Repo,
+    agent: list[str],
+    marker: Path,
+    title: str,
+) -> dict[str, float]:
+    """One task in `repo`, on an idle dispatcher: claim to the worker's first instruction
+    (``total``) and claim to the shim's process creation (``shim``), in seconds."""
+    task_id = tasks.create(
+        db,
+        tasks.NewTask(
+            f"{title} {repo.name}",
+            repo=str(repo.path),
+            base_ref=repo.sha,
+            runtime="command",
+            runtime_options={"argv": agent},
+        ),
+    )
+    try:
+        wait_for(marker.exists, f"{title}'s worker", timeout=60)
+    except RuntimeError:
+        ended = runs.last_ended(db, task_id)
+        raise RuntimeError(
+            f"{title}: no worker started ({ended.reason if ended else 'no run ended'})"
+        ) from None
+    first = float(marker.read_text())
+    # One at a time: the next task starts on an idle dispatcher.
+    wait_for(
+        lambda: tasks.get(db, task_id).status == states.Status.DONE,
+        f"{title} to be done",
+        pause=0.005,
+    )
+    (run,) = runs.for_task(db, task_id)
+    worktree = Path(tasks.get(db, task_id).worktree or "")
+    copied = len(list((worktree / "secrets").glob("*.env")))
+    if copied != (workspace_fixture.FILES if repo.workspace else 0):
+        raise RuntimeError(f"{worktree}: {copied} files copied")
+    assert run.shim_started_at is not None
+    return {"total": first - run.started_at, "shim": run.shim_started_at - run.started_at}
+
+
 # --- main --------------------------------------------------------------------------------------
+
+
+SECTIONS = ("latency", "throughput", "workspace")
 
 
 def main() -> None:
@@ -398,25 +488,31 @@ def main() -> None:
     parser.add_argument("--throughput-tasks", type=int, default=500)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--reps", type=int, default=2, help="throughput repetitions")
+    parser.add_argument(
+        "--workspace-tasks", type=int, default=15, help="tasks with and without the workspace"
+    )
     parser.add_argument("--files", type=int, default=2000, help="files in the repository")
     parser.add_argument("--block", type=int, default=30, help="baseline samples per block")
+    parser.add_argument("--only", choices=SECTIONS, help="run this section only")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
+    sections = (args.only,) if args.only else SECTIONS
 
     tmp = Path(tempfile.mkdtemp(prefix="kanban-bench-dispatch-"))
     began = time.monotonic()
     try:
         world = World(tmp, args.files)
-        starts = world.process_starts(args.block)
-        adds = world.worktree_adds(args.block)
-        lat = latency(world, args.latency_tasks * 2)
-        for key, values in world.process_starts(args.block).items():
-            starts[key] += values
-        adds += world.worktree_adds(args.block)
-        print(f"(latency done at {time.monotonic() - began:.0f} s)", flush=True)
+        if "latency" in sections:
+            starts = world.process_starts(args.block)
+            adds = world.worktree_adds(args.block)
+            lat = latency(world, args.latency_tasks * 2)
+            for key, values in world.process_starts(args.block).items():
+                starts[key] += values
+            adds += world.worktree_adds(args.block)
+            print(f"(latency done at {time.monotonic() - began:.0f} s)", flush=True)
 
         reps = []
-        for rep in range(args.reps):
+        for rep in range(args.reps if "throughput" in sections else 0):
             # ABBA: the bare batch goes first in even repetitions, second in odd ones, so a
             # disk that slows down (or recovers) over time favours neither side.
             order = ("bare", "kanban") if rep % 2 == 0 else ("kanban", "bare")
@@ -438,7 +534,17 @@ def main() -> None:
                 f" {result['bare_remove']:.1f} s; at {time.monotonic() - began:.0f} s)",
                 flush=True,
             )
-        report(args, lat, starts, adds, reps)
+
+        if "workspace" in sections:
+            space = workspace_start(world, args.workspace_tasks)
+            print(f"(workspace done at {time.monotonic() - began:.0f} s)", flush=True)
+
+        if "latency" in sections:
+            report_latency(args, lat, starts, adds)
+        if "throughput" in sections:
+            report_throughput(args, reps)
+        if "workspace" in sections:
+            report_workspace(args, space)
         print(
             f"\n(total {time.monotonic() - began:.0f} s; load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; repository of {args.files}"
@@ -449,7 +555,7 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(args, lat, starts, adds, reps) -> None:
+def report_latency(args, lat, starts, adds) -> None:
     n = args.latency_tasks
     print(
         f"\n1. Latency: `kanban create` exits -> the worker's first instruction; {n} tasks"
@@ -483,6 +589,8 @@ def report(args, lat, starts, adds, reps) -> None:
         " `kanban create` process has finished exiting.)"
     )
 
+
+def report_throughput(args, reps) -> None:
     count, workers = args.throughput_tasks, args.workers
     print(
         f"\n2. Throughput: {count} trivial tasks (`true`), {workers} workers, worktrees"
@@ -520,6 +628,55 @@ def report(args, lat, starts, adds, reps) -> None:
     print(
         "  (vs bare: the same number of worktrees added, or removed, by bare git in a row,"
         " in the same repetition, before or after the kanban run in alternate repetitions)"
+    )
+
+
+def report_workspace(args, space: dict[str, list[float]]) -> None:
+    n, files, setup = args.workspace_tasks, workspace_fixture.FILES, workspace_fixture.SETUP
+    print(
+        f"\n3. Workspace: claim -> the worker's first instruction; .kanban.toml copying {files}"
+        f" ignored files, setup `{setup}`; {n} tasks each way, one at a time, by hand"
+        " interleaved; ms"
+    )
+    print(f"{'':56} {'median (min-max)':>24} {'p95':>8} {'/ by hand':>9}")
+
+    def row(label: str, values: list[float], versus: list[float] | None = None) -> None:
+        base = statistics.median(versus) if versus else 0.0
+        by_hand = f"{statistics.median(values) / base:8.2f}x" if base > 0 else ""
+        print(f"  {label:54} {ms(values):>24} {p95(values) * 1000:8.1f} {by_hand:>9}")
+
+    with_, without = space["kanban_with_total"], space["kanban_without_total"]
+    hand_with, hand_without = space["hand_with_total"], space["hand_without_total"]
+    paired = [a - b for a, b in zip(with_, without, strict=True)]
+    hand_paired = [a - b for a, b in zip(hand_with, hand_without, strict=True)]
+    row("kanban, with .kanban.toml", with_, hand_with)
+    row("  of which claim -> shim process created", space["kanban_with_shim"])
+    row("kanban, without it (worktree only)", without, hand_without)
+    row("  of which claim -> shim process created", space["kanban_without_shim"])
+    row("kanban workspace cost (with - without, paired)", paired, hand_paired)
+    print("  by hand, one process after another, spawn -> first instruction:")
+    row(f"with: worktree add, cp -p {files} files, sh -c, agent", hand_with)
+    row("  git worktree add", space["hand_with_add"])
+    row(f"  cp -p --parents of the {files} files", space["hand_with_cp"])
+    row(f"  /bin/sh -c {setup}", space["hand_with_setup"])
+    row("  agent (python), spawn -> first instruction", space["hand_with_agent"])
+    row("without: git worktree add, agent", hand_without)
+    row("  git worktree add (the floor)", space["hand_without_add"])
+    row("by-hand workspace cost (with - without, paired)", hand_paired)
+    median = statistics.median
+    cost, hand_cost = median(paired), median(hand_paired)
+    floor = median(space["hand_without_add"])
+    print(
+        f"  kanban with / by hand with: {median(with_) / median(hand_with):.2f}x;"
+        f" kanban with / git worktree add: {median(with_) / floor:.2f}x;"
+        f" workspace cost {cost * 1000:.1f} ms by kanban vs {hand_cost * 1000:.1f} ms by hand"
+        + (f" ({cost / hand_cost:.2f}x)" if cost > 0 and hand_cost > 0 else "")
+    )
+    print(
+        "  (claim: the run's started_at, written by the claim's transaction; / by hand: median"
+        " over the median of the same steps by hand, in the same rounds; paired: each round's"
+        " task with the file minus its task without, by kanban or by hand; the shim's creation"
+        " time has the kernel's 10 ms clock-tick resolution)"
     )
 
 
