@@ -232,11 +232,77 @@ def m004_identities(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_workspaces(conn: sqlite3.Connection) -> None:
+    """What a repository's workspace gives a run, and what its check found.
+
+    Runs gain the ports they held (``ports``: a JSON list) and the result of the repository's
+    check after they completed (``check_result``: JSON, see `board.runs.CheckResult`); their
+    outcome may now be ``check_failed``, so the table is rebuilt with the new CHECK. Tasks
+    gain ``workspace``: a batch file's overrides of the repository's ``setup`` and ``check``.
+    """
+    outcomes = states.sql_list(states.Outcome)
+    _run(
+        conn,
+        f"""
+        CREATE TABLE runs_new (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL REFERENCES tasks (id),
+            attempt INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('first', 'retry', 'resume')),
+            token TEXT NOT NULL,
+            dispatcher_id INTEGER,
+            shim_pid INTEGER,
+            shim_started_at REAL,
+            pid INTEGER,
+            pid_started_at REAL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL,
+            lease_expires_at REAL,
+            note TEXT,
+            reported_at REAL,
+            exited_at REAL,
+            exit_code INTEGER,
+            signal INTEGER,
+            ended_at REAL,
+            outcome TEXT CHECK (outcome IS NULL OR outcome IN {outcomes}),
+            settled_by TEXT,
+            reason TEXT,
+            summary TEXT,
+            log_path TEXT,
+            worktree TEXT,
+            branch TEXT,
+            commit_sha TEXT,
+            refunded INTEGER NOT NULL DEFAULT 0,
+            ports TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(ports)),
+            check_result TEXT CHECK (check_result IS NULL OR json_valid(check_result))
+        );
+        INSERT INTO runs_new (
+            id, task_id, attempt, kind, token, dispatcher_id, shim_pid, shim_started_at, pid,
+            pid_started_at, started_at, heartbeat_at, lease_expires_at, note, reported_at,
+            exited_at, exit_code, signal, ended_at, outcome, settled_by, reason, summary,
+            log_path, worktree, branch, commit_sha, refunded
+        ) SELECT
+            id, task_id, attempt, kind, token, dispatcher_id, shim_pid, shim_started_at, pid,
+            pid_started_at, started_at, heartbeat_at, lease_expires_at, note, reported_at,
+            exited_at, exit_code, signal, ended_at, outcome, settled_by, reason, summary,
+            log_path, worktree, branch, commit_sha, refunded
+        FROM runs;
+        DROP TABLE runs;
+        ALTER TABLE runs_new RENAME TO runs;
+        CREATE UNIQUE INDEX runs_one_unended ON runs (task_id) WHERE ended_at IS NULL;
+        CREATE INDEX runs_task ON runs (task_id, id);
+        ALTER TABLE tasks ADD COLUMN workspace TEXT NOT NULL DEFAULT '{{}}'
+            CHECK (json_valid(workspace))
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_batches_and_schedules,
     m003_settings,
     m004_identities,
+    m005_workspaces,
 ]
 
 

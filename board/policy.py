@@ -71,16 +71,26 @@ def check_new_task(
     base_ref: str | None,
     runtime: str,
     options: Mapping[str, Any],
+    workspace: Mapping[str, Any] | None = None,
 ) -> None:
     """Raise a `errors.PolicyError` if `actor` may not create this task.
 
     `repo` and `base_ref` are what the creator asked for (None: not given); `runtime` and
-    `options` what the task will run with, after inheriting from its parent.
+    `options` what the task will run with, after inheriting from its parent; `workspace` its
+    overrides of the repository's setup and check.
     """
     if parent is not None:
         _check_integrable(actor, parent, repo, base_ref=base_ref)
     if isinstance(actor, actors.Worker):
         _check_privilege(tx, actor, runtime, options=options)
+        if workspace:
+            # Setup and check commands run outside the agent's sandbox, as the operator.
+            raise errors.NotForWorkers(
+                "overriding a repository's setup or check",
+                ids.format(actor.task_id),
+                "subtasks get their repository's .kanban.toml; ask a person (kanban block) "
+                "if it must change",
+            )
 
 
 def check_schedule(actor: actors.Actor) -> None:

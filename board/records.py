@@ -57,6 +57,8 @@ class Task:
     created_at: float
     updated_at: float
     ended_at: float | None
+    # A batch file's overrides of its repository's workspace: {"setup": [...], "check": ...}.
+    workspace: Mapping[str, Any]
 
     @property
     def label(self) -> str:
@@ -71,6 +73,7 @@ class Task:
             status=Status(row["status"]),
             runtime_options=json.loads(row["runtime_options"]),
             resume=bool(row["resume"]),
+            workspace=json.loads(row["workspace"]),
         )
 
 
@@ -104,15 +107,35 @@ class Run:
     branch: str | None
     commit_sha: str | None
     refunded: bool
+    ports: tuple[int, ...]  # the block of ports it held (its repository's ``ports``)
+    check_result: CheckResult | None  # the repository's check, run after it completed
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Run:
+        check = row["check_result"]
         return _build(
             cls,
             row,
             outcome=None if row["outcome"] is None else Outcome(row["outcome"]),
             refunded=bool(row["refunded"]),
+            ports=tuple(json.loads(row["ports"])),
+            check_result=None if check is None else CheckResult(**json.loads(check)),
         )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class CheckResult:
+    """What a repository's check said about a run's work (stored on the run as JSON)."""
+
+    command: str
+    passed: bool
+    exit_code: int | None  # None: it outlived its timeout, or could not start
+    seconds: float
+    output: str  # its output's last lines
+    detail: str  # "passed", "exited 1", "ran longer than its timeout of 600 s", ...
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

@@ -18,7 +18,9 @@ A run's life, and who writes each step:
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import sqlite_utils
@@ -176,17 +178,19 @@ def prepare(
     log_path: str,
     worktree: str | None,
     branch: str | None,
+    ports: Sequence[int] = (),
 ) -> None:
     """Record where a run's worker will live, before any process of it exists.
 
     Durable before the shim is started, so a dispatcher that dies between starting the shim
     and `attach` leaves its successor everything it needs: the worktree to commit, the log to
     read, and (beside the log) the run's lock that tells whether the shim still lives.
+    `ports` are those it holds while it lives (shown to people; the hold itself is a lock).
     """
     with transaction(db) as tx:
         tx.execute(
-            "UPDATE runs SET log_path = ?, worktree = ?, branch = ? WHERE id = ?",
-            (log_path, worktree, branch, run_id),
+            "UPDATE runs SET log_path = ?, worktree = ?, branch = ?, ports = ? WHERE id = ?",
+            (log_path, worktree, branch, json.dumps(list(ports)), run_id),
         )
 
 
@@ -287,6 +291,7 @@ def settle(
     commit_error: str | None = None,
     retry_at: float | None = None,
     refund: bool = False,
+    check: records.CheckResult | None = None,
     actor: actors.Actor = actors.DISPATCHER,
     now: float | None = None,
 ) -> Outcome:
@@ -300,7 +305,10 @@ def settle(
     the task `ready` again at that time, unless its attempts are exhausted; otherwise it is
     `failed`. With `refund` (the run was lost to the orchestrator's own failure, or rate
     limited) the attempt is not counted, at most `MAX_REFUNDS` times per task, so that nothing
-    retries forever. Settling twice changes nothing.
+    retries forever. `check` is the repository's gated check, run on a completed run's
+    work: recorded on the run, and when it failed the run is `check_failed` (whatever the
+    worker reported), retried at `retry_at` with the check's output in its next prompt while
+    attempts remain, then `failed`. Settling twice changes nothing.
     """
     with transaction(db, now=now) as tx:
         run = tx.one("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -309,6 +317,12 @@ def settle(
         if run["ended_at"] is not None:
             return Outcome(run["outcome"])
         final = Outcome(run["outcome"] or outcome)
+        settled_by = run["settled_by"]
+        if check is not None and not check.passed and final is Outcome.COMPLETED:
+            final, settled_by = Outcome.CHECK_FAILED, actor.label
+            reason = f"the check failed: {check.command} {check.detail}"
+            if check.output:
+                reason += f"; last lines: {_last_lines(check.output)}"
         if refund:
             refunded = tx.value(
                 "SELECT count(*) FROM runs WHERE task_id = ? AND refunded", (run["task_id"],)
@@ -316,11 +330,25 @@ def settle(
             if refunded >= MAX_REFUNDS:
                 refund = False
                 reason = f"{reason or final}; not refunded: {refunded} attempts already were"
+        if final is Outcome.CHECK_FAILED:
+            # The worker's own "completed" no longer describes how the run ended.
+            tx.execute("UPDATE runs SET reason = NULL WHERE id = ?", (run_id,))
         tx.execute(
             "UPDATE runs SET ended_at = ?, outcome = ?, reason = coalesce(reason, ?),"
             " summary = coalesce(summary, ?), commit_sha = coalesce(?, commit_sha),"
-            " settled_by = coalesce(settled_by, ?), refunded = ? WHERE id = ?",
-            (tx.now, final, reason, summary, commit_sha, actor.label, int(refund), run_id),
+            " settled_by = coalesce(?, ?), refunded = ?, check_result = ? WHERE id = ?",
+            (
+                tx.now,
+                final,
+                reason,
+                summary,
+                commit_sha,
+                settled_by,
+                actor.label,
+                int(refund),
+                None if check is None else check.to_json(),
+                run_id,
+            ),
         )
         transitions.event(
             tx,
@@ -336,6 +364,9 @@ def settle(
                 "exit_code": run["exit_code"],
                 "signal": run["signal"],
                 "refunded": refund,
+                "check": None
+                if check is None
+                else {"passed": check.passed, "detail": check.detail},
             },
         )
         tx.wake = True
@@ -406,6 +437,8 @@ def settle(
                 reason=f"{final}: {reason}" if reason else str(final),
             )
         else:
+            if final is Outcome.CHECK_FAILED:
+                reason = f"{reason}; all {task['max_attempts']} attempts used"
             transitions.apply(
                 tx,
                 task["id"],
@@ -416,6 +449,26 @@ def settle(
                 reason=f"{final}: {reason}" if reason else str(final),
             )
         return final
+
+
+def would_be_done(db: sqlite_utils.Database, run_id: int) -> bool:
+    """Would this run, settled as completed now, make its task `done`?
+
+    Not while subtasks are open (the task waits for them), nor when subtasks ended that this
+    run did not merge (it resumes to integrate them): a gated check is for the finished work.
+    """
+    with transaction(db) as tx:
+        run = tx.one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if run is None:
+            raise errors.RunNotFound(run_id)
+        return not transitions.open_children(tx, run["task_id"]) and not _unintegrated_children(
+            tx, run
+        )
+
+
+def _last_lines(text: str, count: int = 5) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " / ".join(lines[-count:])[-500:]
 
 
 def _unintegrated_children(tx: Any, run: dict[str, Any]) -> bool:

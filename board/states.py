@@ -32,6 +32,7 @@ class Outcome(enum.StrEnum):
     LOST = "lost"  # its process vanished without a trace (e.g. the machine rebooted)
     SPAWN_FAILED = "spawn_failed"
     RATE_LIMITED = "rate_limited"
+    CHECK_FAILED = "check_failed"  # it completed, but the repository's gated check failed
 
 
 S = Status

@@ -44,6 +44,9 @@ class NewTask:
     after: Sequence[int] = ()
     parent: int | None = None
     batch_id: str | None = None
+    # Overrides of the repository's workspace (a batch file's `setup` and `check`), already
+    # checked by `orchestrator.workspace.overrides`: commands that run outside any sandbox.
+    workspace: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +133,7 @@ def validate(spec: NewTask) -> None:
         if getattr(spec, name) is not None:
             check_text(getattr(spec, name), f"the {name.replace('_', ' ')}", MAX_NAME)
     _plain(spec.runtime_options, "a runtime option")
+    _plain(spec.workspace, "a workspace override")
     if spec.runtime is not None and not RUNTIME_NAME.match(spec.runtime):
         raise errors.InvalidInput(f"{spec.runtime!r} is not a runtime name")
     if not 1 <= spec.max_attempts <= 100:
@@ -197,14 +201,15 @@ def insert(
         base_ref=spec.base_ref,
         runtime=runtime,
         options=options,
+        workspace=spec.workspace,
     )
     for blocker in spec.after:
         if tx.value("SELECT 1 FROM tasks WHERE id = ?", (blocker,)) is None:
             raise errors.TaskNotFound(ids.format(blocker))
     cursor = tx.execute(
         "INSERT INTO tasks (title, body, status, priority, parent_id, depth, repo, base_ref,"
-        " runtime, runtime_options, max_attempts, timeout, batch_id, created_at, updated_at)"
-        " VALUES (?, ?, 'todo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " runtime, runtime_options, max_attempts, timeout, batch_id, workspace, created_at,"
+        " updated_at) VALUES (?, ?, 'todo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             spec.title.strip(),
             spec.body,
@@ -218,6 +223,7 @@ def insert(
             spec.max_attempts,
             spec.timeout,
             spec.batch_id or (parent["batch_id"] if parent else None),
+            json.dumps(dict(spec.workspace or {})),
             tx.now,
             tx.now,
         ),

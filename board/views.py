@@ -5,6 +5,7 @@ This is the one place that decides the shape of a task object (CLI ``--json``, M
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections import defaultdict
@@ -199,6 +200,8 @@ def run_object(run: records.Run) -> dict[str, Any]:
         "worktree": run.worktree,
         "branch": run.branch,
         "commit": run.commit_sha,
+        "ports": list(run.ports),
+        "check": None if run.check_result is None else dataclasses.asdict(run.check_result),
     }
 
 

@@ -18,6 +18,12 @@ Example ``nightly.toml``::
     command = ["pytest", "-q"]
     after = ["lint"]                 # keys of this batch
 
+    [tasks.e2e]
+    title = "End-to-end tests"
+    command = "make e2e"
+    setup = "make deps"              # instead of the repository's .kanban.toml setup
+    check = "make verify"            # a gated check instead of its [check]; false: none
+
     [tasks.review]
     title = "Review today's changes"
     runtime = "hermes"
@@ -49,6 +55,8 @@ TASK_KEYS = {
     "priority",
     "max_attempts",
     "timeout",
+    "setup",  # overrides of the repository's .kanban.toml (orchestrator.workspace.overrides)
+    "check",
 }
 DEFAULT_KEYS = TASK_KEYS - {"title", "after"}
 KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -171,7 +179,7 @@ def _entry(
     table: dict[str, Any],
     resolved: dict[tuple[str, str | None], tuple[str, str]],
 ) -> batches.Entry:
-    from orchestrator import git
+    from orchestrator import git, workspace
 
     unknown = set(spec) - TASK_KEYS
     if unknown:
@@ -223,6 +231,12 @@ def _entry(
         raise _Problem("timeout", "timeout must be a number of seconds")
     if not isinstance(title, str) or not isinstance(spec.get("body", ""), str):
         raise _Problem("title", "title and body must be text")
+    try:
+        overrides = workspace.overrides(spec)
+    except workspace.OverrideError as exc:
+        raise _Problem(exc.key, str(exc)) from exc
+    if overrides and repo is None:
+        raise _Problem(next(iter(overrides)), "setup and check need repo")
     task = tasks.NewTask(
         title=title,
         body=spec.get("body", ""),
@@ -233,6 +247,7 @@ def _entry(
         runtime_options=options,
         max_attempts=spec.get("max_attempts", 3),
         timeout=timeout,
+        workspace=overrides or None,
     )
     tasks.validate(task)
     return batches.Entry(key, task, tuple(after))

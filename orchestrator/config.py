@@ -11,6 +11,7 @@ Example ``~/.kanban/config.toml``::
     stall_timeout = 600
     worktree_root = "~/kanban-worktrees"
     branch_prefix = "kanban/"
+    port_range = "20000-29999"
 
     [runtimes]
     hermes_bin = "/opt/hermes/bin/hermes"
@@ -45,6 +46,9 @@ class Settings:
     scratch_root: Path = Path("~/.kanban/scratch")
     logs_dir: Path | None = None  # default: `logs/` beside the board
     branch_prefix: str = "kanban/"
+    # Ports handed to running tasks (a repository's ``ports``), and where their holds live.
+    port_range: tuple[int, int] = (20000, 29999)
+    ports_dir: Path | None = None  # default: `orchestrator.ports.default_dir()`
     limits: tasks.Limits = dataclasses.field(default_factory=tasks.Limits)
     runtimes: base.Settings = dataclasses.field(default_factory=base.Settings)
 
@@ -53,7 +57,7 @@ class Settings:
         return dataclasses.replace(self, **given)
 
 
-_DISPATCH_KEYS = {
+_DISPATCH_KEYS: dict[str, type | str] = {
     "max_workers": int,
     "stall_timeout": float,
     "kill_grace": float,
@@ -67,6 +71,8 @@ _DISPATCH_KEYS = {
     "scratch_root": Path,
     "logs_dir": Path,
     "branch_prefix": str,
+    "port_range": "port range",
+    "ports_dir": Path,
 }
 _LIMIT_KEYS = {"max_depth": int, "max_children": int}
 _RUNTIME_KEYS = {
@@ -83,7 +89,26 @@ def config_path() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".kanban" / "config.toml"
 
 
-def _convert(value: Any, kind: type, where: str) -> Any:
+def _port_range(value: Any, where: str) -> tuple[int, int]:
+    """``"20000-29999"`` (or ``[20000, 29999]`` in the file): two ports, low to high."""
+    parts = value.split("-") if isinstance(value, str) else value
+    try:
+        low, high = (int(part) for part in parts)
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidInput(
+            f'{where}: {value!r} is not a port range; write it as "20000-29999"'
+        ) from exc
+    if not 1024 <= low <= high <= 65535:
+        raise errors.InvalidInput(
+            f"{where}: {value!r} must be two ports from 1024 to 65535, the lower first"
+        )
+    return low, high
+
+
+def _convert(value: Any, kind: type | str, where: str) -> Any:
+    if kind == "port range":
+        return _port_range(value, where)
+    assert isinstance(kind, type)
     try:
         if kind is int and (isinstance(value, bool) or not isinstance(value, int | str)):
             raise TypeError
@@ -100,7 +125,9 @@ def _convert(value: Any, kind: type, where: str) -> Any:
     return converted
 
 
-def _section(data: Mapping[str, Any], name: str, keys: Mapping[str, type], path: Path) -> dict:
+def _section(
+    data: Mapping[str, Any], name: str, keys: Mapping[str, type | str], path: Path
+) -> dict:
     section = data.get(name, {})
     if not isinstance(section, dict):
         raise errors.InvalidInput(f"{path}: [{name}] must be a table")
@@ -168,4 +195,5 @@ def resolve(settings: Settings) -> Settings:
         worktree_root=Path(settings.worktree_root).expanduser(),
         scratch_root=Path(settings.scratch_root).expanduser(),
         logs_dir=Path(settings.logs_dir).expanduser() if settings.logs_dir else None,
+        ports_dir=Path(settings.ports_dir).expanduser() if settings.ports_dir else None,
     )

@@ -80,6 +80,8 @@ class Proposal:
             "# Run in each new worktree before its first agent starts: a string runs with",
             "# /bin/sh -c, a list of strings as the program and its arguments.",
             _key("setup", list(self.setup), example=["make deps"]),
+            "# Seconds each setup command may take (a slower one fails the attempt).",
+            "# setup_timeout = 600",
             "# Run before `kanban gc` removes a worktree.",
             '# teardown = ["docker compose down"]',
             "# Free ports for each running task: $KANBAN_PORT (the first) and $KANBAN_PORTS.",

@@ -27,9 +27,11 @@ from board import actors, errors, ids, records, runs, tasks, views
 from board.states import Outcome
 from orchestrator import (
     boardio,
+    checking,
     config,
     git,
     merging,
+    ports,
     preparing,
     processes,
     retry,
@@ -246,19 +248,63 @@ class Supervisor:
         task, run_id = claim.task, claim.run_id
         runtime = runtimes.get(task.runtime)
         watched.runtime = runtime
-        tid = ids.format(task.id)
-        log_file = self.logs_dir / self.board.id / tid / f"run-{run_id}.log"
+        log_file = self.logs_dir / self.board.id / task.label / f"run-{run_id}.log"
         log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Truncated: a run's log holds that run only (setup's output, then the agent's).
         log_file.write_bytes(b"")
         watched.log_path = str(log_file)
         placed = await self._place(task, claim.kind)
+        space = placed.repo_config.workspace
+        gate = checking.gated(placed.repo_config)
+        watched.workspace = placed.path
+        # The run's ports are held by lock files whose descriptors its shim inherits: released
+        # when the shim is gone, however the run ends (here, if it never starts).
+        hold = ports.NONE
+        try:
+            if space.ports:
+                hold = await anyio.to_thread.run_sync(
+                    functools.partial(
+                        ports.reserve,
+                        space.ports,
+                        directory=self.settings.ports_dir,
+                        span=self.settings.port_range,
+                    )
+                )
+            return await self._spawn(
+                claim,
+                watched,
+                runtime=runtime,
+                log_file=log_file,
+                placed=placed,
+                hold=hold,
+                gate=None if gate is None else str(gate.command),
+            )
+        finally:
+            hold.release()
+
+    async def _spawn(
+        self,
+        claim: runs.Claim,
+        watched: Watched,
+        *,
+        runtime: base.Runtime,
+        log_file: Path,
+        placed: Placement,
+        hold: ports.Hold,
+        gate: str | None,
+    ) -> subprocess.Popen[bytes]:
+        task, run_id = claim.task, claim.run_id
+        tid = ids.format(task.id)
         workspace, branch, merges = placed.path, placed.branch, placed.merges
         space = placed.repo_config.workspace
-        watched.workspace = workspace
         # Durable before any process of the run exists: an adopter needs no more than this.
         await self.board.call(
-            runs.prepare, run_id, log_path=str(log_file), worktree=workspace, branch=branch
+            runs.prepare,
+            run_id,
+            log_path=str(log_file),
+            worktree=workspace,
+            branch=branch,
+            ports=hold.ports,
         )
         text = await self.board.call(
             prompt.render,
@@ -268,6 +314,8 @@ class Supervisor:
             workspace=workspace,
             branch=branch,
             merges=merges,
+            ports=hold.ports,
+            gate=gate,
         )
         last = await self.board.call(runs.last_ended, task.id)
         context = base.Context(
@@ -294,6 +342,7 @@ class Supervisor:
             db_path=self.board.path,
             last_outcome=last.outcome if last else None,
         )
+        environ.update(hold.env)
         watched.scope = scope.path_for(self.board.id, run_id)
         await anyio.to_thread.run_sync(scope.create, watched.scope)
         if task.repo and preparing.needed(log_file.parent, created=placed.created):
@@ -340,7 +389,7 @@ class Supervisor:
                         log=log_handle.fileno(),
                         env=environ,
                         cwd=launch.cwd,
-                        pass_fds=(lock_fd,),
+                        pass_fds=(lock_fd, *hold.fds),
                     )
                 )
         finally:
@@ -423,7 +472,9 @@ class Supervisor:
                 base_ref = parent.branch
         if base_ref is None:
             base_ref = await anyio.to_thread.run_sync(git.resolve_base, repo, None)
-        repo_config = await anyio.to_thread.run_sync(workspace.from_ref, repo, base_ref)
+        repo_config = await anyio.to_thread.run_sync(
+            checking.config_for, repo, base_ref, task.workspace
+        )
         tree = await anyio.to_thread.run_sync(
             worktrees.ensure_worktree, repo, Path(path), branch, base_ref
         )
@@ -637,6 +688,13 @@ class Supervisor:
         if commit_error is not None:
             note = f"could not commit the worktree: {commit_error}"
             reason = f"{reason}; {note}" if reason else note
+        check = None
+        if verdict.outcome is Outcome.COMPLETED and commit_error is None and workspace_exists:
+            check = await self._gate(watched, task)
+        if check is not None and not check.passed and task.attempts < task.max_attempts:
+            # Back to its agent at once, with the check's output in its prompt: nothing to
+            # wait for, the work itself must change.
+            verdict = dataclasses.replace(verdict, retry_at=time.time())
         pause.point("dispatcher.before-settle")
         await self.board.call(
             runs.settle,
@@ -648,8 +706,63 @@ class Supervisor:
             commit_error=commit_error,
             retry_at=verdict.retry_at,
             refund=verdict.refund,
+            check=check,
             actor=self.actor,
         )
+
+    async def _gate(self, watched: Watched, task: records.Task) -> records.CheckResult | None:
+        """Run the repository's gated check on a completed run's committed work, if it has one.
+
+        Only for a run that would make its task `done` (not one that waits for subtasks or
+        resumes to integrate them). It runs in the run's scope, made again for it, with ports
+        of its own when the repository asks for ports; a dispatcher that dies meanwhile leaves
+        it to its successor, which ends the scope and runs the check again.
+        """
+        if not watched.repo or watched.workspace is None:
+            return None
+        try:
+            config = await anyio.to_thread.run_sync(
+                checking.config_for, watched.repo, task.base_ref, task.workspace
+            )
+        except errors.KanbanError as exc:  # it was read at the start; gone since: say so
+            log.warning("run %s: cannot read the workspace's check: %s", watched.run_id, exc)
+            return None
+        gate = checking.gated(config)
+        if gate is None or not await self.board.call(runs.would_be_done, watched.run_id):
+            return None
+        environ = env.for_check(
+            dict(os.environ), task=task.label, workspace=watched.workspace, branch=task.branch
+        )
+        environ.update(config.workspace.env)
+        hold = ports.NONE
+        try:
+            if config.workspace.ports:
+                with contextlib.suppress(ports.NoFreePorts):  # the check says what it lacks
+                    hold = await anyio.to_thread.run_sync(
+                        functools.partial(
+                            ports.reserve,
+                            config.workspace.ports,
+                            directory=self.settings.ports_dir,
+                            span=self.settings.port_range,
+                        )
+                    )
+            environ.update(hold.env)
+            if watched.scope is not None:
+                await anyio.to_thread.run_sync(scope.create, watched.scope)
+            return await anyio.to_thread.run_sync(
+                functools.partial(
+                    checking.run,
+                    gate,
+                    worktree=watched.workspace,
+                    environ=environ,
+                    log_path=watched.log_path or os.devnull,
+                    scope_path=watched.scope,
+                )
+            )
+        finally:
+            hold.release()
+            if watched.scope is not None:
+                await anyio.to_thread.run_sync(scope.end, watched.scope)
 
     def poke_all(self) -> None:
         for watched in list(self.watched.values()):

@@ -224,6 +224,65 @@ def parse(text: str, source: str, *, ref: str | None = None) -> RepoConfig:
     return RepoConfig(workspace, check, found=True)
 
 
+# --- a task's own overrides (a batch file's `setup` and `check`) ---------------------------
+
+OVERRIDE_KEYS = ("setup", "check")
+
+
+class OverrideError(errors.InvalidInput):
+    """A bad `setup` or `check` of a task's own; `key` says which."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {reason}")
+
+
+def overrides(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch task's `setup` and `check`, checked and stored as JSON for the board.
+
+    ``setup`` takes what ``[workspace] setup`` takes. ``check`` is a command (a string or an
+    argv: a gated check, ``gate = true``), a table like ``[check]`` (``command``, ``timeout``,
+    ``gate``), or ``false`` for no check at all. Raises `OverrideError`.
+    """
+    found: dict[str, Any] = {}
+    try:
+        if "setup" in spec:
+            found["setup"] = [c.to_json() for c in _commands({"setup": spec["setup"]}, "setup")]
+        if "check" in spec:
+            value = spec["check"]
+            if value is False:
+                found["check"] = False
+            else:
+                table = value if isinstance(value, dict) else {"command": value, "gate": True}
+                unknown = set(table) - set(CHECK_KEYS)
+                if unknown:
+                    raise _Problem("check", None, f"unknown key(s) {', '.join(sorted(unknown))}")
+                check = _check(table)
+                found["check"] = {
+                    "command": check.command.to_json(),
+                    "timeout": check.timeout,
+                    "gate": check.gate,
+                }
+    except _Problem as exc:
+        raise OverrideError("setup" if exc.key == "setup" else "check", exc.reason) from exc
+    return found
+
+
+def with_overrides(config: RepoConfig, stored: Mapping[str, Any]) -> RepoConfig:
+    """`config` with a task's stored `overrides` applied (they replace, never merge)."""
+    if not stored:
+        return config
+    space, check = config.workspace, config.check
+    if "setup" in stored:
+        space = dataclasses.replace(
+            space, setup=tuple(_command(c, "workspace", "setup", "setup") for c in stored["setup"])
+        )
+    if "check" in stored:
+        value = stored["check"]
+        check = None if value is False else _check(dict(value))
+    return dataclasses.replace(config, workspace=space, check=check)
+
+
 class _Problem(Exception):
     """A bad value, with the table and key it is under (to point at its line)."""
 

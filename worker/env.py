@@ -16,6 +16,10 @@ DB = "KANBAN_DB"
 # Why the previous attempt ended (empty on a first attempt), for scripts that want it.
 LAST_OUTCOME = "KANBAN_LAST_OUTCOME"
 
+# A run's block of ports (a repository's `ports`): the first, and all of them.
+PORT = "KANBAN_PORT"
+PORTS = "KANBAN_PORTS"
+
 # Every variable a worker's MCP server needs; Codex must whitelist exactly these.
 ALL = (TASK, RUN_ID, TOKEN, WORKSPACE, BRANCH, DB)
 
@@ -37,11 +41,7 @@ def build(
     send its workers' git commands to another repository), and so is any kanban identity the
     dispatcher itself happened to inherit.
     """
-    environ = {
-        name: value
-        for name, value in inherited.items()
-        if not name.startswith(("GIT_", "HERMES_KANBAN_")) and name not in (DB, LAST_OUTCOME)
-    }
+    environ = clean(inherited)
     environ.update(
         {
             TASK: task,
@@ -55,4 +55,33 @@ def build(
         environ[BRANCH] = branch
     if last_outcome:
         environ[LAST_OUTCOME] = last_outcome
+    return environ
+
+
+def clean(inherited: dict[str, str]) -> dict[str, str]:
+    """`inherited` without git's variables and without any run's identity, board or ports.
+
+    What a process kanban starts for a task (an agent, a setup, a check) begins from: a
+    dispatcher started from a git hook, or inside another task's run, passes none of it on.
+    """
+    return {
+        name: value
+        for name, value in inherited.items()
+        if not name.startswith(("GIT_", "HERMES_KANBAN_"))
+        and name not in (DB, LAST_OUTCOME, PORT, PORTS)
+    }
+
+
+def for_check(
+    inherited: dict[str, str], *, task: str, workspace: str, branch: str | None
+) -> dict[str, str]:
+    """The environment of a task's check: which task and where, but no run's identity.
+
+    The check runs after the run ended (or by hand), so it carries no token: it cannot act on
+    the board as the task's worker.
+    """
+    environ = clean(inherited)
+    environ.update({TASK: task, WORKSPACE: workspace})
+    if branch:
+        environ[BRANCH] = branch
     return environ

@@ -61,7 +61,12 @@ def render(
     workspace: str,
     branch: str | None,
     merges: Sequence[Merge] = (),
+    ports: Sequence[int] = (),
+    gate: str | None = None,
 ) -> str:
+    """The prompt of a task's run. `ports` are those the run holds; `gate` is the check
+    command that decides whether the task is done (a repository's gated check), if any.
+    """
     sections = _sections()
     extra: list[str] = []
     last = runs.last_ended(db, task.id)
@@ -79,6 +84,20 @@ def render(
                 attempt=attempt, max_attempts=task.max_attempts, last_outcome=what
             )
         )
+    if last is not None and last.check_result is not None and not last.check_result.passed:
+        check = last.check_result
+        extra.append(
+            sections["check_failed"].substitute(
+                command=check.command,
+                detail=check.detail,
+                # A fence in the output would end the block it is quoted in.
+                output=check.output.replace("```", "` ` `") or "(no output)",
+            )
+        )
+    if gate:
+        extra.append(sections["gate"].substitute(command=gate))
+    if ports:
+        extra.append(sections["ports"].substitute(ports=", ".join(map(str, ports)), first=ports[0]))
     comments = views.recent_comments(db, task.id)
     if comments:
         text = _bullets([f"{views.when(c.at)} {c.author}: {c.body}" for c in comments])

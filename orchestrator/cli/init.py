@@ -1,20 +1,18 @@
-"""`kanban init`: a commented ``.kanban.toml`` for a repository, never over an existing one."""
+"""A repository's workspace by hand: `kanban init` writes a commented ``.kanban.toml`` (never
+over an existing one); `kanban check` runs a task's check in its worktree."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import click
 
-from board import errors
+from board import errors, tasks
 from orchestrator import git, scaffold, workspace
 from orchestrator.cli import context
-
-NOT_YET = (
-    "kanban reads and checks this file now; copy, link, setup, teardown, ports, env and the "
-    "check gate take effect in a coming release."
-)
 
 
 @click.command()
@@ -62,8 +60,7 @@ def init(path, as_json):
     for note in proposal.notes:
         click.echo(f"Note: {note}")
     click.echo(
-        "Review it and commit it: tasks read it from their base commit. `kanban doctor` checks "
-        f"it. {NOT_YET}"
+        "Review it and commit it: tasks read it from their base commit. `kanban doctor` checks it."
     )
 
 
@@ -84,4 +81,75 @@ def _create(target: Path, text: str) -> bool:
     return True
 
 
-COMMANDS = [init]
+@click.command()
+@click.argument("task")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def check(ctx, task, as_json):
+    """Run the repository's check in TASK's worktree, as the gate does; exit 1 if it fails.
+
+    The check is `[check] command` of the .kanban.toml committed at the task's base (or the
+    task's own `check` from its batch file). It runs in the worktree as it stands, with the
+    workspace's env and ports, and the result is added to the task's events.
+
+    \b
+    Example:
+      kanban check t_3
+    """
+    from orchestrator import checking, ports
+    from orchestrator.cli import dispatch
+    from worker import env
+
+    db = context.existing_board(ctx)
+    found = tasks.get(db, context.task_id(task))
+    if not found.repo:
+        raise errors.InvalidInput(
+            f"{found.label} has no repository: a check runs in a task's worktree"
+        )
+    if not found.worktree or not os.path.isdir(found.worktree):
+        raise errors.InvalidInput(
+            f"{found.label} has no worktree (it has not started, or `kanban gc` removed it)"
+        )
+    config = checking.config_for(found.repo, found.base_ref, found.workspace)
+    if config.check is None:
+        raise errors.InvalidInput(
+            f"{found.repo}/{workspace.FILE_NAME} declares no check at {found.label}'s base: add "
+            '[check] command = "..." to it and commit it (docs/workspace.md)'
+        )
+    settings = dispatch.settings_from(ctx)
+    environ = env.for_check(
+        dict(os.environ), task=found.label, workspace=found.worktree, branch=found.branch
+    )
+    environ.update(config.workspace.env)
+    hold = ports.NONE
+    if config.workspace.ports:
+        hold = ports.reserve(
+            config.workspace.ports, directory=settings.ports_dir, span=settings.port_range
+        )
+    try:
+        environ.update(hold.env)
+        with tempfile.NamedTemporaryFile(prefix="kanban-check-", suffix=".log") as log:
+            if not as_json:
+                click.echo(f"{found.label}: {config.check.command} (in {found.worktree})", err=True)
+            result = checking.run(
+                config.check, worktree=found.worktree, environ=environ, log_path=log.name
+            )
+            output = Path(log.name).read_text(encoding="utf-8", errors="replace")
+    finally:
+        hold.release()
+    tasks.record(
+        db,
+        found.id,
+        "checked",
+        data={"command": result.command, "passed": result.passed, "detail": result.detail},
+        actor=context.actor(),
+    )
+    if as_json:
+        context.print_json({"task": found.label, **dataclasses.asdict(result)})
+    else:
+        click.echo(output.partition("\n")[2], nl=False)  # without kanban's header line
+        click.echo(f"{found.label}: check {result.detail} in {result.seconds:.1f} s")
+    ctx.exit(0 if result.passed else 1)
+
+
+COMMANDS = [init, check]

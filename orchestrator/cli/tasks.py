@@ -226,6 +226,15 @@ def show(ctx, task, as_json):
                 f"{'  log: ' + render.plain(run['log_path']) if run['log_path'] else ''}",
                 markup=False,
             )
+            if run["ports"]:
+                out.print(f"      ports: {', '.join(map(str, run['ports']))}", markup=False)
+            if run["check"]:
+                check = run["check"]
+                out.print(
+                    f"      check: {render.plain(check['command'])} {check['detail']} "
+                    f"in {check['seconds']:.1f} s",
+                    markup=False,
+                )
     if obj["comments"]:
         out.print("\n[bold]comments[/]")
         for c in obj["comments"]:

@@ -14,12 +14,13 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.cli import KANBAN
-from support.gitrepo import git
+from support.gitrepo import git, make_repo
 from support.processes import gone
 from support.waiting import wait_for
 from support.world import Kanban, read_when_written
@@ -63,6 +64,9 @@ def assert_intact(kb: Kanban) -> None:
     for before, after in itertools.pairwise(all_runs):
         if before["task_id"] == after["task_id"]:
             assert before["ended_at"] is not None and before["ended_at"] <= after["started_at"]
+
+
+COUNT_SETUP = "import sys; open(sys.argv[1], 'a').write('setup\\n')"
 
 
 def identity_file(path: Path) -> tuple[int, float]:
@@ -201,6 +205,35 @@ def test_a_dispatcher_killed_after_committing_and_before_settling_is_settled_onc
     assert kb.status(task_id) == "done"
     (run,) = kb.runs(task_id)  # settled once, never run again
     assert run.outcome == "completed"
+    assert git(repo, "show", f"{kb.branch(task_id)}:result.txt") == "the work"
+    assert_intact(kb)
+
+
+def test_a_dispatcher_killed_after_setup_and_before_marking_the_worktree_ready_sets_it_up_again(
+    kb: Kanban, tmp_path: Path
+) -> None:
+    setups, pauses = tmp_path / "setups", tmp_path / "pauses"
+    pauses.mkdir()
+    count = json.dumps([sys.executable, "-c", COUNT_SETUP, str(setups)])
+    repo = make_repo(
+        tmp_path / "app", {"README": "x\n", ".kanban.toml": f"[workspace]\nsetup = [{count}]\n"}
+    )
+    task_id = kb.create("set up", "open('result.txt', 'w').write('the work')", repo=repo)
+    first = kb.dispatch(**arm(pauses, "dispatcher.set-up"))
+    marker = paused(pauses, "dispatcher.set-up")
+    assert setups.read_text() == "setup\n"
+    (run,) = kb.runs(task_id)
+    assert run.pid is None and run.shim_pid is None  # no agent in a half-set-up worktree
+
+    os.kill(pid_of(marker), signal.SIGKILL)
+    first.proc.wait()
+    assert kb.dispatch("--until-idle").wait() == 0, kb.logs()
+
+    task = kb.task(task_id)
+    assert task.status == "done"
+    assert [r.outcome for r in kb.runs(task_id)] == ["lost", "completed"]
+    assert task.attempts == 1  # the lost run was the orchestrator's failure: refunded
+    assert setups.read_text() == "setup\nsetup\n"  # not marked ready: set up again
     assert git(repo, "show", f"{kb.branch(task_id)}:result.txt") == "the work"
     assert_intact(kb)
 

@@ -42,7 +42,7 @@ def test_init_on_a_node_project_guesses_npm_and_copies_the_ignored_env_file(
     assert f"Wrote {repo / '.kanban.toml'}, guessed from package.json (package-lock.json)" in (
         result.stdout
     )
-    assert "take effect in a coming release" in result.stdout
+    assert "`kanban doctor` checks it" in result.stdout
     config = written(repo)
     assert config.workspace.copy == (".env",)
     assert [str(command) for command in config.workspace.setup] == ["npm ci"]
