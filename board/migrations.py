@@ -297,12 +297,34 @@ def m005_workspaces(conn: sqlite3.Connection) -> None:
     )
 
 
+def m006_landing(conn: sqlite3.Connection) -> None:
+    """What landing needs: the branch a task lands into, where it landed, what is unresolved.
+
+    ``base_branch``: the branch its base was taken from (``base_ref`` pins the commit).
+    ``conflicts``: files a merge kanban made left with conflict markers, until resolved.
+    ``landed_sha`` / ``landed_at``: the commit of the base branch that holds its work.
+    ``pr_url``: the pull request opened for it, if any.
+    """
+    _run(
+        conn,
+        """
+        ALTER TABLE tasks ADD COLUMN base_branch TEXT;
+        ALTER TABLE tasks ADD COLUMN conflicts TEXT NOT NULL DEFAULT '[]'
+            CHECK (json_valid(conflicts));
+        ALTER TABLE tasks ADD COLUMN landed_sha TEXT;
+        ALTER TABLE tasks ADD COLUMN landed_at REAL;
+        ALTER TABLE tasks ADD COLUMN pr_url TEXT
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_batches_and_schedules,
     m003_settings,
     m004_identities,
     m005_workspaces,
+    m006_landing,
 ]
 
 

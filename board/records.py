@@ -59,6 +59,11 @@ class Task:
     ended_at: float | None
     # A batch file's overrides of its repository's workspace: {"setup": [...], "check": ...}.
     workspace: Mapping[str, Any]
+    base_branch: str | None  # the branch it lands into (`kanban land`)
+    conflicts: tuple[str, ...]  # files left with conflict markers by a merge kanban made
+    landed_sha: str | None
+    landed_at: float | None
+    pr_url: str | None
 
     @property
     def label(self) -> str:
@@ -74,6 +79,7 @@ class Task:
             runtime_options=json.loads(row["runtime_options"]),
             resume=bool(row["resume"]),
             workspace=json.loads(row["workspace"]),
+            conflicts=tuple(json.loads(row["conflicts"])),
         )
 
 

@@ -42,7 +42,7 @@ ALLOWED: dict[Status, frozenset[Status]] = {
     S.RUNNING: frozenset({S.DONE, S.WAITING, S.BLOCKED, S.READY, S.TODO, S.FAILED, S.CANCELLED}),
     S.WAITING: frozenset({S.READY, S.TODO, S.CANCELLED}),
     S.BLOCKED: frozenset({S.READY, S.TODO, S.DONE, S.CANCELLED}),
-    S.DONE: frozenset(),
+    S.DONE: frozenset({S.READY, S.TODO}),  # reopened: review comments, a failed landing
     S.FAILED: frozenset({S.READY, S.TODO}),
     S.CANCELLED: frozenset({S.READY, S.TODO}),
 }

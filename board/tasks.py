@@ -47,6 +47,7 @@ class NewTask:
     # Overrides of the repository's workspace (a batch file's `setup` and `check`), already
     # checked by `orchestrator.workspace.overrides`: commands that run outside any sandbox.
     workspace: Mapping[str, Any] | None = None
+    base_branch: str | None = None  # the branch `base_ref` was taken from: where it lands
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +130,7 @@ def validate(spec: NewTask) -> None:
             f"the title is longer than {MAX_TITLE} characters; shorten it (details go in the body)"
         )
     check_text(spec.body, "the body")
-    for name in ("repo", "base_ref", "runtime", "batch_id"):
+    for name in ("repo", "base_ref", "base_branch", "runtime", "batch_id"):
         if getattr(spec, name) is not None:
             check_text(getattr(spec, name), f"the {name.replace('_', ' ')}", MAX_NAME)
     _plain(spec.runtime_options, "a runtime option")
@@ -208,8 +209,8 @@ def insert(
             raise errors.TaskNotFound(ids.format(blocker))
     cursor = tx.execute(
         "INSERT INTO tasks (title, body, status, priority, parent_id, depth, repo, base_ref,"
-        " runtime, runtime_options, max_attempts, timeout, batch_id, workspace, created_at,"
-        " updated_at) VALUES (?, ?, 'todo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " runtime, runtime_options, max_attempts, timeout, batch_id, workspace, base_branch,"
+        " created_at, updated_at) VALUES (?, ?, 'todo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             spec.title.strip(),
             spec.body,
@@ -224,6 +225,7 @@ def insert(
             spec.timeout,
             spec.batch_id or (parent["batch_id"] if parent else None),
             json.dumps(dict(spec.workspace or {})),
+            spec.base_branch if spec.base_ref is not None else None,
             tx.now,
             tx.now,
         ),
@@ -475,6 +477,105 @@ def retry(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.
             hint="only failed, cancelled or blocked tasks can be retried",
         )
         return target
+
+
+def reopen(
+    db: sqlite_utils.Database,
+    task_id: int,
+    comment: str,
+    *,
+    actor: actors.Actor = actors.OPERATOR,
+    kind: str = "reopened",
+) -> Status:
+    """Send a done task back to its agent, with `comment` (a review, a failed landing's
+    conflict or check output) for its next prompt, on the same branch and worktree.
+
+    It gets a fresh set of attempts. Dependents that have not started wait for it again (they
+    would start without what it is about to change); a landed task is not reopened: its work
+    is in its base branch, so new work is a new task.
+    """
+    comment = check_text(comment, "the comment").strip()
+    if not comment:
+        raise errors.InvalidInput("say what to change: the comment must not be empty")
+    with transaction(db) as tx:
+        if isinstance(actor, actors.Worker):
+            raise errors.NotForWorkers(
+                "reopening a task",
+                ids.format(actor.task_id),
+                "comment on it instead (kanban_comment), or create a subtask for the change",
+            )
+        task = _require(tx, task_id)
+        if task["landed_sha"]:
+            raise errors.InvalidInput(
+                f"{ids.format(task_id)} has landed (in {task['landed_sha'][:12]}): create a new "
+                "task for further changes"
+            )
+        add_comment(tx, task_id, comment, actor=actor)
+        target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
+        transitions.apply(
+            tx,
+            task_id,
+            target,
+            actor=actor,
+            expect=Status.DONE,
+            attempts=0,
+            next_attempt_at=None,
+            reason=kind,
+            hint="only done tasks are reopened; use `kanban retry` for failed or blocked ones",
+        )
+        for row in tx.all(
+            "SELECT t.id FROM deps d JOIN tasks t ON t.id = d.blocked_id"
+            " WHERE d.blocker_id = ? AND t.status = 'ready'",
+            (task_id,),
+        ):
+            transitions.apply(
+                tx,
+                row["id"],
+                Status.TODO,
+                actor=actor,
+                reason=f"its blocker {ids.format(task_id)} was reopened",
+            )
+        return target
+
+
+def set_conflicts(db: sqlite_utils.Database, task_id: int, files: Sequence[str]) -> None:
+    """Record the files a merge kanban made left with conflict markers (empty: none left)."""
+    with transaction(db) as tx:
+        _require(tx, task_id)
+        tx.execute(
+            "UPDATE tasks SET conflicts = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(sorted(set(files))), tx.now, task_id),
+        )
+
+
+def record_landed(
+    db: sqlite_utils.Database,
+    task_id: int,
+    *,
+    sha: str | None,
+    pr_url: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """A done task's work reached its base branch (`sha`), or a pull request (`pr_url`)."""
+    with transaction(db) as tx:
+        task = _require(tx, task_id)
+        if task["status"] != Status.DONE:
+            raise errors.InvalidInput(f"{ids.format(task_id)} is {task['status']}, not done")
+        tx.execute(
+            "UPDATE tasks SET landed_sha = coalesce(?, landed_sha),"
+            " landed_at = CASE WHEN ? IS NULL THEN landed_at ELSE ? END,"
+            " pr_url = coalesce(?, pr_url), updated_at = ? WHERE id = ?",
+            (sha, sha, tx.now, pr_url, tx.now, task_id),
+        )
+        kind = "landed" if sha else "pull_request"
+        transitions.event(
+            tx,
+            task_id,
+            kind,
+            actor=actors.OPERATOR,
+            data={"sha": sha, "pr": pr_url, **(data or {})},
+        )
+        tx.wake = True
 
 
 def add_comment(tx: Tx, task_id: int, body: str, *, actor: actors.Actor) -> int:

@@ -25,6 +25,7 @@ _FIELDS = frozenset(
         "attempts",
         "resume",
         "current_run_id",
+        "conflicts",
     }
 )
 

@@ -261,22 +261,40 @@ def children(db: sqlite_utils.Database, task_id: int) -> list[records.Task]:
 
 def children_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> list[records.Task]:
     """Subtasks ordered so that each comes after the subtasks it depends on (then by id)."""
-    subtasks = {c.id: c for c in children(db, task_id)}
     edges = rows(
         db.conn,
         "SELECT d.blocker_id, d.blocked_id FROM deps d JOIN tasks t"
         " ON t.id = d.blocked_id WHERE t.parent_id = ?",
         (task_id,),
     )
-    waiting_on: dict[int, set[int]] = {c: set() for c in subtasks}
+    return _in_dependency_order(children(db, task_id), edges)
+
+
+def blockers_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> list[records.Task]:
+    """The tasks `task_id` waits for, each after those of them it depends on (then by id)."""
+    blockers = blockers_of(db, task_id)
+    edges = rows(
+        db.conn,
+        "SELECT d.blocker_id, d.blocked_id FROM deps d"
+        " JOIN deps mine ON mine.blocker_id = d.blocked_id WHERE mine.blocked_id = ?",
+        (task_id,),
+    )
+    return _in_dependency_order(blockers, edges)
+
+
+def _in_dependency_order(
+    found: list[records.Task], edges: list[dict[str, Any]]
+) -> list[records.Task]:
+    by_id = {task.id: task for task in found}
+    waiting_on: dict[int, set[int]] = {task_id: set() for task_id in by_id}
     for edge in edges:
-        if edge["blocker_id"] in subtasks:
+        if edge["blocker_id"] in by_id and edge["blocked_id"] in by_id:
             waiting_on[edge["blocked_id"]].add(edge["blocker_id"])
     ordered: list[records.Task] = []
     while waiting_on:
-        free = sorted(c for c, before in waiting_on.items() if not before) or sorted(waiting_on)
+        free = sorted(t for t, before in waiting_on.items() if not before) or sorted(waiting_on)
         chosen = free[0]
-        ordered.append(subtasks[chosen])
+        ordered.append(by_id[chosen])
         del waiting_on[chosen]
         for before in waiting_on.values():
             before.discard(chosen)

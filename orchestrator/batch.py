@@ -135,7 +135,7 @@ def load(path: str | Path) -> tuple[str, list[batches.Entry]]:
     if not isinstance(table, dict) or not table:
         raise BatchError(path, None, "the batch has no tasks: add [tasks.KEY] tables")
     entries = []
-    resolved: dict[tuple[str, str | None], tuple[str, str]] = {}
+    resolved: dict[tuple[str, str | None], tuple[str, str, str | None]] = {}
     for key, spec in table.items():
         if not isinstance(spec, dict):
             raise BatchError(path, _line_of(text, None, key), f"tasks.{key} must be a table")
@@ -177,7 +177,7 @@ def _entry(
     key: str,
     spec: dict[str, Any],
     table: dict[str, Any],
-    resolved: dict[tuple[str, str | None], tuple[str, str]],
+    resolved: dict[tuple[str, str | None], tuple[str, str, str | None]],
 ) -> batches.Entry:
     from orchestrator import git, workspace
 
@@ -206,7 +206,7 @@ def _entry(
         raise _Problem(
             "runtime", f"runtime {runtime!r} is unknown; use one of {', '.join(runtimes.NAMES)}"
         )
-    repo, base_ref = None, None
+    repo, base_ref, base_branch = None, None, None
     if spec.get("repo") is not None:
         if not isinstance(spec["repo"], str):
             raise _Problem("repo", "repo must be a path")
@@ -217,10 +217,14 @@ def _entry(
         if cache_key not in resolved:
             try:
                 top = str(git.open_repo(where).path)
-                resolved[cache_key] = (top, git.resolve_base(top, spec.get("base")))
+                resolved[cache_key] = (
+                    top,
+                    git.resolve_base(top, spec.get("base")),
+                    git.base_branch(top, spec.get("base")),
+                )
             except errors.KanbanError as exc:
                 raise _Problem("repo", str(exc)) from exc
-        repo, base_ref = resolved[cache_key]
+        repo, base_ref, base_branch = resolved[cache_key]
     elif spec.get("base") is not None:
         raise _Problem("base", "base needs repo")
     for field, kind in (("priority", int), ("max_attempts", int)):
@@ -243,6 +247,7 @@ def _entry(
         priority=spec.get("priority", 0),
         repo=repo,
         base_ref=base_ref,
+        base_branch=base_branch,
         runtime=runtime,
         runtime_options=options,
         max_attempts=spec.get("max_attempts", 3),

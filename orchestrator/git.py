@@ -278,6 +278,19 @@ def resolve_base(repo_path: Path | str, ref: str | None = None) -> str:
     return sha
 
 
+def base_branch(repo_path: Path | str, ref: str | None = None) -> str | None:
+    """The branch a task based on `ref` lands into: `ref` itself when it names a local
+    branch, else (no `ref`) the branch checked out at `repo_path`; None for a detached HEAD,
+    a tag or a commit (such a task lands only with ``kanban land --into BRANCH``)."""
+    repo_path = Path(repo_path)
+    if ref is None:
+        found = run(repo_path, "symbolic-ref", "-q", "--short", "HEAD", ok=(0, 1)).out.strip()
+        return found or None
+    name = ref.removeprefix("refs/heads/")
+    exists = run(repo_path, "show-ref", "--verify", "-q", f"refs/heads/{name}", ok=(0, 1))
+    return name if exists.status == 0 else None
+
+
 # --- the state of a checkout -------------------------------------------------------------
 
 

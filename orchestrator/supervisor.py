@@ -38,6 +38,7 @@ from orchestrator import (
     workspace,
     worktrees,
 )
+from worker import conflicts as worker_conflicts
 from worker import env, pause, prompt, runtimes, scope
 from worker.runtimes import base
 
@@ -485,36 +486,58 @@ class Supervisor:
             worktree=str(tree.path),
             base_ref=base_ref,
         )
-        merges: list[prompt.Merge] = []
-        if kind == "resume":
-            merges = await self._merge_children(task, str(tree.path))
+        merges = await self._merge_into(task, str(tree.path), kind)
         return Placement(str(tree.path), branch, merges, tree.created, repo_config)
 
-    async def _merge_children(self, task: records.Task, path: str) -> list[prompt.Merge]:
-        order = await self.board.call(views.children_in_dependency_order, task.id)
-        branches = [c.branch for c in order if c.branch]
-        missing = [prompt.Merge(f"{c.id} (no branch)", "missing") for c in order if not c.branch]
+    async def _merge_into(self, task: records.Task, path: str, kind: str) -> list[prompt.Merge]:
+        """Bring in what the task builds on: its blockers' branches at every start, then, on a
+        resume, its subtasks', each in dependency order.
+
+        Idempotent: a start cut short (its dispatcher killed mid-merge) merges again; what was
+        merged is `up_to_date`, and a blocker done again since (reopened) is merged again.
+        Files left with conflict markers are recorded on the task until they are resolved.
+        """
+        blockers = [
+            b
+            for b in await self.board.call(views.blockers_in_dependency_order, task.id)
+            if b.status == "done" and b.branch and b.repo == task.repo and b.id != task.parent_id
+        ]
+        children = []
+        if kind == "resume":
+            children = await self.board.call(views.children_in_dependency_order, task.id)
+        missing = [
+            prompt.Merge(f"{c.label} (no branch)", "missing", source="subtask")
+            for c in children
+            if not c.branch
+        ]
+        sources = {b.branch: "blocker" for b in blockers if b.branch}
+        sources.update({c.branch: "subtask" for c in children if c.branch})
+        branches = list(sources)
         if not branches:
             return missing
-        # Idempotent: a resume cut short (its dispatcher killed mid-merge) merges again; what
-        # was merged is `up_to_date`, and a merge left half done is concluded first.
         await anyio.to_thread.run_sync(
-            _commit_quietly,
-            path,
-            f"kanban: {ids.format(task.id)} work so far, before merging its subtasks",
+            _commit_quietly, path, f"kanban: {task.label} work so far, before merging"
         )
         outcomes = await anyio.to_thread.run_sync(
             lambda: merging.merge_branches(
-                path, branches, lambda b: f"kanban: merge {b} into {ids.format(task.id)}"
+                path, branches, lambda b: f"kanban: merge {b} into {task.label}"
             )
         )
-        merges = [prompt.Merge(o.branch, o.status, tuple(o.conflicts)) for o in outcomes]
+        merges = [
+            prompt.Merge(o.branch, o.status, tuple(o.conflicts), source=sources[o.branch])
+            for o in outcomes
+        ]
         await self.board.call(
             tasks.record,
             task.id,
             "merged",
             data={"merges": [dataclasses.asdict(m) for m in merges]},
         )
+        conflicted = {name for merge in merges for name in merge.conflicted_files}
+        if conflicted:
+            await self.board.call(
+                tasks.set_conflicts, task.id, sorted(conflicted | set(task.conflicts))
+            )
         return merges + missing
 
     # -- adopted runs -------------------------------------------------------------------
@@ -657,10 +680,7 @@ class Supervisor:
             os.path.isdir, watched.workspace
         )
         if watched.repo and watched.workspace is not None and workspace_exists:
-            message = (
-                f"kanban: {ids.format(task.id)} run {run.id} "
-                f"(attempt {run.attempt}): work left in the worktree"
-            )
+            message = commit_message(task, run)
             try:
                 await anyio.to_thread.run_sync(worktrees.commit_all, watched.workspace, message)
                 commit = await anyio.to_thread.run_sync(git.head, watched.workspace)
@@ -689,7 +709,10 @@ class Supervisor:
             note = f"could not commit the worktree: {commit_error}"
             reason = f"{reason}; {note}" if reason else note
         check = None
-        if verdict.outcome is Outcome.COMPLETED and commit_error is None and workspace_exists:
+        completed = verdict.outcome is Outcome.COMPLETED and commit_error is None
+        if task.conflicts and workspace_exists:
+            check = await self._conflicts_left(watched, task, completed=completed)
+        if check is None and completed and workspace_exists:
             check = await self._gate(watched, task)
         if check is not None and not check.passed and task.attempts < task.max_attempts:
             # Back to its agent at once, with the check's output in its prompt: nothing to
@@ -708,6 +731,29 @@ class Supervisor:
             refund=verdict.refund,
             check=check,
             actor=self.actor,
+        )
+
+    async def _conflicts_left(
+        self, watched: Watched, task: records.Task, *, completed: bool
+    ) -> records.CheckResult | None:
+        """Forget the conflicts the run resolved; a completed run that left some fails, as a
+        failed check does (its next prompt shows what is left)."""
+        assert watched.workspace is not None
+        left = await anyio.to_thread.run_sync(
+            worker_conflicts.unresolved, watched.workspace, task.conflicts
+        )
+        if left != list(task.conflicts):
+            await self.board.call(tasks.set_conflicts, task.id, left)
+        if not left or not completed:
+            return None
+        hunks = await anyio.to_thread.run_sync(worker_conflicts.hunks, watched.workspace, left)
+        return records.CheckResult(
+            command="kanban's conflict check:",
+            passed=False,
+            exit_code=None,
+            seconds=0.0,
+            output=hunks,
+            detail=f"conflict markers left in {', '.join(left)}",
         )
 
     async def _gate(self, watched: Watched, task: records.Task) -> records.CheckResult | None:
@@ -767,6 +813,20 @@ class Supervisor:
     def poke_all(self) -> None:
         for watched in list(self.watched.values()):
             watched.poke.set()
+
+
+def commit_message(task: records.Task, run: records.Run) -> str:
+    """What a run's commit says: the task's title and what the worker reported it did, with
+    the task and the run in trailers (``git log --grep 'Kanban-Task: t_3'`` finds them)."""
+    subject = " ".join(task.title.split())
+    if len(subject) > 72:
+        subject = subject[:69] + "..."
+    finished = run.outcome is Outcome.COMPLETED or (run.outcome is None and run.exit_code == 0)
+    if not finished:
+        subject = f"WIP: {subject}"  # what a failed, stopped or lost attempt left
+    body = (run.summary or "").strip()
+    trailers = f"Kanban-Task: {task.label}\nKanban-Run: {run.id} (attempt {run.attempt})"
+    return f"{subject}\n\n{body}\n\n{trailers}" if body else f"{subject}\n\n{trailers}"
 
 
 def _append_traceback(path: str, exc: BaseException) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from board import records, runs, views
+from board import records, runs, tasks, views
+from worker import conflicts
 
 TEMPLATE = Path(__file__).parent / "templates" / "prompt.md"
 # Agents get the prompt as one command-line argument, and Linux refuses any one argument over
@@ -34,6 +35,7 @@ class Merge:
     branch: str
     status: str  # merged | up_to_date | conflicted | missing
     conflicted_files: Sequence[str] = ()
+    source: str = "subtask"  # whose branch: a "subtask"'s (a resume) or a "blocker"'s
 
 
 @functools.cache
@@ -46,6 +48,16 @@ def _sections(path: Path = TEMPLATE) -> dict[str, string.Template]:
 
 # How a merge's status reads to the agent ("up_to_date": merged by an earlier attempt).
 _MERGE_WORDS = {"up_to_date": "already in your branch"}
+
+
+def _merge_line(merge: Merge) -> str:
+    line = f"{merge.branch}: {_MERGE_WORDS.get(merge.status, merge.status)}"
+    if merge.conflicted_files:
+        line += (
+            "; CONFLICTS left for you to resolve (the files contain conflict "
+            "markers <<<<<<< ======= >>>>>>>): " + ", ".join(merge.conflicted_files)
+        )
+    return line
 
 
 def _bullets(lines: list[str]) -> str:
@@ -94,6 +106,17 @@ def render(
                 output=check.output.replace("```", "` ` `") or "(no output)",
             )
         )
+    blocker_lines = [_merge_line(m) for m in merges if m.source == "blocker"]
+    if blocker_lines:
+        extra.append(sections["blocker_merges"].substitute(merges=_bullets(blocker_lines)))
+    left = conflicts.unresolved(workspace, tasks.get(db, task.id).conflicts)
+    if left:
+        extra.append(
+            sections["conflicts"].substitute(
+                files=", ".join(left),
+                hunks=conflicts.hunks(workspace, left).replace("```", "` ` `") or "(not shown)",
+            )
+        )
     if gate:
         extra.append(sections["gate"].substitute(command=gate))
     if ports:
@@ -127,15 +150,7 @@ def render(
             )
             or "- (none)"
         )
-        merge_lines = []
-        for merge in merges:
-            line = f"{merge.branch}: {_MERGE_WORDS.get(merge.status, merge.status)}"
-            if merge.conflicted_files:
-                line += (
-                    "; CONFLICTS left for you to resolve (the files contain conflict "
-                    "markers <<<<<<< ======= >>>>>>>): " + ", ".join(merge.conflicted_files)
-                )
-            merge_lines.append(line)
+        merge_lines = [_merge_line(m) for m in merges if m.source == "subtask"]
         extra.append(
             sections["resume"].substitute(
                 children=text, merges=_bullets(merge_lines) or "- (no branches to merge)"

@@ -80,13 +80,14 @@ def create(
 
     runtime, options = command_runtime.task_runtime(runtime, command, option="--command")
     actor = context.actor()
-    base_ref = None
+    base_ref = base_branch = None
     if repo is not None:
         repo = str(git.open_repo(repo).path)
         # A subtask branches from its parent's branch, so only a top-level task pins HEAD.
         subtask = parent is not None or isinstance(actor, actors.Worker)
         if base is not None or not subtask:
             base_ref = git.resolve_base(repo, base)
+            base_branch = git.base_branch(repo, base)
     elif base is not None:
         raise errors.InvalidInput("--base needs --repo")
     spec = tasks.NewTask(
@@ -95,6 +96,7 @@ def create(
         priority=priority,
         repo=repo,
         base_ref=base_ref,
+        base_branch=base_branch,
         runtime=runtime,
         runtime_options=options,
         max_attempts=max_attempts,
@@ -330,8 +332,12 @@ def complete(ctx, task, summary):
     Example:
       kanban complete t_3 --summary "Added --verbose; tests pass"
     """
+    from worker import conflicts
+
     actor = context.actor()
-    status = tasks.complete(context.existing_board(ctx), _own(actor, task), summary, actor=actor)
+    status = conflicts.complete(
+        context.existing_board(ctx), _own(actor, task), summary, actor=actor
+    )
     if status == "running":  # a worker's own report
         click.echo(
             f"{ids.format(_own(actor, task))}: reported complete; it becomes done (or waits for"

@@ -133,10 +133,11 @@ def _list(board: Board, ident: identity.Identity, args: dict[str, Any]) -> Resul
 
 
 def _complete(board: Board, ident: identity.Identity, args: dict[str, Any]) -> Result:
-    from board import tasks, views
+    from board import views
+    from worker import conflicts
 
     db, task_id = board.get(), _task_arg(ident, args)
-    status = tasks.complete(db, task_id, args["summary"], actor=ident.actor())
+    status = conflicts.complete(db, task_id, args["summary"], actor=ident.actor())
     obj = views.task_object(db, task_id)
     if status == "running":  # your own report: done once your work is committed
         text = (
