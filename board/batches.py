@@ -144,6 +144,21 @@ def submit(
         )
 
 
+def find(db: sqlite_utils.Database, name: str) -> str:
+    """The id of the batch named `name` (its latest, if it ran several times), or of the batch
+    whose id it is (``b_3``)."""
+    row = rows(
+        db.conn,
+        "SELECT id FROM batches WHERE name = ? OR ? = ? || id ORDER BY id DESC LIMIT 1",
+        (name, name, PREFIX),
+    )
+    if not row:
+        raise errors.InvalidInput(
+            f"no batch is named {name!r}: give the name its batch file has (or its id, b_N)"
+        )
+    return format_id(row[0]["id"])
+
+
 def tasks_of(db: sqlite_utils.Database, batch_id: str) -> list[records.Task]:
     """Every task of the batch, subtasks its workers created included."""
     found = rows(db.conn, "SELECT * FROM tasks WHERE batch_id = ? ORDER BY id", (batch_id,))

@@ -303,7 +303,10 @@ def m006_landing(conn: sqlite3.Connection) -> None:
     ``base_branch``: the branch its base was taken from (``base_ref`` pins the commit).
     ``conflicts``: files a merge kanban made left with conflict markers, until resolved.
     ``landed_sha`` / ``landed_at``: the commit of the base branch that holds its work.
+    ``landed_from``: its branch's tip when it landed (`kanban gc` may delete that branch).
     ``pr_url``: the pull request opened for it, if any.
+    ``catch_up``: a commit of its base branch to merge at its next start (a landing that
+    conflicted reopened it: the conflict is then in its worktree, for its agent to resolve).
     """
     _run(
         conn,
@@ -313,7 +316,9 @@ def m006_landing(conn: sqlite3.Connection) -> None:
             CHECK (json_valid(conflicts));
         ALTER TABLE tasks ADD COLUMN landed_sha TEXT;
         ALTER TABLE tasks ADD COLUMN landed_at REAL;
-        ALTER TABLE tasks ADD COLUMN pr_url TEXT
+        ALTER TABLE tasks ADD COLUMN landed_from TEXT;
+        ALTER TABLE tasks ADD COLUMN pr_url TEXT;
+        ALTER TABLE tasks ADD COLUMN catch_up TEXT
         """,
     )
 

@@ -63,7 +63,9 @@ class Task:
     conflicts: tuple[str, ...]  # files left with conflict markers by a merge kanban made
     landed_sha: str | None
     landed_at: float | None
+    landed_from: str | None  # its branch's tip when it landed
     pr_url: str | None
+    catch_up: str | None  # a commit of its base branch to merge at its next start
 
     @property
     def label(self) -> str:

@@ -486,13 +486,15 @@ def reopen(
     *,
     actor: actors.Actor = actors.OPERATOR,
     kind: str = "reopened",
+    catch_up: str | None = None,
 ) -> Status:
     """Send a done task back to its agent, with `comment` (a review, a failed landing's
     conflict or check output) for its next prompt, on the same branch and worktree.
 
     It gets a fresh set of attempts. Dependents that have not started wait for it again (they
     would start without what it is about to change); a landed task is not reopened: its work
-    is in its base branch, so new work is a new task.
+    is in its base branch, so new work is a new task. `catch_up`: a commit of its base
+    branch to merge into its branch at its next start (a landing conflicted with it).
     """
     comment = check_text(comment, "the comment").strip()
     if not comment:
@@ -511,6 +513,8 @@ def reopen(
                 "task for further changes"
             )
         add_comment(tx, task_id, comment, actor=actor)
+        if catch_up is not None:
+            tx.execute("UPDATE tasks SET catch_up = ? WHERE id = ?", (catch_up, task_id))
         target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
         transitions.apply(
             tx,
@@ -548,11 +552,18 @@ def set_conflicts(db: sqlite_utils.Database, task_id: int, files: Sequence[str])
         )
 
 
+def caught_up(db: sqlite_utils.Database, task_id: int, sha: str) -> None:
+    """Its base branch's commit `sha` is merged into its branch: forget the catch-up."""
+    with transaction(db) as tx:
+        tx.execute("UPDATE tasks SET catch_up = NULL WHERE id = ? AND catch_up = ?", (task_id, sha))
+
+
 def record_landed(
     db: sqlite_utils.Database,
     task_id: int,
     *,
     sha: str | None,
+    source: str | None = None,
     pr_url: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
@@ -564,8 +575,9 @@ def record_landed(
         tx.execute(
             "UPDATE tasks SET landed_sha = coalesce(?, landed_sha),"
             " landed_at = CASE WHEN ? IS NULL THEN landed_at ELSE ? END,"
+            " landed_from = coalesce(?, landed_from),"
             " pr_url = coalesce(?, pr_url), updated_at = ? WHERE id = ?",
-            (sha, sha, tx.now, pr_url, tx.now, task_id),
+            (sha, sha, tx.now, source, pr_url, tx.now, task_id),
         )
         kind = "landed" if sha else "pull_request"
         transitions.event(

@@ -30,6 +30,7 @@ TASK_FIELDS = (
     "children",
     "repo",
     "base_ref",
+    "base_branch",
     "branch",
     "worktree",
     "runtime",
@@ -47,6 +48,10 @@ TASK_FIELDS = (
     "ended_at",
     "body",
     "why_not_runnable",
+    "conflicts",
+    "landed",
+    "landed_at",
+    "pr_url",
 )
 
 
@@ -153,6 +158,7 @@ def task_objects(db: sqlite_utils.Database, found: Iterable[records.Task]) -> li
             "children": [ids.format(c) for c in sorted(children[tid])],
             "repo": task.repo,
             "base_ref": task.base_ref,
+            "base_branch": task.base_branch,
             "branch": task.branch,
             "worktree": task.worktree,
             "runtime": task.runtime,
@@ -172,6 +178,10 @@ def task_objects(db: sqlite_utils.Database, found: Iterable[records.Task]) -> li
             "why_not_runnable": why_not_runnable(
                 db, task, blockers=blockers[tid], blocker_status=status
             ),
+            "conflicts": list(task.conflicts),
+            "landed": task.landed_sha,
+            "landed_at": when(task.landed_at),
+            "pr_url": task.pr_url,
         }
         out.append(obj)
     return out
@@ -267,7 +277,7 @@ def children_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> lis
         " ON t.id = d.blocked_id WHERE t.parent_id = ?",
         (task_id,),
     )
-    return _in_dependency_order(children(db, task_id), edges)
+    return in_dependency_order(children(db, task_id), edges)
 
 
 def blockers_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> list[records.Task]:
@@ -279,12 +289,13 @@ def blockers_in_dependency_order(db: sqlite_utils.Database, task_id: int) -> lis
         " JOIN deps mine ON mine.blocker_id = d.blocked_id WHERE mine.blocked_id = ?",
         (task_id,),
     )
-    return _in_dependency_order(blockers, edges)
+    return in_dependency_order(blockers, edges)
 
 
-def _in_dependency_order(
+def in_dependency_order(
     found: list[records.Task], edges: list[dict[str, Any]]
 ) -> list[records.Task]:
+    """`found`, each after those of them it depends on by `edges` (then by id)."""
     by_id = {task.id: task for task in found}
     waiting_on: dict[int, set[int]] = {task_id: set() for task_id in by_id}
     for edge in edges:

@@ -66,6 +66,8 @@ def _card(task: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> Text:
     text.append(f" {plain(task['title'])[:40]}")
     if task["parent"] and not depth:
         text.append(f" (subtask of {plain(task['parent'])})", style="dim")
+    if task.get("landed"):
+        text.append(" landed", style="green")
     if task["status"] == "running" and task.get("branch"):
         text.append(f"\n{'  ' * depth}  {plain(task['branch'])}", style="dim")
     return text

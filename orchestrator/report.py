@@ -27,7 +27,10 @@ def counts(db: sqlite_utils.Database, batch_id: str) -> dict[str, int]:
     return batches.counts(db, batch_id)
 
 
-def build(db: sqlite_utils.Database, batch_id: str) -> dict[str, Any]:
+def build(
+    db: sqlite_utils.Database, batch_id: str, *, landed: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The report; `landed`: what `kanban run --land` did (each task's landing result)."""
     entries = []
     for task in batches.tasks_of(db, batch_id):
         history = runs.for_task(db, task.id)
@@ -47,14 +50,28 @@ def build(db: sqlite_utils.Database, batch_id: str) -> dict[str, Any]:
                 "branch": task.branch,
                 "summary": task.summary,
                 "reason": task.failure_reason or task.block_reason,
+                "landed": task.landed_sha,
             }
         )
     ok = bool(entries) and all(e["status"] == states.Status.DONE for e in entries)
-    return {"batch": batch_id, "ok": ok, "counts": counts(db, batch_id), "tasks": entries}
+    report: dict[str, Any] = {
+        "batch": batch_id,
+        "ok": ok,
+        "counts": counts(db, batch_id),
+        "tasks": entries,
+    }
+    if landed is not None:
+        report["landing"] = landed
+        report["ok"] = ok and all(r["status"] in ("landed", "already_landed") for r in landed)
+    return report
 
 
 def markdown(report: dict[str, Any], name: str) -> str:
-    verdict = "all tasks done" if report["ok"] else "NOT all tasks done"
+    landing = report.get("landing")
+    if landing is None:
+        verdict = "all tasks done" if report["ok"] else "NOT all tasks done"
+    else:
+        verdict = "all tasks done and landed" if report["ok"] else "NOT all tasks done and landed"
     lines = [
         f"# kanban batch {report['batch']} ({name}): {verdict}",
         "",
@@ -68,4 +85,10 @@ def markdown(report: dict[str, Any], name: str) -> str:
             f"| {e['id']} {e['title']} | {e['key'] or ''} | {e['status']} | "
             f"{e['attempts']} | {duration} | {e['branch'] or ''} | {text} |"
         )
+    if landing:
+        lines += ["", "| landing | status | detail |", "|---|---|---|"]
+        lines += [
+            f"| {r['task']} | {r['status']} | {str(r['detail']).replace('|', '/')[:300]} |"
+            for r in landing
+        ]
     return "\n".join(lines) + "\n"

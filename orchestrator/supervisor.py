@@ -511,6 +511,10 @@ class Supervisor:
             if not c.branch
         ]
         sources = {b.branch: "blocker" for b in blockers if b.branch}
+        if task.catch_up and task.base_branch:
+            # A landing conflicted with its base as it had become: bring that base in, so the
+            # conflict is here for the agent to resolve (its tip now: newer is better).
+            sources[task.base_branch] = "base"
         sources.update({c.branch: "subtask" for c in children if c.branch})
         branches = list(sources)
         if not branches:
@@ -533,6 +537,8 @@ class Supervisor:
             "merged",
             data={"merges": [dataclasses.asdict(m) for m in merges]},
         )
+        if task.catch_up:
+            await self.board.call(tasks.caught_up, task.id, task.catch_up)
         conflicted = {name for merge in merges for name in merge.conflicted_files}
         if conflicted:
             await self.board.call(

@@ -259,6 +259,42 @@ def commit_all(path: Path | str, message: str) -> str | None:
     return git.head(cwd)
 
 
+def delete_landed(repo_path: Path | str, landed: dict[str, str]) -> list[str]:
+    """Delete the branches of landed tasks ({branch: its tip when it landed}) that still point
+    there and are checked out nowhere: their work is in the base branch (a squash or a rebase
+    leaves them unmerged in git's eyes). A branch that moved since is kept."""
+    top = git.inspect(repo_path, rev=None).top
+    states = git.branch_states(top, landed)
+    deleted = []
+    for branch, sha in landed.items():
+        state = states.get(branch)
+        if state is None or state.worktree is not None or state.sha != sha:
+            continue
+        git.check_branch(branch)
+        git.run(top, "update-ref", "-d", f"refs/heads/{branch}", sha)
+        deleted.append(branch)
+    return deleted
+
+
+def ensure_detached(repo_path: Path | str, *, root: Path | str, board_id: str, name: str) -> Path:
+    """A worktree of kanban's own at ``<root>/<repo>-<hash>/<board id>/<name>``, on a detached
+    HEAD (it holds no branch), created once and reused (landing merges in one)."""
+    top = git.inspect(repo_path, rev=None)
+    path = _worktree_root(repo_path, root) / _check_part("board id", board_id) / name
+    if (path / ".git").is_file():
+        return path
+    with _repo_lock(top.common_dir):
+        if os.path.lexists(path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        git.run(top.top, "worktree", "prune")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git.run(top.top, "worktree", "add", "-q", "--detach", os.fspath(path), "HEAD")
+    return path
+
+
 # --- removal and garbage collection ------------------------------------------------------
 
 

@@ -35,7 +35,9 @@ class Merge:
     branch: str
     status: str  # merged | up_to_date | conflicted | missing
     conflicted_files: Sequence[str] = ()
-    source: str = "subtask"  # whose branch: a "subtask"'s (a resume) or a "blocker"'s
+    # Whose branch: a "subtask"'s (a resume), a "blocker"'s, or the task's "base" branch (a
+    # landing that conflicted).
+    source: str = "subtask"
 
 
 @functools.cache
@@ -106,7 +108,7 @@ def render(
                 output=check.output.replace("```", "` ` `") or "(no output)",
             )
         )
-    blocker_lines = [_merge_line(m) for m in merges if m.source == "blocker"]
+    blocker_lines = [_merge_line(m) for m in merges if m.source in ("blocker", "base")]
     if blocker_lines:
         extra.append(sections["blocker_merges"].substitute(merges=_bullets(blocker_lines)))
     left = conflicts.unresolved(workspace, tasks.get(db, task.id).conflicts)

@@ -37,8 +37,24 @@ from orchestrator.cli.dispatch import settings_from
     help="Also write the report to this file (Markdown).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the report.")
+@click.option(
+    "--land",
+    "land_at_end",
+    is_flag=True,
+    help="When every task is done, land them into their base branches (kanban land).",
+)
 @click.pass_context
-def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, report_path, quiet):
+def run(
+    ctx,
+    batch_file,
+    idempotency_key,
+    no_dispatch,
+    max_workers,
+    as_json,
+    report_path,
+    quiet,
+    land_at_end,
+):
     """Submit BATCH_FILE (TOML), run it to the end and print a report.
 
     Only the batch's tasks (and their subtasks) are started; other ready tasks on the board
@@ -50,6 +66,11 @@ def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, rep
     Examples:
       kanban run nightly.toml --report nightly.md
       kanban run nightly.toml --idempotency-key "nightly-$(date +%F)"
+      kanban run features.toml --land
+
+    With --land, when every task of the batch is done its top-level tasks are landed as
+    `kanban land` does (check, compare-and-swap); the report says what landed, and the exit
+    code is 0 only if every one did.
     """
     name, entries = batch_files.load(batch_file)
     db = context.open_board(ctx)
@@ -76,7 +97,10 @@ def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, rep
         interrupted = _wait(db, batch_id, say, show_progress)
     else:
         interrupted = _dispatch(ctx, batch_id, max_workers, say, show_progress)
-    result = reports.build(db, batch_id)
+    landed = None
+    if land_at_end and not interrupted:
+        landed = _land(ctx, db, batch_id, say)
+    result = reports.build(db, batch_id, landed=landed)
     if report_path:
         Path(report_path).write_text(reports.markdown(result, name), encoding="utf-8")
     if as_json:
@@ -94,6 +118,23 @@ def run(ctx, batch_file, idempotency_key, no_dispatch, max_workers, as_json, rep
             )
         ctx.exit(130)
     ctx.exit(1)
+
+
+def _land(ctx, db, batch_id: str, say) -> list[dict] | None:
+    """Land the batch's done top-level tasks; None when not every task is done (nothing is
+    landed from a batch that did not finish)."""
+    from orchestrator import landing
+
+    found = batches.tasks_of(db, batch_id)
+    if not found or any(t.status != states.Status.DONE for t in found):
+        say("not every task is done: nothing landed")
+        return None
+    chosen = [t.id for t in found if t.base_branch and t.branch and not t.landed_sha]
+    settings = settings_from(ctx)
+    results = landing.land(
+        db, chosen, options=landing.Options(), worktree_root=settings.worktree_root, say=say
+    )
+    return [r.to_json() for r in results]
 
 
 def _progress(show: bool):
@@ -187,9 +228,9 @@ def _print(result: dict) -> None:
 
     from orchestrator import render
 
+    what = "all tasks done" + (" and landed" if "landing" in result else "")
     table = Table(
-        title=f"batch {result['batch']}: "
-        + ("all tasks done" if result["ok"] else "NOT all tasks done"),
+        title=f"batch {result['batch']}: " + (what if result["ok"] else f"NOT {what}"),
         header_style="bold",
         title_justify="left",
     )
@@ -202,13 +243,17 @@ def _print(result: dict) -> None:
         # Text objects: a title is neither rich markup nor terminal control sequences.
         table.add_row(
             Text(f"{e['id']} {render.plain(e['title'])}"),
-            f"[{style}]{e['status']}[/]",
+            f"[{style}]{e['status']}{', landed' if e['landed'] else ''}[/]",
             str(e["attempts"]),
             duration,
             e["branch"] or "",
             Text(render.plain(text[-1] if text else "")[:120]),
         )
     context.console().print(table)
+    for landed in result.get("landing") or []:
+        context.console().print(
+            Text(f"{landed['task']}: {landed['status']}: {render.plain(landed['detail'])}")
+        )
 
 
 COMMANDS = [run]

@@ -163,7 +163,7 @@ def gc(ctx, force, as_json):
 
     Before a worktree goes, the teardown of the .kanban.toml at its task's base runs in it;
     a failing teardown keeps it (unless --force). Branches are deleted only when merged (into
-    the repository's HEAD), unless --force.
+    the repository's HEAD) or landed (kanban land) and unchanged since, unless --force.
 
     \b
     Example:
@@ -192,6 +192,12 @@ def gc(ctx, force, as_json):
         result = worktrees.gc(repo, pairs, force=force, teardown=teardown)
         for key in report:
             report[key].extend(str(x) for x in getattr(result, key))
+        # A landed task's branch is done with even when git does not see it merged (squash).
+        landed = {t.branch: t.landed_from for t in ended if t.branch and t.landed_from}
+        kept = {b for b in result.kept_branches if b in landed}
+        for branch in worktrees.delete_landed(repo, {b: landed[b] for b in kept}):
+            report["kept_branches"].remove(branch)
+            report["deleted_branches"].append(branch)
     if as_json:
         context.print_json(report)
     else:

@@ -143,9 +143,10 @@ def list_(ctx, statuses, as_json):
         style = render.STYLE.get(obj["status"], "")
         note = obj["summary"] or obj["why_not_runnable"] or ""
         # Text, not markup: a title like "[/]" is shown as typed, never parsed.
+        shown = f"{obj['status']}, landed" if obj["landed"] else obj["status"]
         table.add_row(
             obj["id"],
-            f"[{style}]{obj['status']}[/]",
+            f"[{style}]{shown}[/]",
             str(obj["priority"]),
             Text(render.plain(obj["title"])),
             Text(render.plain(obj["branch"])),
@@ -184,8 +185,12 @@ def show(ctx, task, as_json):
     for key in (
         "parent",
         "repo",
+        "base_branch",
         "branch",
         "worktree",
+        "landed",
+        "pr_url",
+        "conflicts",
         "runtime",
         "summary",
         "block_reason",
@@ -193,7 +198,10 @@ def show(ctx, task, as_json):
         "why_not_runnable",
     ):
         if obj[key]:
-            text = render.plain(str(obj[key]), lines=True)
+            value = obj[key]
+            text = render.plain(
+                ", ".join(value) if isinstance(value, list) else str(value), lines=True
+            )
             out.print(f"  {key.replace('_', ' ')}: {text}", markup=False)
     out.print(f"  attempts: {obj['attempts']}/{obj['max_attempts']}")
     for key in ("blockers", "dependents", "children"):

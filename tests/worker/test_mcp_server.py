@@ -658,3 +658,23 @@ def test_a_worker_whose_board_is_missing_gets_an_error_and_no_empty_board(
 
     run(scenario)
     assert not missing.exists()
+
+
+def test_complete_is_refused_while_conflict_markers_remain(tmp_path: Path, db, db_path: Path):
+    claim = claim_new(db)
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    conflicted = worktree / "app.py"
+    conflicted.write_text("<<<<<<< HEAD\nmine\n=======\ntheirs\n>>>>>>> kanban/b/t_2\n")
+    tasks.set_placement(db, claim.task.id, branch="kanban/b/t_1", worktree=str(worktree))
+    tasks.set_conflicts(db, claim.task.id, ["app.py"])
+
+    async def scenario() -> None:
+        async with session(tmp_path, server_env(db_path, claim)) as client:
+            message = await fails(client, "kanban_complete", {"summary": "done"})
+            assert f"t_{claim.task.id} still has merge conflicts in app.py" in message
+            conflicted.write_text("mine and theirs\n")
+            done = await ok(client, "kanban_complete", summary="Resolved and done")
+            assert done["task"]["status"] == "running"
+
+    run(scenario)

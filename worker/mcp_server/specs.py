@@ -118,14 +118,18 @@ def tool_specs(ident: identity.Identity) -> list[ToolSpec]:
             "yours. Subtasks start as soon as their `after` tasks are done; they do not wait "
             "for you. When you call kanban_complete while subtasks are still open, your task "
             "waits for them and is then started again with their summaries and their branches "
-            "merged into your worktree, so you can integrate them. A subtask works in your "
-            "repository and never runs with more privilege than your task. Returns the new "
-            "task object (id, status, ...)."
+            "merged into your worktree, so you can integrate them. A subtask with `after` "
+            "starts with those tasks' branches merged into its own, so it builds on their "
+            "code. Your own work reaches the base branch only when a person lands your task "
+            "(kanban land: merged, checked, then the base moves), so leave the worktree "
+            "whole. A subtask works in your repository and never runs with more privilege "
+            "than your task. Returns the new task object (id, status, ...)."
         )
     else:
         create_description = (
             "Create a task on the board. It is dispatched to a coding agent as soon as the "
-            "tasks in `after` are done. Returns the new task object (id, status, ...)."
+            "tasks in `after` are done, with their branches merged into its own. Returns the "
+            "new task object (id, status, ...)."
         )
     return [
         ToolSpec(
@@ -168,8 +172,10 @@ def tool_specs(ident: identity.Identity) -> list[ToolSpec]:
             f"Report {mine} done, with a summary of what you did (what changed, where, how it "
             "was checked): the summary is what people and the parent task read. Call it once, "
             "as your last action, then stop. If subtasks are still open the task goes to "
-            "`waiting` and is resumed when they end. Returns the task object with its new "
-            "status.",
+            "`waiting` and is resumed when they end. Refused while files hold conflict "
+            "markers from a merge kanban made (resolve them first); where the repository "
+            "gates on a check, the task is done only when it passes. Returns the task object "
+            "with its new status.",
             {
                 "summary": _prop("string", "What was done, for the record."),
                 "task_id": _task_prop(f"The task to complete. {default}"),

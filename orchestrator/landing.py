@@ -1,0 +1,357 @@
+"""Landing: done tasks' branches into their base branch, through a verified merge queue.
+
+`land` takes done tasks in dependency order. For each, in a scratch worktree of its own
+repository (detached, so it holds no branch), it merges the task's branch onto the base
+branch as it is now (`merge`, `squash` or `rebase`), runs the repository's check on the result
+when one is configured, and only when that passes moves the base branch: a compare-and-swap
+on the ref (``git update-ref NEW OLD``), so an update made meanwhile by the user or another
+lander is never lost; the step is then merged again on the new base. A conflict or a failed
+check moves nothing: the task is reopened with the conflict or the check's output in its next
+prompt (or left done with `reopen=False`), and the queue goes on with the tasks that do not
+depend on it.
+
+The user's checkout is never disturbed: a base branch checked out in a worktree is moved
+only there, by a fast-forward (``git merge --ff-only``) in that worktree, and only when it has
+no local changes to tracked files; otherwise nothing moves and the result says what to do.
+No ref's history is ever rewritten.
+
+Blocking throughout (git and the check): call it from a thread or a command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import sqlite_utils
+
+from board import errors, identity, records, tasks, views
+from orchestrator import checking, git, preparing, workspace, worktrees
+from worker import env, pause
+
+MAX_RACES = 5  # the base moved under a step this many times in a row: give up on it
+
+
+class Strategy(enum.StrEnum):
+    MERGE = "merge"
+    SQUASH = "squash"
+    REBASE = "rebase"
+
+
+class Status(enum.StrEnum):
+    LANDED = "landed"
+    ALREADY = "already_landed"
+    CONFLICT = "conflict"
+    CHECK_FAILED = "check_failed"
+    SKIPPED = "skipped"  # not landable (not done, no branch...), or a blocker did not land
+    REFUSED = "refused"  # landing would disturb the user's checkout, or the base kept moving
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    task: str
+    status: Status
+    detail: str
+    sha: str | None = None  # the base branch's new tip
+    reopened: bool = False
+    check: records.CheckResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (Status.LANDED, Status.ALREADY)
+
+    def to_json(self) -> dict[str, object]:
+        data = dataclasses.asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    strategy: Strategy = Strategy.MERGE
+    check: bool = True  # run the repository's check on the merged result, if it has one
+    reopen: bool = True  # a conflict or a failed check sends the task back to its agent
+    into: str | None = None  # the branch to land into, instead of each task's base branch
+
+
+class _Race(Exception):
+    """The base branch moved between reading it and moving it."""
+
+
+def order(db: sqlite_utils.Database, task_ids: Sequence[int]) -> list[records.Task]:
+    """The tasks, each after those of them it depends on (then by id)."""
+    chosen = {task_id: tasks.get(db, task_id) for task_id in dict.fromkeys(task_ids)}
+    edges = [
+        {"blocker_id": blocker.id, "blocked_id": task_id}
+        for task_id in chosen
+        for blocker in views.blockers_of(db, task_id)
+    ]
+    return views.in_dependency_order(list(chosen.values()), edges)
+
+
+def land(
+    db: sqlite_utils.Database,
+    task_ids: Sequence[int],
+    *,
+    options: Options,
+    worktree_root: Path,
+    say: Callable[[str], None] = lambda _: None,
+) -> list[Result]:
+    """Land the done tasks `task_ids` in dependency order; one result per task."""
+    results: list[Result] = []
+    failed: set[int] = set()
+    for task in order(db, task_ids):
+        result = _land_one(db, task, options=options, failed=failed, worktree_root=worktree_root)
+        if not result.ok:
+            failed.add(task.id)
+        results.append(result)
+        say(f"{result.task}: {result.status}: {result.detail}")
+    return results
+
+
+def _land_one(
+    db: sqlite_utils.Database,
+    task: records.Task,
+    *,
+    options: Options,
+    failed: set[int],
+    worktree_root: Path,
+) -> Result:
+    label = task.label
+    if task.landed_sha:
+        return Result(label, Status.ALREADY, f"landed in {task.landed_sha[:12]}", task.landed_sha)
+    into = options.into or task.base_branch
+    problem = _not_landable(db, task, into, failed)
+    if problem:
+        return Result(label, Status.SKIPPED, problem)
+    assert task.repo and task.branch and into
+    repo = Path(task.repo)
+    scratch = _scratch(repo, worktree_root, identity.board_id(db))
+    for _ in range(MAX_RACES):
+        base = git.branch_states(repo, [into]).get(into)
+        if base is None:
+            return Result(label, Status.SKIPPED, f"its base branch {into} no longer exists")
+        try:
+            return _attempt(db, task, into, base.sha, scratch=scratch, options=options)
+        except _Race:
+            continue
+        except CheckoutBusy as exc:
+            return Result(label, Status.REFUSED, str(exc))
+    return Result(
+        label,
+        Status.REFUSED,
+        f"{into} moved {MAX_RACES} times while landing {label}: run kanban land again",
+    )
+
+
+def _not_landable(
+    db: sqlite_utils.Database, task: records.Task, into: str | None, failed: set[int]
+) -> str | None:
+    if task.status != "done":
+        return f"it is {task.status}: only done tasks land"
+    if not task.repo or not task.branch:
+        return "it has no repository or branch: nothing to land"
+    if task.parent_id is not None and task.base_branch is None:
+        parent = tasks.get(db, task.parent_id)
+        return f"it is a subtask: its work lands with its parent {parent.label}"
+    if into is None:
+        return "its base is not a branch (a commit, a tag or a detached HEAD): use --into BRANCH"
+    for blocker in views.blockers_of(db, task.id):
+        if blocker.repo != task.repo:
+            continue
+        if blocker.id in failed:
+            return f"its blocker {blocker.label} did not land"
+        if not blocker.landed_sha:
+            return f"its blocker {blocker.label} has not landed: land it first (or with it)"
+    return None
+
+
+def _attempt(
+    db: sqlite_utils.Database,
+    task: records.Task,
+    into: str,
+    base_sha: str,
+    *,
+    scratch: Path,
+    options: Options,
+) -> Result:
+    """One try at landing `task` on `into` at `base_sha`; raises _Race if `into` moved."""
+    label = task.label
+    assert task.repo and task.branch
+    repo = Path(task.repo)
+    branch_sha = git.branch_states(repo, [task.branch])[task.branch].sha
+    if _is_ancestor(repo, branch_sha, base_sha):
+        tasks.record_landed(db, task.id, sha=base_sha, source=branch_sha, data={"into": into})
+        return Result(label, Status.ALREADY, f"its work is already in {into}", base_sha)
+    git.run(scratch, "checkout", "-q", "--detach", "--force", base_sha)
+    git.run(scratch, "clean", "-q", "-fd")  # ignored files (installed dependencies) stay
+    merged = _merge(scratch, task, into, branch_sha, options.strategy)
+    if isinstance(merged, list):  # conflicted files
+        detail = f"conflicts with {into} in {', '.join(merged)}"
+        reopened = options.reopen and _reopen(
+            db,
+            task,
+            f"Landing into {into} conflicted in {', '.join(merged)}: {into} has changed since "
+            f"this task started. kanban has merged {into} into your branch; resolve the "
+            "conflicts (keep both sides' intent), then complete.",
+            catch_up=base_sha,
+        )
+        return Result(label, Status.CONFLICT, detail, reopened=reopened)
+    check = None
+    if options.check:
+        config = checking.config_for(task.repo, base_sha, task.workspace)
+        if config.check is not None:
+            check = _run_check(config, scratch, task)
+            if not check.passed:
+                detail = f"the check {check.command} {check.detail} on the merged result"
+                reopened = options.reopen and _reopen(
+                    db,
+                    task,
+                    f"Landing into {into}: {detail}. Its output ended with:\n{check.output}\n"
+                    "Make it pass.",
+                    catch_up=base_sha,
+                )
+                return Result(label, Status.CHECK_FAILED, detail, reopened=reopened, check=check)
+    pause.point("land.merged")
+    _move(repo, into, old=base_sha, new=merged)
+    tasks.record_landed(
+        db,
+        task.id,
+        sha=merged,
+        source=branch_sha,
+        data={"into": into, "strategy": options.strategy},
+    )
+    return Result(label, Status.LANDED, f"{into} is now {merged[:12]}", merged, check=check)
+
+
+def _merge(
+    scratch: Path, task: records.Task, into: str, branch_sha: str, strategy: Strategy
+) -> str | list[str]:
+    """Merge the task's branch onto the checked-out base; the new commit, or the conflicts."""
+    who = git.identity_args(scratch)
+    message = _message(task, into)
+    if strategy is Strategy.REBASE:
+        # The task's own commits replayed on the base (merges of its blockers, already landed,
+        # are dropped), then the base fast-forwards to them.
+        base = git.head(scratch)
+        git.run(scratch, "checkout", "-q", "--detach", branch_sha)
+        result = git.run(scratch, *who, "rebase", "-q", "--no-verify", base, ok=git.ANY_STATUS)
+        if result.status != 0:
+            files = _conflicted(scratch)
+            git.run(scratch, "rebase", "--abort", ok=git.ANY_STATUS)
+            if not files:
+                raise git.GitError(f"rebasing {task.branch} on {into} failed: {result.message()}")
+            return files
+        return git.head(scratch)
+    args = ["--squash"] if strategy is Strategy.SQUASH else ["--no-ff", "--no-commit"]
+    result = git.run(scratch, *who, "merge", "-q", *args, branch_sha, ok=git.ANY_STATUS)
+    if result.status != 0:
+        files = _conflicted(scratch)
+        git.run(scratch, "merge", "--abort", ok=git.ANY_STATUS)
+        git.run(scratch, "reset", "-q", "--hard", ok=git.ANY_STATUS)
+        if not files:
+            raise git.GitError(f"merging {task.branch} into {into} failed: {result.message()}")
+        return files
+    git.run(scratch, *who, "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+    return git.head(scratch)
+
+
+def _message(task: records.Task, into: str) -> str:
+    subject = " ".join(task.title.split())
+    if len(subject) > 72:
+        subject = subject[:69] + "..."
+    body = (task.summary or "").strip()
+    trailer = f"Kanban-Task: {task.label}\nKanban-Landed-Into: {into}"
+    return f"{subject}\n\n{body}\n\n{trailer}" if body else f"{subject}\n\n{trailer}"
+
+
+def _conflicted(scratch: Path) -> list[str]:
+    out = git.run(scratch, "diff", "--name-only", "-z", "--diff-filter=U", ok=git.ANY_STATUS).out
+    return sorted(name for name in out.split("\0") if name)
+
+
+def _run_check(
+    config: workspace.RepoConfig, scratch: Path, task: records.Task
+) -> records.CheckResult:
+    """The check on the merged result, in the scratch worktree, set up once like a task's."""
+    assert config.check is not None and task.repo
+    environ = env.for_check(dict(os.environ), task=task.label, workspace=str(scratch), branch=None)
+    environ.update(config.workspace.env)
+    state = scratch.with_name(f"{scratch.name}.state")
+    state.mkdir(exist_ok=True)
+    log = state / "check.log"
+    log.write_bytes(b"")
+    if preparing.needed(state, created=False):
+        preparing.prepare(
+            config.workspace,
+            checkout=task.repo,
+            worktree=scratch,
+            environ=environ,
+            log_path=log,
+            private_dir=state,
+            scope_path=None,
+        )
+    return checking.run(config.check, worktree=scratch, environ=environ, log_path=log)
+
+
+def _reopen(db: sqlite_utils.Database, task: records.Task, comment: str, *, catch_up: str) -> bool:
+    tasks.reopen(db, task.id, comment, kind="landing failed", catch_up=catch_up)
+    return True
+
+
+def _is_ancestor(repo: Path, commit: str, of: str) -> bool:
+    return git.run(repo, "merge-base", "--is-ancestor", commit, of, ok=(0, 1)).status == 0
+
+
+def _move(repo: Path, branch: str, *, old: str, new: str) -> None:
+    """Move `branch` from `old` to `new` (a descendant), or raise _Race if it is not at `old`.
+
+    Where the branch is checked out, the checkout moves with it (a fast-forward there), and
+    only if it has no local changes to tracked files.
+    """
+    state = git.branch_states(repo, [branch]).get(branch)
+    if state is None or state.sha != old:
+        raise _Race
+    if state.worktree is None:
+        result = git.run(
+            repo,
+            "update-ref",
+            "-m",
+            "kanban land",
+            f"refs/heads/{branch}",
+            new,
+            old,
+            ok=(0, 1, 128),
+        )
+        if result.status != 0:
+            raise _Race
+        return
+    checkout = state.worktree
+    changed = git.run(checkout, "status", "--porcelain", "--untracked-files=no").out
+    if changed.strip():
+        raise CheckoutBusy(branch, checkout, changed)
+    result = git.run(checkout, "merge", "-q", "--ff-only", new, ok=git.ANY_STATUS)
+    if result.status != 0:
+        if git.head(checkout) != old:
+            raise _Race
+        raise CheckoutBusy(branch, checkout, result.message())
+
+
+class CheckoutBusy(errors.KanbanError):
+    """The base branch is checked out with local changes: moving it could lose them."""
+
+    def __init__(self, branch: str, checkout: Path, detail: str) -> None:
+        self.branch = branch
+        super().__init__(
+            f"{branch} is checked out in {checkout} with local changes, and landing moves "
+            f"that checkout: commit or stash them there, then run kanban land again (nothing "
+            f"was changed). Git said: {' '.join(detail.split())[:300]}"
+        )
+
+
+def _scratch(repo: Path, root: Path, board_id: str) -> Path:
+    """A detached worktree of `repo` for landing (one per board and repository), made once."""
+    return worktrees.ensure_detached(repo, root=root, board_id=board_id, name="land")
