@@ -225,7 +225,12 @@ TASKS = [
         runtime="codex",
         after=("slugify", "readme"),
         body="Once slugify() and the README are done, write CHANGELOG.md for 0.2.0.",
-        files={"CHANGELOG.md": "## 0.2.0"},
+        # Its blockers' work is in its branch: it started with theirs merged in.
+        files={
+            "CHANGELOG.md": "## 0.2.0",
+            "textutils.py": "def slugify",
+            "README.md": "## Usage",
+        },
         turns=[
             [{"shell": write_file("CHANGELOG.md", CHANGELOG)}],
             *_finish(
@@ -511,12 +516,25 @@ def problems_with(demo: Demo, board: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def run_tests(demo: Demo, task: dict[str, Any]) -> bool:
-    """The project's tests, run by the demo itself in the orchestrator task's worktree."""
-    demo.command(f"cd {demo.show(task['worktree'])} && python -B -m unittest")
+def land_everything(demo: Demo) -> list[str]:
+    """Land every done task into main (kanban land --all), then run the tests there."""
+    demo.step("6. Landing: every task's work into main, through the merge queue")
+    landed = demo.run_kanban("land", "--all", capture=False)
+    if landed.returncode != 0:
+        return [f"`kanban land --all` exited {landed.returncode}"]
+    demo.command(f"git -C {demo.show(demo.repo)} log --oneline --first-parent main")
+    for line in demo.git("log", "--oneline", "--first-parent", "main").splitlines():
+        demo.say(f"  {line}")
+    demo.say("\nThe project's tests, on main:")
+    return [] if run_tests(demo, demo.repo) else ["the tests fail on main after landing"]
+
+
+def run_tests(demo: Demo, where: Path) -> bool:
+    """The project's tests, run by the demo itself in a checkout."""
+    demo.command(f"cd {demo.show(where)} && python -B -m unittest")
     done = subprocess.run(
         [sys.executable, "-B", "-m", "unittest"],
-        cwd=task["worktree"],
+        cwd=where,
         env=demo.environ,
         capture_output=True,
         text=True,
@@ -555,7 +573,7 @@ def show_branches(demo: Demo, board: list[dict[str, Any]], base: str) -> None:
 
 
 def explain(demo: Demo, board: list[dict[str, Any]]) -> None:
-    demo.step("6. Logs")
+    demo.step("7. Logs")
     demo.say(
         "Each run's log (its agent's output): "
         f"{demo.show(demo.out / 'logs')}/BOARD/TASK/run-N.log (BOARD: the board's id)"
@@ -565,7 +583,7 @@ def explain(demo: Demo, board: list[dict[str, Any]]) -> None:
     first = board[0]["id"] if board else "t_1"
     for args in (("logs", first), ("show", first), ("board", "--all")):
         demo.say(f"  {demo.hint(*args)}")
-    demo.step("7. What was real, and what was scripted")
+    demo.step("8. What was real, and what was scripted")
     batch = demo.show(demo.out / "batch.toml")
     demo.say(
         textwrap.dedent(f"""\
@@ -582,7 +600,9 @@ def explain(demo: Demo, board: list[dict[str, Any]]) -> None:
           kanban setup hermes         # a Hermes home of kanban's own, ~/.kanban/hermes
           kanban doctor               # checks all of it
           kanban create "Add a --verbose flag" --repo ~/src/app --runtime codex
-          kanban dispatch             # or a batch: kanban run {batch}""")
+          kanban dispatch             # or a batch: kanban run {batch}
+          kanban diff t_1             # review; kanban reopen t_1 --comment "..." to send back
+          kanban land --all           # into main, checked, never losing a concurrent update""")
     )
 
 
@@ -645,11 +665,8 @@ def run(demo: Demo) -> bool:
 
     demo.step("5. Each task's branch, against the base (main)")
     show_branches(demo, board, base)
-    orchestrator = next((t for t in board if t["title"] == TASKS[-1].title), None)
-    if orchestrator and orchestrator["worktree"] and Path(orchestrator["worktree"]).is_dir():
-        demo.say(f"\nThe tests of the project as {orchestrator['id']} integrated it:")
-        if not run_tests(demo, orchestrator):
-            problems.append(f"the tests fail in {orchestrator['id']}'s worktree")
+    if not problems:
+        problems += land_everything(demo)
     explain(demo, board)
     for problem in problems:
         demo.console.print(f"[bold red]problem:[/] {problem}")

@@ -26,7 +26,12 @@ from support.gitrepo import git
 EXPECTED = {
     "Add slugify() to textutils.py": {"textutils.py": "def slugify"},
     "Document the helpers in README.md": {"README.md": "## Usage"},
-    "Write CHANGELOG.md for the release": {"CHANGELOG.md": "## 0.2.0"},
+    # It ran after the two above: their work is in its branch too.
+    "Write CHANGELOG.md for the release": {
+        "CHANGELOG.md": "## 0.2.0",
+        "textutils.py": "def slugify",
+        "README.md": "## Usage",
+    },
     "Add a stats module (via subtasks)": {"stats.py": "def mean", "test_stats.py": "StatsTest"},
     "Write stats.py: mean() and median()": {"stats.py": "def median"},
     "Write test_stats.py for stats.py": {"test_stats.py": "def test_median"},
@@ -86,6 +91,11 @@ def test_the_demo_runs_every_task_to_done_with_its_files_on_its_branch(
     for title, files in EXPECTED.items():
         for path, text in files.items():
             assert text in git(output / "repo", "show", f"{by_title[title]['branch']}:{path}")
+            assert text in git(output / "repo", "show", f"main:{path}")  # landed
+    top_level = [task for task in board if not task["parent"]]
+    assert all(task["landed"] for task in top_level)
+    tests_on_main = done.stdout.split("The project's tests, on main:", 1)[1]
+    assert "Ran 3 tests" in tests_on_main.split("Logs", 1)[0]
 
     # The hints to look around work as printed, from where the demo ran, with no `kanban` on
     # the PATH and KANBAN_DB naming another board.
