@@ -20,10 +20,12 @@ Blocking throughout (git and the check): call it from a thread or a command.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import fcntl
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import sqlite_utils
@@ -130,6 +132,33 @@ def _land_one(
     assert task.repo and task.branch and into
     repo = Path(task.repo)
     scratch = _scratch(repo, worktree_root, identity.board_id(db))
+    # One lander at a time in a scratch worktree (another `kanban land` waits its turn).
+    with _locked(scratch.with_name(f"{scratch.name}.lock")):
+        return _queue_step(db, task, into, scratch=scratch, options=options)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _queue_step(
+    db: sqlite_utils.Database, task: records.Task, into: str, *, scratch: Path, options: Options
+) -> Result:
+    """Land `task` on `into`, merging again while the base moves under it."""
+    label = task.label
+    assert task.repo
+    repo = Path(task.repo)
+    task = tasks.get(db, task.id)  # as it is now that this lander has the scratch worktree
+    if task.landed_sha:
+        return Result(label, Status.ALREADY, f"landed in {task.landed_sha[:12]}", task.landed_sha)
+    if task.status != "done":
+        return Result(label, Status.SKIPPED, f"it is {task.status}: only done tasks land")
     for _ in range(MAX_RACES):
         base = git.branch_states(repo, [into]).get(into)
         if base is None:

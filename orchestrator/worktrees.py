@@ -284,7 +284,9 @@ def ensure_detached(repo_path: Path | str, *, root: Path | str, board_id: str, n
     if (path / ".git").is_file():
         return path
     with _repo_lock(top.common_dir):
-        if os.path.lexists(path):
+        if (path / ".git").is_file():  # made meanwhile by another process
+            return path
+        if os.path.lexists(path):  # half made (a process killed mid-add): made again
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
