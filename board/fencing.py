@@ -8,10 +8,24 @@ its process wakes up. Workers may also touch only their own task and its subtask
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from board import actors, errors, ids
 from board.connection import Tx
+
+
+def token_hash(token: str) -> str:
+    """How a run's token is stored: its SHA-256, so reading the board gives no usable token.
+
+    The token is 24 random bytes (`secrets.token_urlsafe`): no salt or slow hash is needed
+    against guessing, only against reading.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_matches(stored_hash: str | None, token: str) -> bool:
+    return stored_hash is not None and hmac.compare_digest(stored_hash, token_hash(token))
 
 
 def check(
@@ -20,14 +34,14 @@ def check(
     """Raise `StaleRun` unless `worker` holds its task; `NotYourTask` for a foreign target."""
     task_label = ids.format(worker.task_id)
     row = tx.one(
-        "SELECT r.task_id, r.token, r.outcome, t.current_run_id, t.status"
+        "SELECT r.task_id, r.token_hash, r.outcome, t.current_run_id, t.status"
         " FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.id = ?",
         (worker.run_id,),
     )
     if (
         row is None
         or row["task_id"] != worker.task_id
-        or not hmac.compare_digest(row["token"], worker.token)
+        or not token_matches(row["token_hash"], worker.token)
     ):
         raise errors.StaleRun(task_label, worker.run_id, "unknown run, or a wrong token")
     if row["outcome"] is not None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -233,14 +234,22 @@ def m004_identities(conn: sqlite3.Connection) -> None:
 
 
 def m005_workspaces(conn: sqlite3.Connection) -> None:
-    """What a repository's workspace gives a run, and what its check found.
+    """What a repository's workspace gives a run, what its check found; tokens hashed.
 
     Runs gain the ports they held (``ports``: a JSON list) and the result of the repository's
     check after they completed (``check_result``: JSON, see `board.runs.CheckResult`); their
     outcome may now be ``check_failed``, so the table is rebuilt with the new CHECK. Tasks
     gain ``workspace``: a batch file's overrides of the repository's ``setup`` and ``check``.
+    A run's token is kept only as its SHA-256 (``token_hash``): whoever reads the board file
+    gets no token a tool server would accept.
     """
     outcomes = states.sql_list(states.Outcome)
+    conn.create_function(
+        "kanban_token_hash",
+        1,
+        lambda token: hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest(),
+        deterministic=True,
+    )
     _run(
         conn,
         f"""
@@ -249,7 +258,7 @@ def m005_workspaces(conn: sqlite3.Connection) -> None:
             task_id INTEGER NOT NULL REFERENCES tasks (id),
             attempt INTEGER NOT NULL,
             kind TEXT NOT NULL CHECK (kind IN ('first', 'retry', 'resume')),
-            token TEXT NOT NULL,
+            token_hash TEXT NOT NULL,
             dispatcher_id INTEGER,
             shim_pid INTEGER,
             shim_started_at REAL,
@@ -277,12 +286,13 @@ def m005_workspaces(conn: sqlite3.Connection) -> None:
             check_result TEXT CHECK (check_result IS NULL OR json_valid(check_result))
         );
         INSERT INTO runs_new (
-            id, task_id, attempt, kind, token, dispatcher_id, shim_pid, shim_started_at, pid,
+            id, task_id, attempt, kind, token_hash, dispatcher_id, shim_pid, shim_started_at, pid,
             pid_started_at, started_at, heartbeat_at, lease_expires_at, note, reported_at,
             exited_at, exit_code, signal, ended_at, outcome, settled_by, reason, summary,
             log_path, worktree, branch, commit_sha, refunded
         ) SELECT
-            id, task_id, attempt, kind, token, dispatcher_id, shim_pid, shim_started_at, pid,
+            id, task_id, attempt, kind, kanban_token_hash(token), dispatcher_id, shim_pid,
+            shim_started_at, pid,
             pid_started_at, started_at, heartbeat_at, lease_expires_at, note, reported_at,
             exited_at, exit_code, signal, ended_at, outcome, settled_by, reason, summary,
             log_path, worktree, branch, commit_sha, refunded
@@ -291,6 +301,7 @@ def m005_workspaces(conn: sqlite3.Connection) -> None:
         ALTER TABLE runs_new RENAME TO runs;
         CREATE UNIQUE INDEX runs_one_unended ON runs (task_id) WHERE ended_at IS NULL;
         CREATE INDEX runs_task ON runs (task_id, id);
+        CREATE UNIQUE INDEX runs_token_hash ON runs (token_hash);
         ALTER TABLE tasks ADD COLUMN workspace TEXT NOT NULL DEFAULT '{{}}'
             CHECK (json_valid(workspace))
         """,

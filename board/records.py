@@ -91,7 +91,7 @@ class Run:
     task_id: int
     attempt: int
     kind: str  # first | retry | resume
-    token: str
+    token_hash: str  # the token's SHA-256: the token itself is never stored
     dispatcher_id: int | None
     shim_pid: int | None
     shim_started_at: float | None

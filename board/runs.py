@@ -91,14 +91,14 @@ def claim(
             kind = "resume" if task["resume"] else ("retry" if task["attempts"] else "first")
             token = secrets.token_urlsafe(24)
             run_id = tx.execute(
-                "INSERT INTO runs (task_id, attempt, kind, token, dispatcher_id, started_at,"
+                "INSERT INTO runs (task_id, attempt, kind, token_hash, dispatcher_id, started_at,"
                 " heartbeat_at, lease_expires_at, worktree, branch)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     task["id"],
                     attempt,
                     kind,
-                    token,
+                    fencing.token_hash(token),
                     dispatcher_id,
                     tx.now,
                     tx.now,
@@ -162,11 +162,17 @@ def unended(db: sqlite_utils.Database, *, batch_id: str | None = None) -> list[r
     return [records.Run.from_row(row) for row in found]
 
 
+def by_token(db: sqlite_utils.Database, token: str) -> records.Run | None:
+    """The run whose token this is, if any (the HTTP tool server's lookup of a bearer)."""
+    found = rows(db.conn, "SELECT * FROM runs WHERE token_hash = ?", (fencing.token_hash(token),))
+    return records.Run.from_row(found[0]) if found else None
+
+
 def _token_matches(tx: Any, run_id: int, token: str) -> dict[str, Any]:
     run = tx.one("SELECT * FROM runs WHERE id = ?", (run_id,))
     if run is None:
         raise errors.RunNotFound(run_id)
-    if not secrets.compare_digest(run["token"], token):
+    if not fencing.token_matches(run["token_hash"], token):
         raise errors.StaleRun(ids.format(run["task_id"]), run_id, "wrong token")
     return run
 
@@ -254,7 +260,7 @@ def heartbeat(
         cursor = tx.execute(
             "UPDATE runs SET heartbeat_at = :now, lease_expires_at = :now + :lease,"
             " note = coalesce(:note, note)"
-            " WHERE id = :run AND task_id = :task AND token = :token AND outcome IS NULL"
+            " WHERE id = :run AND task_id = :task AND token_hash = :hash AND outcome IS NULL"
             " AND EXISTS (SELECT 1 FROM tasks WHERE id = :task AND current_run_id = :run"
             "             AND status = 'running')",
             {
@@ -263,7 +269,7 @@ def heartbeat(
                 "note": note,
                 "run": worker.run_id,
                 "task": worker.task_id,
-                "token": worker.token,
+                "hash": fencing.token_hash(worker.token),
             },
         )
         if cursor.rowcount != 1:

@@ -17,6 +17,8 @@ import time
 
 import psutil
 
+from board import fencing
+
 # create_time() is rounded differently by different readers; a pid reused within this
 # tolerance of the original start is not a risk worth a false "dead".
 _START_TOLERANCE = 0.05
@@ -161,16 +163,18 @@ def run_lock_held(path: str | None) -> bool:
     return False
 
 
-def kill_carrying(name: str, value: str, *, grace: float = 5.0) -> list[int]:
-    """Kill every process whose environment has `name`=`value` (a run's token).
+def kill_carrying(name: str, token_hash: str, *, grace: float = 5.0) -> list[int]:
+    """Kill every process whose environment has `name` set to the token whose hash this is.
 
     Where runs are not in cgroups, this finds what escaped a killed shim: descendants of an
-    agent inherit its environment, and the run's token is in no other process's.
+    agent inherit its environment, and the run's token is in no other process's. The board
+    keeps only the token's hash, so an adopting dispatcher can still recognise it.
     """
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and proc.environ().get(name) == value:
+            value = proc.environ().get(name) if proc.pid != os.getpid() else None
+            if value is not None and fencing.token_matches(token_hash, value):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue

@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from board import actors, errors, ids, records, runs, tasks, views
+from board import actors, errors, fencing, ids, records, runs, tasks, views
 from board.states import Outcome
 from orchestrator import (
     boardio,
@@ -52,7 +52,7 @@ class Watched:
 
     run_id: int
     task_id: int
-    token: str
+    token_hash: str  # the run's token as the board keeps it
     repo: str | None
     started: float
     timeout: float | None
@@ -214,7 +214,7 @@ class Supervisor:
         watched = Watched(
             run_id=run_id,
             task_id=task.id,
-            token=claim.token,
+            token_hash=fencing.token_hash(claim.token),
             repo=task.repo,
             started=time.time(),
             timeout=task.timeout,
@@ -563,7 +563,7 @@ class Supervisor:
         watched = Watched(
             run_id=run.id,
             task_id=task.id,
-            token=run.token,
+            token_hash=run.token_hash,
             repo=task.repo,
             started=run.started_at,
             timeout=task.timeout,
@@ -671,7 +671,7 @@ class Supervisor:
         if run.pid is not None:
             processes.kill_tree(run.pid, run.pid_started_at, grace=self.settings.kill_grace)
         # What escaped a killed shim still carries the run's token in its environment.
-        processes.kill_carrying(env.TOKEN, watched.token, grace=self.settings.kill_grace)
+        processes.kill_carrying(env.TOKEN, watched.token_hash, grace=self.settings.kill_grace)
 
     # -- the end ------------------------------------------------------------------------
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from board import connection, dispatchers, errors, identity, migrations, states
+from board import connection, dispatchers, errors, identity, migrations, runs, states
 
 M001_TABLES = {"tasks", "runs", "deps", "events", "comments", "dispatchers"}
 M002_TABLES = {"batches", "schedules", "schedule_fires"}
@@ -22,6 +23,7 @@ EXPECTED_INDEXES = {
     "tasks_batch": "tasks",
     "runs_one_unended": "runs",
     "runs_task": "runs",
+    "runs_token_hash": "runs",
     "deps_blocked": "deps",
     "events_task": "events",
     "comments_task": "comments",
@@ -237,5 +239,35 @@ def test_the_check_constraint_accepts_every_status_and_rejects_an_unknown_one(
             db.conn.execute(insert, ("in_review", None))
         with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
             db.conn.execute(insert, ("running", None))  # running needs a run
+    finally:
+        db.conn.close()
+
+
+def test_m005_keeps_only_the_hash_of_a_run_token(db_path: Path) -> None:
+    """A board from before m005 had tokens in the clear: after it, only their SHA-256."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path)
+    conn.execute("BEGIN")
+    for migration in migrations.MIGRATIONS[:4]:
+        migration(conn)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute(
+        "INSERT INTO tasks (title, status, runtime, current_run_id, created_at, updated_at)"
+        " VALUES ('t', 'running', 'command', 1, 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO runs (task_id, attempt, kind, token, started_at) VALUES (1, 1, 'first', ?, 0)",
+        ("the-old-token",),
+    )
+    conn.commit()
+    conn.close()
+
+    db = connection.connect(db_path)
+    try:
+        columns = [row[1] for row in db.conn.execute("PRAGMA table_info(runs)")]
+        assert "token" not in columns
+        stored = db.conn.execute("SELECT token_hash FROM runs").fetchone()[0]
+        assert stored == hashlib.sha256(b"the-old-token").hexdigest()
+        assert runs.by_token(db, "the-old-token").id == 1  # the live worker keeps working
     finally:
         db.conn.close()

@@ -94,7 +94,7 @@ def test_the_schema_refuses_a_second_unended_run_of_a_task(db: sqlite_utils.Data
 
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
         db.conn.execute(
-            "INSERT INTO runs (task_id, attempt, kind, token, started_at)"
+            "INSERT INTO runs (task_id, attempt, kind, token_hash, started_at)"
             " VALUES (?, 2, 'retry', 'x', 0)",
             (task_id,),
         )

@@ -6,6 +6,7 @@ ever have changed anything.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -83,9 +84,9 @@ class BoardMachine(RuleBasedStateMachine):
         """What fencing must allow: the run is its task's current run and has no outcome."""
         row = self.db.conn.execute(
             "SELECT 1 FROM runs r JOIN tasks t ON t.id = r.task_id"
-            " WHERE r.id = ? AND r.task_id = ? AND r.token = ? AND r.outcome IS NULL"
+            " WHERE r.id = ? AND r.task_id = ? AND r.token_hash = ? AND r.outcome IS NULL"
             " AND t.current_run_id = r.id AND t.status = 'running'",
-            (worker.run_id, worker.task_id, worker.token),
+            (worker.run_id, worker.task_id, hashlib.sha256(worker.token.encode()).hexdigest()),
         ).fetchone()
         return row is not None
 

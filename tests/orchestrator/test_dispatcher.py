@@ -8,6 +8,7 @@ sleeps to coordinate: workers wait for files the test creates, and the test poll
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import signal
@@ -472,12 +473,13 @@ sys.exit(3)  # the report stands, whatever the exit code
     expected = {
         "HERMES_KANBAN_TASK": f"t_{task_id}",
         "HERMES_KANBAN_RUN_ID": str(run.id),
-        "HERMES_KANBAN_TOKEN": run.token,
         "HERMES_KANBAN_WORKSPACE": task.worktree,
         "HERMES_KANBAN_BRANCH": kb.branch(task_id),
         "KANBAN_DB": str(kb.db_path),
     }
     assert {k: report["env"].get(k) for k in expected} == expected
+    token = report["env"]["HERMES_KANBAN_TOKEN"]
+    assert hashlib.sha256(token.encode()).hexdigest() == run.token_hash  # only its hash kept
     assert report["heartbeat"][0] == 0
     assert report["forged"][0] == 1
     assert report["forged"][1].startswith("Error:")

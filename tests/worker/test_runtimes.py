@@ -8,6 +8,7 @@ exactly what the real agent would have been given.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -103,13 +104,18 @@ class Board:
     def record(self, name: str) -> dict[str, Any]:
         return json.loads((self.records / f"{name}.json").read_text())
 
-    def token(self, db_path: str | None = None) -> str:
-        """The first run's lease token, read through SQLite."""
+    def token(self, seen: dict[str, Any], db_path: str | None = None) -> str:
+        """The first run's lease token as `seen` by a worker, checked against the board,
+        which keeps only its hash."""
         conn = sqlite3.connect(f"file:{db_path or self.env['KANBAN_DB']}?mode=ro", uri=True)
         try:
-            return conn.execute("SELECT token FROM runs WHERE id = 1").fetchone()[0]
+            stored = conn.execute("SELECT token_hash FROM runs WHERE id = 1").fetchone()[0]
         finally:
             conn.close()
+        token = seen["HERMES_KANBAN_TOKEN"]
+        assert hashlib.sha256(token.encode()).hexdigest() == stored
+        assert token not in stored
+        return token
 
 
 @pytest.fixture
@@ -162,7 +168,7 @@ def test_hermes_runs_chat_on_kanbans_hermes_home_with_codex_first_on_path(
     assert env["PATH"].split(os.pathsep)[0] == str(board.bin)  # where the codex program is
     assert env["HERMES_KANBAN_ROOT"] == task["worktree"]  # Hermes' one extra writable root
     assert env["HERMES_KANBAN_DB"] == ""  # never an inherited board's directory
-    expected = worker_variables(task, board.token(), board.env["KANBAN_DB"])
+    expected = worker_variables(task, board.token(env), board.env["KANBAN_DB"])
     assert {name: env.get(name) for name in expected} == expected
     # Hermes exits 0 whatever happened: without a report, the attempt counts as failed.
     assert [r["outcome"] for r in task["runs"]] == ["exited_without_report"]
@@ -192,7 +198,7 @@ def test_codex_runs_exec_sandboxed_to_the_worktree_with_the_token_hidden_from_it
     excluded = [o for o in overrides(argv) if o in TMP_EXCLUSIONS]
     assert excluded == (list(TMP_EXCLUSIONS) if location == "temporary" else [])
     assert got["env"]["CODEX_HOME"] == str(board.codex_home)
-    expected = worker_variables(task, board.token(db_path), db_path)
+    expected = worker_variables(task, board.token(got["env"], db_path), db_path)
     assert {name: got["env"].get(name) for name in expected} == expected
 
 
@@ -208,7 +214,7 @@ def test_claude_gets_the_prompt_and_a_private_mcp_config_holding_the_worker_vari
     assert got["mcp_config_mode"] == 0o600
     server = got["mcp_config"]["mcpServers"]["kanban"]
     assert server["args"] == ["-P", "-m", "worker.mcp_server"]
-    token = board.token()
+    token = board.token(server["env"])
     assert server["env"] == worker_variables(task, token, board.env["KANBAN_DB"])
     assert not [arg for arg in argv if token in arg]  # never in the process list
     assert got["cwd"] == task["worktree"]
@@ -222,7 +228,7 @@ def test_command_runs_its_argv_in_the_worktree_and_exit_zero_means_done(board: B
     got = board.record("codex")
     assert got["argv"] == [board.env["KANBAN_CODEX_BIN"], "plain", "two words"]
     assert got["cwd"] == task["worktree"]
-    expected = worker_variables(task, board.token(), board.env["KANBAN_DB"])
+    expected = worker_variables(task, board.token(got["env"]), board.env["KANBAN_DB"])
     assert {name: got["env"].get(name) for name in expected} == expected
     assert task["status"] == "done"
 
