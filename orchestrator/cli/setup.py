@@ -50,13 +50,6 @@ def setup() -> None:
     type=click.Path(file_okay=False),
     help="Codex's home. Default: the dispatcher's codex_home, else $CODEX_HOME, else ~/.codex.",
 )
-@click.option(
-    "--python",
-    "python",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Interpreter that runs the MCP server (must import kanban). Default: the "
-    "one running this command.",
-)
 @click.option("--remove", is_flag=True, help="Take kanban's block out again.")
 @click.option(
     "--repair",
@@ -70,28 +63,23 @@ def setup() -> None:
     help="Point Codex at this Responses-API endpoint (offline or scripted runs).",
 )
 @click.option("--model", metavar="NAME", help="The model to ask that endpoint for.")
-@click.option(
-    "--startup-timeout",
-    type=context.Finite(min=0, min_open=True),
-    default=codex.DEFAULT_STARTUP_TIMEOUT_SEC,
-    show_default=True,
-    help="Seconds Codex waits for the MCP server to start.",
-)
-@click.option(
-    "--tool-timeout",
-    type=context.Finite(min=0, min_open=True),
-    default=codex.DEFAULT_TOOL_TIMEOUT_SEC,
-    show_default=True,
-    help="Seconds Codex waits for one kanban tool call.",
-)
+# Options of the stdio server that earlier versions registered: still accepted, so scripts
+# keep working, and ignored with a notice.
+@click.option("--python", "python", hidden=True)
+@click.option("--startup-timeout", hidden=True)
+@click.option("--tool-timeout", hidden=True)
 def setup_codex(
-    codex_home, python, remove, repair, model_provider_url, model, startup_timeout, tool_timeout
+    codex_home, remove, repair, model_provider_url, model, python, startup_timeout, tool_timeout
 ):
-    """Write kanban's managed block into $CODEX_HOME/config.toml (idempotent).
+    """Make $CODEX_HOME/config.toml ready for kanban's workers (idempotent).
 
-    The block registers kanban's MCP server with the worker variables whitelisted and its
-    tools approved. Everything outside the block is kept byte for byte, the previous file is
-    saved as config.toml.kanban-backup, and a file that is not valid TOML is refused.
+    Workers get kanban's MCP server per run, on Codex's command line, so nothing of kanban's
+    is needed in the file: without a model provider this writes nothing, and takes out the
+    block an older kanban wrote there (whose stdio server broke every plain `codex` once
+    kanban's virtualenv was gone). With --model-provider-url and --model it writes a block
+    that sets that provider. Everything outside the block is kept byte for byte, the previous
+    file is saved as config.toml.kanban-backup, and a file that is not valid TOML is refused.
+    Your own [mcp_servers.kanban] table is refused too: that name is kanban's.
 
     \b
     Examples:
@@ -100,10 +88,25 @@ def setup_codex(
       kanban setup codex --remove
     """
     provider = _model_provider(model_provider_url, model)
+    ignored = [
+        name
+        for name, value in (
+            ("--python", python),
+            ("--startup-timeout", startup_timeout),
+            ("--tool-timeout", tool_timeout),
+        )
+        if value is not None
+    ]
+    if ignored:
+        click.echo(
+            f"Note: {', '.join(ignored)} ignored: kanban no longer registers an MCP server in "
+            "Codex's config (workers get it per run; see docs/config.md).",
+            err=True,
+        )
     home = codex_home or _runtime_settings().codex_home
     if remove:
-        if provider or python:
-            raise click.UsageError("--remove takes no --python, --model-provider-url or --model")
+        if provider:
+            raise click.UsageError("--remove takes no --model-provider-url or --model")
         change = codex.remove(home, repair=repair)
         click.echo(
             f"Removed kanban's block from {change.path}."
@@ -111,19 +114,23 @@ def setup_codex(
             else f"{change.path} has no kanban block; nothing to do."
         )
     else:
-        change = codex.install(
-            home,
-            python=python,
-            startup_timeout_sec=startup_timeout,
-            tool_timeout_sec=tool_timeout,
-            model_provider=provider,
-            repair=repair,
-        )
-        click.echo(
-            f"Wrote kanban's block to {change.path}."
-            if change.changed
-            else f"{change.path} already has the current kanban block; nothing to do."
-        )
+        change = codex.install(home, model_provider=provider, repair=repair)
+        if provider is not None:
+            click.echo(
+                f"Wrote kanban's block (model provider {provider.base_url}) to {change.path}."
+                if change.changed
+                else f"{change.path} already has the current kanban block; nothing to do."
+            )
+        elif change.changed:
+            click.echo(
+                f"Removed kanban's old block from {change.path}: workers get kanban's MCP "
+                "server per run, so nothing of kanban's is needed there any more."
+            )
+        else:
+            click.echo(
+                f"{change.path} is ready: workers get kanban's MCP server per run, so nothing "
+                "of kanban's is needed there; left as it was."
+            )
     if change.backup:
         click.echo(f"The previous file is saved as {change.backup}.")
 
@@ -182,9 +189,10 @@ class Check:
 def doctor(ctx, repo, as_json):
     """Check everything workers need, and say how to fix what is wrong. Exit 1 on a problem.
 
-    Checks git, the hermes and codex programs (and their versions), kanban's block in Codex's
-    config, that its interpreter can import the MCP server, the workers' Hermes home, the
-    board (opened read-only, with an integrity check) and, in a repository, its .kanban.toml.
+    Checks git, the hermes and codex programs (and their versions), that Codex's config leaves
+    the name `kanban` free for the workers' per-run MCP server (and kanban's optional block in
+    it), the workers' Hermes home, the board (opened read-only, with an integrity check) and,
+    in a repository, its .kanban.toml.
 
     \b
     Examples:
@@ -240,8 +248,6 @@ def _checks(db_path: str | None) -> list[Check]:
     )
     block = codex.status(runtimes.codex_home)
     checks.append(Check("codex config", block.ok, f"{block.path}: {block.detail}", block.fix))
-    if block.command:
-        checks.append(_server_importable(block.command))
     home = hermes.status(runtimes.hermes_home)
     checks.append(Check("hermes home", home.ok, home.detail, home.fix))
     checks.append(_board(db_path))
@@ -287,31 +293,6 @@ def _version(name: str, path: str, hint: str, environ: dict[str, str]) -> Check:
             fix=f"reinstall it ({hint})",
         )
     return Check(name, True, f"{lines[0]} ({path})")
-
-
-def _server_importable(python: str) -> Check:
-    # -P as in the block: the check must not find `worker` through the current directory.
-    probe = (
-        f"import importlib.util, sys; sys.exit(importlib.util.find_spec({codex.MODULE!r}) is None)"
-    )
-    fix = (
-        "install kanban into that interpreter's environment, or run `kanban setup codex "
-        "--python PATH` with one that has it"
-    )
-    try:
-        done = subprocess.run(
-            [python, "-P", "-c", probe],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=VERSION_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check("mcp server", False, f"{python} does not run: {exc}", fix=fix)
-    if done.returncode != 0:
-        return Check("mcp server", False, f"{python} cannot import {codex.MODULE}", fix=fix)
-    return Check("mcp server", True, f"{python} imports {codex.MODULE}")
 
 
 def _board(db_path: str | None) -> Check:

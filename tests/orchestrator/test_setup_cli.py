@@ -51,15 +51,57 @@ def _codex_config(home: Path) -> Path:
     return home / ".codex" / "config.toml"
 
 
-def test_setup_codex_writes_the_block_then_has_nothing_to_do(kanban, isolated_home: Path) -> None:
-    first = kanban("setup", "codex")
-    assert first.exit_code == 0, first.output
-    assert f"Wrote kanban's block to {_codex_config(isolated_home)}" in first.output
-    data = tomllib.loads(_codex_config(isolated_home).read_text())
-    assert data["mcp_servers"]["kanban"]["command"] == PYTHON
-    second = kanban("setup", "codex")
-    assert second.exit_code == 0
-    assert "nothing to do" in second.output
+def test_setup_codex_on_a_plain_machine_changes_nothing(kanban, isolated_home: Path) -> None:
+    result = kanban("setup", "codex")
+    assert result.exit_code == 0, result.output
+    assert "left as it was" in result.output
+    assert not (isolated_home / ".codex").exists()  # not even a directory
+    path = _codex_config(isolated_home)
+    path.parent.mkdir()
+    path.write_text("# mine\n[features]\nplugins = false\n")
+    stamp = path.stat().st_mtime_ns
+    assert kanban("setup", "codex").exit_code == 0
+    assert path.read_text() == "# mine\n[features]\nplugins = false\n"
+    assert path.stat().st_mtime_ns == stamp
+    assert sorted(os.listdir(path.parent)) == ["config.toml"]
+
+
+def test_setup_codex_migrates_the_block_of_an_older_kanban(kanban, isolated_home: Path) -> None:
+    path = _codex_config(isolated_home)
+    path.parent.mkdir()
+    mine = 'approval_policy = "on-request"\n[features]\nplugins = false\n'
+    old_block = "\n".join(
+        [
+            codex.START,
+            *codex.NOTE,
+            "[mcp_servers.kanban]",
+            'command = "/gone/.venv/bin/python"',
+            'args = ["-P", "-m", "worker.mcp_server"]',
+            "required = true",
+            codex.END,
+            "",
+        ]
+    )
+    path.write_text(mine.replace("[features]", old_block + "[features]"))
+    doctor = kanban("doctor", "--json")
+    check = next(c for c in json.loads(doctor.stdout) if c["name"] == "codex config")
+    assert not check["ok"] and check["fix"] == "run `kanban setup codex`"
+    result = kanban("setup", "codex")
+    assert result.exit_code == 0, result.output
+    assert f"Removed kanban's old block from {path}" in result.output
+    assert "previous file is saved" in result.output
+    assert path.read_text() == mine
+    assert codex.conflict() is None
+
+
+def test_setup_codex_refuses_a_users_own_kanban_server(kanban, isolated_home: Path) -> None:
+    path = _codex_config(isolated_home)
+    path.parent.mkdir()
+    path.write_text('[mcp_servers.kanban]\ncommand = "mine"\n')
+    result = kanban("setup", "codex")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and "rename your own" in result.stderr
+    assert path.read_text() == '[mcp_servers.kanban]\ncommand = "mine"\n'
 
 
 def test_setup_codex_refuses_invalid_toml_with_an_error_and_leaves_the_file(
@@ -90,8 +132,10 @@ def test_setup_codex_with_a_model_provider_and_remove(kanban, tmp_path: Path) ->
         "scripted",
     )
     assert result.exit_code == 0, result.output
+    assert "Wrote kanban's block (model provider http://127.0.0.1:9/v1)" in result.output
     data = tomllib.loads((home / "config.toml").read_text())
     assert data["model"] == "scripted"
+    assert "mcp_servers" not in data
     assert data["model_providers"]["kanban"]["base_url"] == "http://127.0.0.1:9/v1"
     removed = kanban("setup", "codex", "--codex-home", str(home), "--remove")
     assert removed.exit_code == 0 and "Removed kanban's block" in removed.output
@@ -101,22 +145,39 @@ def test_setup_codex_with_a_model_provider_and_remove(kanban, tmp_path: Path) ->
 
 def test_setup_codex_usage_errors_exit_2(kanban) -> None:
     assert kanban("setup", "codex", "--model", "m").exit_code == 2
-    assert kanban("setup", "codex", "--remove", "--python", PYTHON).exit_code == 2
+    remove_with_provider = ("--remove", "--model-provider-url", "http://x/v1", "--model", "m")
+    assert kanban("setup", "codex", *remove_with_provider).exit_code == 2
+
+
+def test_setup_codex_accepts_the_options_of_the_old_server_and_says_they_are_ignored(
+    kanban, isolated_home: Path
+) -> None:
+    old = ("--python", PYTHON, "--startup-timeout", "45", "--tool-timeout", "60")
+    result = kanban("setup", "codex", *old)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "Note: --python, --startup-timeout, --tool-timeout ignored: kanban no longer registers "
+        "an MCP server in Codex's config (workers get it per run; see docs/config.md).\n"
+    )
+    assert not (isolated_home / ".codex").exists()
+    assert "--python" not in kanban("setup", "codex", "--help").output
 
 
 def test_setup_codex_follows_the_dispatchers_codex_home(kanban, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KANBAN_CODEX_HOME", str(tmp_path / "workers-codex"))
-    assert kanban("setup", "codex").exit_code == 0
+    provider = ("--model-provider-url", "http://127.0.0.1:9/v1", "--model", "scripted")
+    assert kanban("setup", "codex", *provider).exit_code == 0
     assert (tmp_path / "workers-codex" / "config.toml").exists()
 
 
 def test_setup_codex_repair_after_the_markers_are_lost(kanban, isolated_home: Path) -> None:
-    kanban("setup", "codex")
+    provider = ("--model-provider-url", "http://127.0.0.1:9/v1", "--model", "scripted")
+    kanban("setup", "codex", *provider)
     path = _codex_config(isolated_home)
     path.write_text(path.read_text().replace(codex.START + "\n", ""))
-    refused = kanban("setup", "codex")
+    refused = kanban("setup", "codex", *provider)
     assert refused.exit_code == 1 and "--repair" in refused.stderr
-    repaired = kanban("setup", "codex", "--repair")
+    repaired = kanban("setup", "codex", "--repair", *provider)
     assert repaired.exit_code == 0, repaired.output
     assert codex.status().ok
 
@@ -144,7 +205,7 @@ def test_doctor_exits_0_when_everything_is_ready(kanban, fake_agents, isolated_h
     db.conn.close()
     result = kanban("doctor")
     assert result.exit_code == 0, result.output
-    for name in ("git", "hermes", "codex", "codex config", "mcp server", "hermes home", "board"):
+    for name in ("git", "hermes", "codex", "codex config", "hermes home", "board"):
         assert any(
             line.startswith("ok ") and f" {name} " in line + " "
             for line in result.output.splitlines()
@@ -159,7 +220,7 @@ def test_doctor_exits_1_and_says_what_to_run(kanban, fake_agents, monkeypatch) -
     assert result.exit_code == 1
     checks = {check["name"]: check for check in json.loads(result.stdout)}
     assert checks["codex"]["ok"] is False and "KANBAN_CODEX_BIN" in checks["codex"]["fix"]
-    assert checks["codex config"]["fix"] == "run `kanban setup codex`"
+    assert checks["codex config"]["ok"] is True  # no config file: kanban needs none
     assert checks["hermes home"]["fix"] == "run `kanban setup hermes`"
     assert checks["hermes"]["ok"] is True
     assert checks["board"]["ok"] is True  # not created yet is fine

@@ -1,26 +1,41 @@
 """kanban's managed block in Codex's ``$CODEX_HOME/config.toml``: install, remove, check.
 
-Codex reaches our MCP server only if its config registers it, and it starts MCP servers with a
-scrubbed environment, so the block registers the server with every worker variable whitelisted
-(``env_vars``) and with its tools pre-approved (``codex exec`` refuses unapproved MCP calls, and
-Hermes rejects Codex's approval requests for servers that are not its own). Example::
+Nothing of kanban's in this file is needed to run a worker. The board's one long-lived MCP
+server speaks streamable HTTP on 127.0.0.1, and each worker's Codex gets it *per run*, on its
+command line (``codex exec -c mcp_servers.kanban.url=...``; for Hermes, a ``codex`` wrapper
+adds the same flags). So the file holds nothing that kanban's absence could break: deleting
+kanban (its virtualenv, say) leaves every plain ``codex`` working. Earlier versions registered
+a stdio ``[mcp_servers.kanban]`` with ``required = true`` and the absolute path of kanban's
+interpreter, which made every ``codex exec`` of the user fail once that interpreter was gone.
+
+What the block still holds is optional: a model provider for offline or scripted runs (the
+demo, the tests), written only when one is asked for. Without one, `install` writes no block
+and takes out an old one, so on a plain machine ``kanban setup codex`` leaves the file exactly
+as it was. Example::
 
     from worker.setup import codex
-    codex.install()                      # ~/.codex/config.toml, or $CODEX_HOME's
-    codex.status().state                 # State.CURRENT
+    codex.install()                      # ~/.codex/config.toml, or $CODEX_HOME's: no block
+    codex.install(model_provider=codex.ModelProvider("http://127.0.0.1:8000/v1", "scripted"))
+    codex.conflict()                     # None, or why Codex would refuse the per-run server
     codex.remove()
+
+The name ``kanban`` under ``mcp_servers`` is reserved: Codex refuses a per-run ``url`` for a
+name that config.toml already gives a stdio table ("url is not supported for stdio"), even a
+disabled one, so any ``[mcp_servers.kanban]`` table blocks the workers. `conflict` names it;
+an old block of ours is migrated by `install`, a user's own table must be renamed.
 
 Everything outside the two marker lines is kept byte for byte. The block goes just before the
 user's first table (at the end of a file without tables) rather than at the very end: keys a
 user later appends at the end of the file then still land in their own last table, as they
-did before, and never inside ours. Our optional top-level keys (``model``, ``model_provider``)
-are only valid there, before any table. Every write is checked: the result must parse, our
-tables must hold exactly what we wrote, and everything else must mean what it meant before.
+did before, and never inside ours. Our top-level keys (``model``, ``model_provider``) are only
+valid there, before any table. Every write is checked: the result must parse, our tables must
+hold exactly what we wrote, and everything else must mean what it meant before.
 
 ``codex mcp add`` / ``codex mcp remove`` re-serialize the whole ``[mcp_servers]`` section and
-drop the comments in it, our marker lines included. Such a damaged block is refused (never
-guessed at) until ``install(repair=True)`` removes what is provably ours: the marker lines, the
-``[mcp_servers.kanban]`` table that runs ``worker.mcp_server``, and a provider we named.
+drop the comments in it, the marker lines of an old block included. Such a damaged block is
+refused (never guessed at) until ``install(repair=True)`` removes what is provably ours: the
+marker lines, the ``[mcp_servers.kanban]`` table that runs ``worker.mcp_server``, and a
+provider we named.
 """
 
 from __future__ import annotations
@@ -35,7 +50,6 @@ import math
 import os
 import re
 import stat
-import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -44,17 +58,10 @@ from typing import Any
 import tomlkit
 
 from board import errors
-from worker import env
 
-SERVER = "kanban"
-MODULE = "worker.mcp_server"
-# -P: never put the working directory on sys.path. Codex starts the server in the worker's
-# worktree; when that worktree is a checkout of kanban itself, `-m` would otherwise import
-# the worktree's (agent-edited) `worker` package instead of the installed one.
-ARGS = ("-P", "-m", MODULE)
-APPROVAL = "approve"
-DEFAULT_STARTUP_TIMEOUT_SEC = 30  # importing the MCP SDK alone takes ~0.5 s; leave headroom
-DEFAULT_TOOL_TIMEOUT_SEC = 120
+SERVER = "kanban"  # the name under [mcp_servers] that the per-run entry needs free
+# What the stdio server of earlier versions ran: how an old [mcp_servers.kanban] is known.
+LEGACY_MODULE = "worker.mcp_server"
 PROVIDER_NAME = "kanban managed provider"  # how repair recognizes a provider we wrote
 
 START = "# >>> kanban managed block (kanban setup codex) >>>"
@@ -75,9 +82,9 @@ class SetupError(errors.KanbanError):
 
 
 class State(enum.StrEnum):
-    MISSING = "missing"  # no block (or no file): run setup
+    MISSING = "missing"  # nothing set up (kept for the Hermes home; Codex's needs nothing)
     CURRENT = "current"
-    STALE = "stale"  # a block written for another interpreter or another kanban
+    STALE = "stale"  # an old block that registers the stdio server: `kanban setup codex`
     BROKEN = "broken"  # a file or block that setup refuses to edit until fixed
 
 
@@ -103,7 +110,6 @@ class Status:
     state: State
     detail: str
     fix: str = ""  # what to run or do; empty when nothing is needed
-    command: str | None = None  # the interpreter the block registers
 
     @property
     def ok(self) -> bool:
@@ -120,48 +126,19 @@ def config_path(home: str | os.PathLike[str] | None = None) -> Path:
     return codex_home(home) / "config.toml"
 
 
-def default_python() -> str:
-    # abspath, never resolve(): a venv's python is a symlink to the base interpreter, and
-    # following it would lose the venv's site-packages (and with them `worker`).
-    return os.path.abspath(sys.executable)
-
-
-def render_block(
-    *,
-    python: str,
-    startup_timeout_sec: float = DEFAULT_STARTUP_TIMEOUT_SEC,
-    tool_timeout_sec: float = DEFAULT_TOOL_TIMEOUT_SEC,
-    model_provider: ModelProvider | None = None,
-    line_break: bool = False,
-) -> str:
+def render_block(model_provider: ModelProvider, *, line_break: bool = False) -> str:
     """The block's text, markers included (``line_break``: prefix the line break we own)."""
     doc = tomlkit.document()
-    if model_provider is not None:
-        # Top-level keys: valid only because the block sits before every table.
-        doc.add("model", model_provider.model)
-        doc.add("model_provider", model_provider.provider_id)
-        provider = tomlkit.table()
-        provider.add("name", PROVIDER_NAME)
-        provider.add("base_url", model_provider.base_url)
-        provider.add("wire_api", "responses")  # the only wire API Codex 0.169 accepts
-        providers = tomlkit.table(is_super_table=True)
-        providers.add(model_provider.provider_id, provider)
-        doc.add("model_providers", providers)
-    server = tomlkit.table()
-    server.add("command", python)
-    server.add("args", list(ARGS))
-    env_vars = tomlkit.array()
-    env_vars.extend(env.ALL)
-    server.add("env_vars", env_vars.multiline(True))
-    server.add("default_tools_approval_mode", APPROVAL)
-    # Without it Codex does not wait for the server: under load a worker's first model turns
-    # went out without the kanban tools, and its reports failed as "unsupported call".
-    server.add("required", True)
-    server.add("startup_timeout_sec", startup_timeout_sec)
-    server.add("tool_timeout_sec", tool_timeout_sec)
-    servers = tomlkit.table(is_super_table=True)
-    servers.add(SERVER, server)
-    doc.add("mcp_servers", servers)
+    # Top-level keys: valid only because the block sits before every table.
+    doc.add("model", model_provider.model)
+    doc.add("model_provider", model_provider.provider_id)
+    provider = tomlkit.table()
+    provider.add("name", PROVIDER_NAME)
+    provider.add("base_url", model_provider.base_url)
+    provider.add("wire_api", "responses")  # the only wire API Codex 0.169 accepts
+    providers = tomlkit.table(is_super_table=True)
+    providers.add(model_provider.provider_id, provider)
+    doc.add("model_providers", providers)
     head = [START, *([LINE_BREAK_NOTE] if line_break else []), *NOTE]
     body = tomlkit.dumps(doc)
     return ("\n" if line_break else "") + "\n".join(head) + "\n" + body + END + "\n"
@@ -170,28 +147,26 @@ def render_block(
 def install(
     home: str | os.PathLike[str] | None = None,
     *,
-    python: str | None = None,
-    startup_timeout_sec: float = DEFAULT_STARTUP_TIMEOUT_SEC,
-    tool_timeout_sec: float = DEFAULT_TOOL_TIMEOUT_SEC,
     model_provider: ModelProvider | None = None,
     repair: bool = False,
+    python: str | None = None,
 ) -> Change:
-    """Write (or refresh in place) the managed block; a no-op when it is already current."""
-    python = os.path.abspath(python) if python else default_python()
-    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-        raise SetupError(f"{python} is not an executable file; pass --python an interpreter")
-    render = functools.partial(
-        render_block,
-        python=python,
-        startup_timeout_sec=_seconds(startup_timeout_sec),
-        tool_timeout_sec=_seconds(tool_timeout_sec),
-        model_provider=model_provider,
-    )
+    """Make the block what `model_provider` needs; a no-op when it already is.
+
+    With a provider, the block sets it (written, or refreshed in place). Without one there is
+    no block: an old one is taken out and nothing else is written, so a file without a block
+    (or no file) is left exactly as it was. An old block's stdio ``[mcp_servers.kanban]`` goes
+    either way. `python` is ignored: kept so that older callers still work.
+    """
+    del python  # no interpreter is registered any more
     path = config_path(home)
     original = doc = _load(path)
     if repair and doc.damage:
         doc = _analyse(path, _repaired(doc), exists=doc.exists)
     _refuse_problems(doc, model_provider)
+    if model_provider is None:
+        return _commit(path, original, doc.outside)
+    render = functools.partial(render_block, model_provider)
     expected = _normalized(_merged(doc.outside_data, tomllib.loads(render())))
     # In place when the block exists; elsewhere only if in place would change a meaning.
     positions = [doc.region[0]] if doc.region else []
@@ -204,9 +179,9 @@ def install(
             return _commit(path, original, new_text)
     raise SetupError(
         f"kanban cannot add its block to {path} without changing what your settings mean or "
-        "making the file invalid (for example when `mcp_servers` or `model_providers` is an "
-        "inline table `= { ... }`: write it as [mcp_servers.NAME] tables instead); the file "
-        "is left untouched"
+        "making the file invalid (for example when `model_providers` is an inline table "
+        "`= { ... }`: write it as [model_providers.NAME] tables instead); the file is left "
+        "untouched"
     )
 
 
@@ -227,50 +202,58 @@ def remove(home: str | os.PathLike[str] | None = None, *, repair: bool = False) 
     return _commit(path, doc, doc.outside)
 
 
-def status(home: str | os.PathLike[str] | None = None, *, python: str | None = None) -> Status:
-    """Is the block present and current (this interpreter, these env_vars)? For `doctor`."""
-    python = os.path.abspath(python) if python else default_python()
+def conflict(home: str | os.PathLike[str] | None = None) -> str | None:
+    """Why Codex would refuse the per-run ``kanban`` MCP server with this config, or None.
+
+    Any ``[mcp_servers.kanban]`` table does (an old block of ours, one whose markers ``codex
+    mcp add`` dropped, or the user's own), and so does a file Codex cannot read at all. The
+    message names the file and says what to run or change. For the runtimes, before a start.
+    """
     path = config_path(home)
-    if not path.exists():
-        return Status(path, State.MISSING, "no config file", fix="run `kanban setup codex`")
+    try:
+        doc = _load(path)
+    except SetupError as exc:
+        return str(exc)
+    servers = doc.data.get("mcp_servers")
+    if servers is not None and not isinstance(servers, dict):
+        return f"{path}: `mcp_servers` is not a table, so Codex cannot read the file; fix it"
+    if not servers or SERVER not in servers:
+        return None
+    if doc.legacy:
+        return f"{path}: {_LEGACY}; run `kanban setup codex` to migrate"
+    if _is_ours(servers[SERVER]):
+        return f"{path}: {_LEFTOVER}; run `kanban setup codex --repair`"
+    return f"{path} has its own [mcp_servers.{SERVER}] table; {_CONFLICT_HINT}"
+
+
+def status(home: str | os.PathLike[str] | None = None) -> Status:
+    """Can workers use this Codex config (nothing in the way of the per-run server)? For
+    `doctor` and the runtimes; no block at all is fine."""
+    path = config_path(home)
     try:
         doc = _load(path)
     except SetupError as exc:
         return Status(path, State.BROKEN, str(exc), fix="fix the file by hand (see the detail)")
     if doc.damage:
         return Status(path, State.BROKEN, doc.damage, fix="run `kanban setup codex --repair`")
-    if doc.absorbed:
-        return Status(path, State.BROKEN, doc.absorbed, fix=_MOVE_HINT)
     if doc.conflict:
         return Status(path, State.BROKEN, doc.conflict, fix=_CONFLICT_HINT)
-    if doc.region is None:
-        return Status(path, State.MISSING, "no kanban block", fix="run `kanban setup codex`")
-    table = doc.data.get("mcp_servers", {}).get(SERVER, {})
-    command = table.get("command")
-    wrong = [] if table else [f"the block has no [mcp_servers.{SERVER}] table"]
-    if not _same_interpreter(command, python):
-        wrong.append(f"it runs {command}, this kanban runs {python}")
-    if list(table.get("args", [])) != list(ARGS):
-        wrong.append(f"args are {table.get('args')}, expected {list(ARGS)}")
-    if list(table.get("env_vars", [])) != list(env.ALL):
-        wrong.append(f"env_vars are {table.get('env_vars')}, expected {list(env.ALL)}")
-    if table.get("default_tools_approval_mode") != APPROVAL:
-        wrong.append(f"default_tools_approval_mode is not {APPROVAL!r}")
-    if table.get("required") is not True:
-        wrong.append("required is not true (Codex would not wait for the server to start)")
-    if isinstance(command, str) and not os.access(command, os.X_OK):
-        wrong.append(f"{command} does not exist or is not executable")
-    if wrong:
-        return Status(
-            path,
-            State.STALE,
-            "; ".join(wrong),
-            fix="run `kanban setup codex` (with --python to pick the interpreter)",
-            command=command,
+    if doc.absorbed:
+        return Status(path, State.BROKEN, doc.absorbed, fix=_MOVE_HINT)
+    provider = _our_provider(doc)
+    if doc.legacy:
+        keep = (
+            f" --model-provider-url {provider.base_url} --model {provider.model}"
+            if provider
+            else ""
         )
-    provider = doc.data.get("model_provider")
-    detail = f"{command} {' '.join(ARGS)}" + (f"; model provider {provider}" if provider else "")
-    return Status(path, State.CURRENT, detail, command=command)
+        return Status(path, State.STALE, _LEGACY, fix=f"run `kanban setup codex{keep}`")
+    if not doc.exists:
+        return Status(path, State.CURRENT, "no config file; kanban needs nothing in it")
+    if provider is None:
+        return Status(path, State.CURRENT, "nothing of kanban's; none needed")
+    detail = f"kanban's block sets the model provider {provider.base_url} ({provider.model})"
+    return Status(path, State.CURRENT, detail)
 
 
 _UNCHECKED = object()
@@ -321,8 +304,19 @@ _MOVE_HINT = (
     f"`{START}` line (or under a table header of your own) and run the command again"
 )
 _CONFLICT_HINT = (
-    f"rename or delete your own [mcp_servers.{SERVER}] table (kanban needs that name for its "
-    "server), then run `kanban setup codex` again"
+    f"rename your own [mcp_servers.{SERVER}] table (or delete it): the name `{SERVER}` is "
+    "kanban's, whose workers get its MCP server under that name on Codex's command line, and "
+    "Codex refuses that while config.toml has a table of the name"
+)
+_LEGACY = (
+    f"kanban's block still registers the stdio MCP server of an older kanban ([mcp_servers."
+    f"{SERVER}] running {LEGACY_MODULE}): Codex refuses the workers' per-run kanban server "
+    "while it is there, and every plain `codex` fails once that interpreter is gone"
+)
+_LEFTOVER = (
+    f"an [mcp_servers.{SERVER}] table of an older kanban (running {LEGACY_MODULE}) is there "
+    "without its marker lines (`codex mcp add` and `codex mcp remove` rewrite [mcp_servers] "
+    "without comments)"
 )
 
 
@@ -335,6 +329,7 @@ class _Doc:
     region: tuple[int, int] | None = None  # the block's span, markers and our line break
     outside: str = ""  # the text without the block
     outside_data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    legacy: bool = False  # the block is an old one, registering the stdio server
     damage: str | None = None  # markers lost or mixed up: `repair=True` can fix it
     absorbed: str | None = None  # user keys that TOML assigns to our table: fixed by hand
     conflict: str | None = None  # the user's own [mcp_servers.kanban]: fixed by hand
@@ -381,48 +376,39 @@ def _analyse(path: Path, text: str, *, exists: bool) -> _Doc:
         region = _find_block(text)
     except _Damage as exc:
         return _Doc(path, exists, text, data, damage=str(exc))
-    if region is None:
-        servers = data.get("mcp_servers")
-        server = servers.get(SERVER) if isinstance(servers, dict) else None
-        if server is None:
-            return _Doc(path, exists, text, data, outside=text, outside_data=data)
-        if _is_ours(server):
+    block_data: dict[str, Any] = {}
+    outside, outside_data = text, data
+    if region is not None:
+        begin, end = region
+        outside = text[:begin] + text[end:]
+        try:
+            block_data = tomllib.loads(text[begin:end])
+            outside_data = tomllib.loads(outside)
+        except tomllib.TOMLDecodeError:
+            return _Doc(path, exists, text, data, damage="the text between the markers was edited")
+        foreign = _foreign_keys(block_data)
+        if foreign:
             return _Doc(
                 path,
                 exists,
                 text,
                 data,
-                damage=f"[mcp_servers.{SERVER}] is there but its marker lines are gone (`codex "
-                "mcp add` and `codex mcp remove` rewrite [mcp_servers] without comments)",
+                damage=f"the block holds settings kanban did not write ({', '.join(foreign)}); "
+                "`codex mcp add`/`remove` regroup [mcp_servers] tables and can move yours "
+                "inside",
             )
-        return _Doc(
-            path,
-            exists,
-            text,
-            data,
-            outside=text,
-            outside_data=data,
-            conflict=f"{path} already has its own [mcp_servers.{SERVER}] table, outside "
-            "kanban's managed block",
+    legacy = SERVER in block_data.get("mcp_servers", {})
+    doc = _Doc(path, exists, text, data, region, outside, outside_data, legacy)
+    servers = outside_data.get("mcp_servers")
+    server = servers.get(SERVER) if isinstance(servers, dict) else None
+    if server is not None:
+        if _is_ours(server):
+            return dataclasses.replace(doc, damage=_LEFTOVER)
+        return dataclasses.replace(
+            doc,
+            conflict=f"{path} has its own [mcp_servers.{SERVER}] table, outside kanban's "
+            "managed block",
         )
-    begin, end = region
-    outside = text[:begin] + text[end:]
-    try:
-        block_data = tomllib.loads(text[begin:end])
-        outside_data = tomllib.loads(outside)
-    except tomllib.TOMLDecodeError:
-        return _Doc(path, exists, text, data, damage="the text between the markers was edited")
-    foreign = _foreign_keys(block_data)
-    if foreign:
-        return _Doc(
-            path,
-            exists,
-            text,
-            data,
-            damage=f"the block holds settings kanban did not write ({', '.join(foreign)}); "
-            "`codex mcp add`/`remove` regroup [mcp_servers] tables and can move yours inside",
-        )
-    doc = _Doc(path, exists, text, data, region, outside, outside_data)
     if _normalized(_without(data, block_data)) != _normalized(outside_data):
         return dataclasses.replace(doc, absorbed=f"{path}: {_MOVE_HINT}")
     return doc
@@ -453,7 +439,12 @@ def _find_block(text: str) -> tuple[int, int] | None:
 
 def _foreign_keys(block: dict[str, Any]) -> list[str]:
     foreign = [key for key in block if key not in _OWNED]
-    foreign += [f"mcp_servers.{key}" for key in block.get("mcp_servers", {}) if key != SERVER]
+    servers = block.get("mcp_servers", {})
+    if isinstance(servers, dict):
+        # An old block registered [mcp_servers.kanban]; a new one registers no server.
+        foreign += [f"mcp_servers.{key}" for key in servers if key != SERVER]
+    else:
+        foreign.append("mcp_servers")
     return foreign
 
 
@@ -462,22 +453,19 @@ _OWNED = ("model", "model_provider", "model_providers", "mcp_servers")
 
 def _is_ours(server: Any) -> bool:
     args = server.get("args") if isinstance(server, dict) else None
-    return isinstance(args, list) and args[-2:] == ["-m", MODULE]
+    return isinstance(args, list) and args[-2:] == ["-m", LEGACY_MODULE]
 
 
-def _same_interpreter(registered: Any, python: str) -> bool:
-    # python, python3 and python3.11 of one venv are one interpreter; another venv's python
-    # is the same file too once symlinks are followed, hence the same-directory condition.
-    if not isinstance(registered, str):
-        return False
-    if registered == python:
-        return True
-    try:
-        return os.path.dirname(registered) == os.path.dirname(python) and os.path.samefile(
-            registered, python
-        )
-    except OSError:
-        return False
+def _our_provider(doc: _Doc) -> ModelProvider | None:
+    """The provider the block selects, if it sets one."""
+    pid = doc.data.get("model_provider")
+    providers = doc.data.get("model_providers")
+    if doc.region is None or not isinstance(pid, str) or not isinstance(providers, dict):
+        return None
+    table = providers.get(pid)
+    if not isinstance(table, dict) or table.get("name") != PROVIDER_NAME:
+        return None
+    return ModelProvider(str(table.get("base_url")), str(doc.data.get("model")), pid)
 
 
 def _refuse_problems(doc: _Doc, model_provider: ModelProvider | None) -> None:
@@ -486,9 +474,7 @@ def _refuse_problems(doc: _Doc, model_provider: ModelProvider | None) -> None:
     if doc.absorbed:
         raise SetupError(doc.absorbed)
     if doc.conflict:
-        raise SetupError(
-            f"{doc.conflict}: two tables with one name are invalid TOML; {_CONFLICT_HINT}"
-        )
+        raise SetupError(f"{doc.conflict}; {_CONFLICT_HINT}, then run the command again")
     if model_provider is None:
         return
     taken: list[str] = [key for key in ("model", "model_provider") if key in doc.outside_data]
@@ -507,8 +493,8 @@ def _damage_message(path: Path, damage: str) -> str:
     return (
         f"kanban's block in {path} is damaged: {damage}. Nothing was written. Run `kanban "
         "setup codex --repair` to remove kanban's own leftovers (its marker lines, the "
-        f"[mcp_servers.{SERVER}] table running {MODULE}, a provider named {PROVIDER_NAME!r}) "
-        "and write a fresh block; everything else is kept"
+        f"[mcp_servers.{SERVER}] table running {LEGACY_MODULE}, a provider named "
+        f"{PROVIDER_NAME!r}), keeping everything else"
     )
 
 
@@ -587,10 +573,6 @@ def _commit(path: Path, doc: _Doc, new_text: str) -> Change:
 
 
 # --- comparing meanings -------------------------------------------------------------------
-
-
-def _seconds(value: float) -> float:
-    return int(value) if float(value).is_integer() else float(value)
 
 
 def _parses(text: str) -> bool:
