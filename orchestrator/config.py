@@ -49,6 +49,8 @@ class Settings:
     # Ports handed to running tasks (a repository's ``ports``), and where their holds live.
     port_range: tuple[int, int] = (20000, 29999)
     ports_dir: Path | None = None  # default: `orchestrator.ports.default_dir()`
+    # The board's tool server exits after this long without a live run (started on demand).
+    tool_server_idle_exit: float = 600.0
     limits: tasks.Limits = dataclasses.field(default_factory=tasks.Limits)
     runtimes: base.Settings = dataclasses.field(default_factory=base.Settings)
 
@@ -73,6 +75,7 @@ _DISPATCH_KEYS: dict[str, type | str] = {
     "branch_prefix": str,
     "port_range": "port range",
     "ports_dir": Path,
+    "tool_server_idle_exit": float,
 }
 _LIMIT_KEYS = {"max_depth": int, "max_children": int}
 _RUNTIME_KEYS = {

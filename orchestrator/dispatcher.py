@@ -212,6 +212,13 @@ class Dispatcher:
                 ):
                     self.on_event(f"adopting run {run.id} of task {ids.format(run.task_id)}")
                     group.start_soon(self._adopt, run)
+            if self.supervisor.uses_tool_server():
+                # A tool server that died is started again on its port: the workers' Codex
+                # re-initializes with it at their next tool call.
+                try:
+                    await self.supervisor.tool_server()
+                except errors.KanbanError as exc:
+                    self.on_event(f"the kanban tool server is down: {exc}")
             await anyio.sleep(REAP_INTERVAL)
             # Never go on with a board that is no longer the file at its path: the CLI and the
             # workers would use the new one, this dispatcher the old (a silent split brain).

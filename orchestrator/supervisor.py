@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from board import actors, errors, fencing, ids, records, runs, tasks, views
+from board import actors, errors, fencing, ids, records, runs, services, tasks, views
 from board.states import Outcome
 from orchestrator import (
     boardio,
@@ -35,6 +35,7 @@ from orchestrator import (
     preparing,
     processes,
     retry,
+    toolserver,
     workspace,
     worktrees,
 )
@@ -319,6 +320,7 @@ class Supervisor:
             gate=gate,
         )
         last = await self.board.call(runs.last_ended, task.id)
+        tool_url = (await self.tool_server()).url if runtime.uses_tool_server else None
         context = base.Context(
             task=task,
             run_id=run_id,
@@ -331,6 +333,7 @@ class Supervisor:
             prompt=text,
             settings=self.settings.runtimes,
             private_dir=str(log_file.parent),
+            tool_url=tool_url,
         )
         launch = runtime.launch(context)
         environ = env.build(
@@ -815,6 +818,23 @@ class Supervisor:
             hold.release()
             if watched.scope is not None:
                 await anyio.to_thread.run_sync(scope.end, watched.scope)
+
+    async def tool_server(self) -> services.ToolServer:
+        """The board's tool server, started (or started again, on its port) if it is not up."""
+        return await anyio.to_thread.run_sync(
+            functools.partial(
+                toolserver.ensure,
+                self.board.path,
+                log_dir=self.logs_dir / self.board.id,
+                idle_exit=self.settings.tool_server_idle_exit,
+            )
+        )
+
+    def uses_tool_server(self) -> bool:
+        """Does a run this dispatcher watches reach the kanban tools through the server?"""
+        return any(
+            w.runtime is not None and w.runtime.uses_tool_server for w in self.watched.values()
+        )
 
     def poke_all(self) -> None:
         for watched in list(self.watched.values()):

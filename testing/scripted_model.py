@@ -24,6 +24,8 @@ together as one model response:
     {"hang": "stream"}                       send headers and the response start, then stall
     {"status": 429}                          an HTTP error; optional "retry_after" (seconds,
                                              sent as Retry-After) and "body" (JSON to send)
+    {"wait_for": "/abs/path"}                hold this turn's answer until that file exists
+                                             (a test's cue), then answer its other actions
 
 ``hang`` and ``status`` take an optional ``"times": N``: they misbehave for the first N
 requests that reach that turn of that scenario (over all conversations), after which the
@@ -69,6 +71,7 @@ _ACTION_KEYS = {
     "message": {"message"},
     "hang": {"hang", "times"},
     "status": {"status", "times", "retry_after", "body"},
+    "wait_for": {"wait_for"},
 }
 _MISBEHAVIOURS = ("hang", "status")
 _POLL_INTERVAL = 0.02
@@ -158,6 +161,7 @@ def _check_action(where: str, action: Any) -> None:
         "message": isinstance(value, str),
         "hang": value is True or value == "stream",
         "status": isinstance(value, int) and 400 <= value <= 599,
+        "wait_for": isinstance(value, str) and value.startswith("/"),
     }[kind]
     if not (
         well_formed
@@ -546,6 +550,12 @@ class ScriptedModel:
                 self._act_up(handler, api, body, scenario, turn, action)
                 return
         actions = tuple(a for a in actions if not any(k in a for k in _MISBEHAVIOURS))
+        for action in actions:
+            if "wait_for" in action:
+                cue = Path(action["wait_for"])
+                while not cue.exists() and not self._stopping.is_set():
+                    self._stopping.wait(_POLL_INTERVAL)
+        actions = tuple(a for a in actions if "wait_for" not in a)
         calls = any("shell" in a or "tool" in a for a in actions)
         self._record(handler, body, scenario, turn, "calls" if calls else "message")
         self._reply(handler, api, body, index, turn, list(actions))

@@ -38,6 +38,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HERMES_HOME", str(home / ".hermes"))
     monkeypatch.setenv("CODEX_HOME", str(home / ".codex"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    # A board's tool server outlives its dispatcher; a test's goes soon after the test.
+    monkeypatch.setenv("KANBAN_TOOL_SERVER_IDLE_EXIT", "8")
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Kanban Tests\n\temail = tests@kanban.invalid\n"
         "[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n"

@@ -19,8 +19,8 @@ def mcp(ctx: click.Context, db_path: str | None) -> None:
 
     Worker mode when HERMES_KANBAN_TASK is set (writes fenced by the run's id and token, limited
     to that task and its subtasks), orchestrator mode otherwise. Stdout carries only the
-    protocol; logs go to stderr. The Codex config written by `kanban setup codex` starts the
-    same server as `python -m worker.mcp_server`.
+    protocol; logs go to stderr. kanban's own workers use the board's long-lived HTTP tool
+    server instead (the same tools and rules, worker mode only).
 
     \b
     Example (an MCP client's server entry):

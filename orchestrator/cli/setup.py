@@ -153,7 +153,8 @@ def setup_hermes(hermes_home, model_provider_url, model):
 
     It selects Hermes' Codex app-server runtime and creates the directory Codex's sandbox
     needs. Your own Hermes home and settings are never read or changed. Workers also need
-    `kanban setup codex`: on this runtime Codex serves the model and kanban's tools.
+    `kanban setup codex`: on this runtime Codex talks to the model, and kanban gives it the
+    board's tool server for each run.
 
     \b
     Examples:

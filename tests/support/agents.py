@@ -117,6 +117,7 @@ class World:
             KANBAN_KILL_GRACE="1",
             KANBAN_RETRY_DELAY="0.2",
             KANBAN_STALL_TIMEOUT="120",  # a safety net; the hang test sets its own
+            KANBAN_TOOL_SERVER_IDLE_EXIT="8",  # the board's tool server goes soon after
         )
         self.repo = root / "repo"
         self.dispatchers: list[subprocess.Popen] = []
@@ -207,6 +208,11 @@ class World:
             for run in board_rows(self.db_path, "SELECT * FROM runs WHERE ended_at IS NULL"):
                 kill_tree(run["shim_pid"], run["shim_started_at"])
                 kill_tree(run["pid"], run["pid_started_at"])
+            for row in board_rows(
+                self.db_path, "SELECT value FROM settings WHERE key = ?", ("tool_server",)
+            ):
+                server = json.loads(row["value"])
+                kill_tree(server["pid"], server["pid_started_at"])
         self._stack.close()
 
 

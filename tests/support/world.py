@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from board import connection, identity, runs, tasks
+from board import connection, identity, runs, services, tasks
 from support.cli import KANBAN, kanban
 from support.gitrepo import make_repo
 from support.processes import kill_tree
@@ -140,10 +140,14 @@ class Kanban:
             if dispatcher.proc.poll() is None:
                 dispatcher.proc.kill()
                 dispatcher.proc.wait()
-        # Workers live in sessions of their own and outlive a killed dispatcher.
+        # Workers live in sessions of their own and outlive a killed dispatcher, and so does
+        # the board's tool server.
         for run in connection.read(self.db, "SELECT * FROM runs"):
             kill_tree(run["pid"], run["pid_started_at"])
             kill_tree(run["shim_pid"], run["shim_started_at"])
+        server = services.tool_server(self.db)
+        if server is not None:
+            kill_tree(server.pid, server.pid_started_at)
         self.db.conn.close()
 
 

@@ -319,7 +319,7 @@ def test_missing_run_identity_refuses_writes_but_serves_reads(
             ):
                 message = await fails(client, name, arguments)
                 assert env.RUN_ID in message and env.TOKEN in message
-                assert "kanban setup codex" in message and "env_vars" in message
+                assert "env_vars" in message and "no kanban tool can record" in message
 
     run(scenario)
     assert tasks.get(db, claim.task.id).status == "running"

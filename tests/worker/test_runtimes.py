@@ -25,7 +25,7 @@ from support import cli
 from support.agents import outside_temporary_dirs
 from support.gitrepo import make_repo
 
-from board import policy
+from board import connection, policy, services
 from worker import runtimes
 
 TMP_EXCLUSIONS = (
@@ -147,12 +147,16 @@ def overrides(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, arg in enumerate(argv) if arg == "-c"]
 
 
+def wrapped_codex(env: dict[str, Any]) -> list[str]:
+    """What the `codex` first on a Hermes worker's PATH runs (kanban's per-run wrapper)."""
+    script = Path(env["PATH"].split(os.pathsep)[0], "codex").read_text()
+    return shlex.split(script.strip().splitlines()[-1])
+
+
 def test_hermes_runs_chat_on_kanbans_hermes_home_with_codex_first_on_path(
     board: Board,
 ) -> None:
-    board.set_up_codex(
-        "[sandbox_workspace_write]\nexclude_slash_tmp = true\nexclude_tmpdir_env_var = true\n"
-    )
+    board.set_up_codex()
     board.kanban("setup", "hermes")
 
     task = board.run_task("hermes", "--max-attempts", "1")
@@ -165,7 +169,16 @@ def test_hermes_runs_chat_on_kanbans_hermes_home_with_codex_first_on_path(
     env = got["env"]
     assert env["HERMES_HOME"] == str(board.hermes_home)  # not the user's own $HERMES_HOME
     assert env["CODEX_HOME"] == str(board.codex_home)
-    assert env["PATH"].split(os.pathsep)[0] == str(board.bin)  # where the codex program is
+    # Hermes starts `codex` from PATH: first the run's wrapper, which runs the real one (next
+    # on PATH) with the board's tool server, the token hidden from the shell, /tmp excluded.
+    assert env["PATH"].split(os.pathsep)[1] == str(board.bin)
+    wrapped = wrapped_codex(env)
+    assert wrapped[:3] == ["exec", str(board.bin / "codex"), "$@"]
+    given = overrides(wrapped)
+    assert TOKEN_HIDDEN in given and all(o in given for o in TMP_EXCLUSIONS)
+    server = services.tool_server(connection.connect(board.db_path, create=False))
+    assert f'mcp_servers.kanban.url="{server.url}"' in given
+    assert 'mcp_servers.kanban.bearer_token_env_var="HERMES_KANBAN_TOKEN"' in given
     assert env["HERMES_KANBAN_ROOT"] == task["worktree"]  # Hermes' one extra writable root
     assert env["HERMES_KANBAN_DB"] == ""  # never an inherited board's directory
     expected = worker_variables(task, board.token(env), board.env["KANBAN_DB"])
@@ -192,8 +205,12 @@ def test_codex_runs_exec_sandboxed_to_the_worktree_with_the_token_hidden_from_it
     assert argv[:4] == [board.env["KANBAN_CODEX_BIN"], "exec", "--sandbox", "workspace-write"]
     assert argv[argv.index("--cd") + 1] == task["worktree"] == got["cwd"]
     assert "task t_1" in argv[-1] and "Do the thing." in argv[-1]
-    # The MCP server gets the token through env_vars; the model's shell never sees it.
+    # The board's tool server, the token as its bearer; the model's shell never sees it.
     assert TOKEN_HIDDEN in overrides(argv)
+    server = services.tool_server(connection.connect(db_path, create=False))
+    assert f'mcp_servers.kanban.url="{server.url}"' in overrides(argv)
+    assert 'mcp_servers.kanban.bearer_token_env_var="HERMES_KANBAN_TOKEN"' in overrides(argv)
+    assert "mcp_servers.kanban.required=true" in overrides(argv)
     # /tmp and $TMPDIR come out of the sandbox exactly when the board is in one of them.
     excluded = [o for o in overrides(argv) if o in TMP_EXCLUSIONS]
     assert excluded == (list(TMP_EXCLUSIONS) if location == "temporary" else [])
@@ -258,13 +275,18 @@ def test_missing_agent_fails_the_task_at_once_naming_the_program_and_its_install
     assert not list(board.records.iterdir())
 
 
-@pytest.mark.parametrize(
-    ("runtime", "fix"),
-    [("codex", "kanban setup codex"), ("hermes", "kanban setup codex")],
-)
-def test_agent_without_kanbans_codex_block_fails_at_once_saying_to_run_setup(
-    board: Board, runtime: str, fix: str
+@pytest.mark.parametrize("runtime", ["codex", "hermes"])
+def test_an_old_kanban_server_in_codexs_config_fails_at_once_saying_to_run_setup(
+    board: Board, runtime: str
 ) -> None:
+    # What an earlier kanban registered (a stdio server) is in the way of the per-run one.
+    board.codex_home.mkdir(parents=True, exist_ok=True)
+    (board.codex_home / "config.toml").write_text(
+        '[mcp_servers.kanban]\ncommand = "/gone/python"\nargs = ["-P", "-m", "worker.mcp_server"]\n'
+    )
+    fix = "kanban setup codex"
+    if runtime == "hermes":
+        board.kanban("setup", "hermes")
     task = board.run_task(runtime)
 
     assert task["status"] == "failed"
@@ -285,17 +307,17 @@ def test_hermes_without_its_own_home_fails_at_once_saying_to_run_setup(board: Bo
     assert not list(board.records.iterdir())
 
 
-def test_hermes_refuses_a_board_in_a_temporary_directory_codex_would_let_it_write(
+def test_a_codex_config_with_a_kanban_server_of_its_own_is_refused_with_what_to_do(
     board: Board,
 ) -> None:
-    board.set_up_codex()  # without the user's exclusions of /tmp and $TMPDIR
-    board.kanban("setup", "hermes")
+    # Codex cannot turn a stdio [mcp_servers.kanban] into the per-run HTTP one.
+    board.codex_home.mkdir(parents=True, exist_ok=True)
+    (board.codex_home / "config.toml").write_text('[mcp_servers.kanban]\ncommand = "my-own"\n')
 
-    task = board.run_task("hermes")
+    task = board.run_task("codex")
 
     assert [r["outcome"] for r in task["runs"]] == ["spawn_failed"]
-    assert "exclude_slash_tmp = true" in task["failure_reason"]
-    assert str(board.db_path) in task["failure_reason"]
+    assert "[mcp_servers.kanban]" in task["failure_reason"]
     assert not list(board.records.iterdir())
 
 

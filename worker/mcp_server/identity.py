@@ -61,11 +61,11 @@ def from_env(environ: Mapping[str, str], *, db_given: bool = False) -> Identity:
         label = ids.format(task_id) if task_id is not None else raw_task
         problem = (
             f"this kanban MCP server runs for task {label} but {'; '.join(problems)}. "
-            "Codex passes an MCP server only the environment variables its config whitelists: "
-            "run `kanban setup codex` so the [mcp_servers.kanban] table lists "
-            f"env_vars = [{', '.join(repr(v) for v in env.ALL)}]. Until then no kanban tool "
-            "can record anything for this task; reading the board still works. Tell the "
-            "user the kanban MCP configuration is incomplete."
+            "An MCP client must pass this stdio server the run's variables "
+            f"({', '.join(env.ALL)}); Codex passes only those its config whitelists "
+            "(`env_vars`). kanban's own workers reach the board's HTTP tool server instead. "
+            "Until then no kanban tool can record anything for this task; reading the board "
+            "still works. Tell the user the kanban MCP configuration is incomplete."
         )
         return Identity(worker_mode=True, task_id=task_id, problem=problem)
     worker = actors.Worker(task_id, int(run_raw), environ[env.TOKEN].strip())  # type: ignore[arg-type]

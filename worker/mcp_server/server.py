@@ -15,6 +15,11 @@ from typing import Any
 from worker.mcp_server import identity, specs, tools
 
 SERVER_NAME = "kanban"
+WORKER_INSTRUCTIONS = (
+    "Kanban board, worker mode: read your task with kanban_show; report progress with "
+    "kanban_heartbeat or kanban_comment; split work with kanban_create; finish with exactly one "
+    "call to kanban_complete (with a summary) or kanban_block (with what you need)."
+)
 
 
 def instructions(ident: identity.Identity) -> str:
@@ -45,24 +50,7 @@ async def serve(db_path: str | None = None, environ: Mapping[str, str] | None = 
         os.environ if environ is None else environ, db_given=db_path is not None
     )
     listed = {s.name: s for s in specs.tool_specs(ident)}
-    listing = types.ListToolsResult(
-        tools=[
-            types.Tool(
-                name=s.name,
-                title=s.title,
-                description=s.description,
-                input_schema=s.input_schema(),
-                annotations=types.ToolAnnotations(
-                    title=s.title,
-                    read_only_hint=s.read_only,
-                    destructive_hint=None if s.read_only else False,
-                    idempotent_hint=s.idempotent,
-                    open_world_hint=False,
-                ),
-            )
-            for s in listed.values()
-        ]
-    )
+    tool_listing = listing(ident, types)
     # One connection, so one board call at a time; in a thread, because a write may wait up
     # to the board's busy timeout for another process's lock and must not stall the protocol.
     limiter = anyio.CapacityLimiter(1)
@@ -76,7 +64,7 @@ async def serve(db_path: str | None = None, environ: Mapping[str, str] | None = 
             board.close()
 
     async def list_tools(ctx: Any, params: Any) -> Any:
-        return listing
+        return tool_listing
 
     async def call(ctx: Any, params: Any) -> Any:
         outcome = await anyio.to_thread.run_sync(
@@ -96,7 +84,7 @@ async def serve(db_path: str | None = None, environ: Mapping[str, str] | None = 
 
     server = Server(
         SERVER_NAME,
-        version=_version(),
+        version=version(),
         instructions=instructions(ident),
         lifespan=lifespan,
         on_list_tools=list_tools,
@@ -106,7 +94,29 @@ async def serve(db_path: str | None = None, environ: Mapping[str, str] | None = 
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-def _version() -> str:
+def listing(ident: identity.Identity, types: Any) -> Any:
+    """The tools as MCP lists them for `ident` (`types`: the SDK's, imported by the caller)."""
+    return types.ListToolsResult(
+        tools=[
+            types.Tool(
+                name=s.name,
+                title=s.title,
+                description=s.description,
+                input_schema=s.input_schema(),
+                annotations=types.ToolAnnotations(
+                    title=s.title,
+                    read_only_hint=s.read_only,
+                    destructive_hint=None if s.read_only else False,
+                    idempotent_hint=s.idempotent,
+                    open_world_hint=False,
+                ),
+            )
+            for s in specs.tool_specs(ident)
+        ]
+    )
+
+
+def version() -> str:
     from importlib import metadata
 
     try:

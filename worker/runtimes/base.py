@@ -45,6 +45,7 @@ class Context:
     prompt: str
     settings: Settings
     private_dir: str  # for the run's private files (mode 0700; not in the worktree)
+    tool_url: str | None = None  # the board's MCP tool server (runtimes that use it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Launch:
 class Runtime(Protocol):
     name: str
     reports: bool  # True: a run that ends without kanban_complete/kanban_block is unreported
+    uses_tool_server: bool  # True: its agent reaches the kanban tools by the board's URL
 
     def launch(self, ctx: Context) -> Launch: ...
 

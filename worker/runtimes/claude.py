@@ -51,6 +51,7 @@ def write_private(data: dict, directory: str) -> str:
 class ClaudeRuntime:
     name = "claude"
     reports = True
+    uses_tool_server = False
 
     def launch(self, ctx: base.Context) -> base.Launch:
         binary = base.find_binary(

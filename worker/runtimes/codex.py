@@ -1,9 +1,12 @@
 """The `codex` runtime: ``codex exec`` directly, sandboxed to the worktree.
 
 The shell commands the model runs are confined by Codex's ``workspace-write`` sandbox to the
-worktree; the kanban tools come from our MCP server, registered in ``$CODEX_HOME/config.toml``
-by ``kanban setup codex`` (with the worker variables whitelisted: Codex gives MCP servers a
-scrubbed environment). stdin is /dev/null (``codex exec`` would wait for it to close).
+worktree. The kanban tools come from the board's long-lived MCP server over HTTP, given to
+this one run by ``-c`` overrides (`tool_server_overrides`): its URL, and the run's token as
+the bearer, read by Codex from ``$HERMES_KANBAN_TOKEN``, which the model's shell never sees.
+Nothing of kanban's is needed in the user's ``config.toml`` (so removing kanban cannot break
+their Codex); only a ``[mcp_servers.kanban]`` table there would be in the way. stdin is
+/dev/null (``codex exec`` would wait for it to close).
 """
 
 from __future__ import annotations
@@ -20,14 +23,44 @@ INSTALL_HINT = "install the Codex CLI (npm install -g @openai/codex)"
 
 
 def codex_home_ready(codex_home: str | None) -> str:
-    """CODEX_HOME, after checking that our MCP server is registered there."""
-    status = codex_setup.status(codex_home)
-    if status.state in (codex_setup.State.MISSING, codex_setup.State.BROKEN):
-        raise base.RuntimeUnavailable(
-            f"the kanban MCP server is not registered for Codex ({status.path}: {status.detail});"
-            f" {status.fix}"
-        )
+    """CODEX_HOME, after checking that nothing in its config is in the way of our server."""
+    problem = codex_setup.conflict(codex_home)
+    if problem is not None:
+        raise base.RuntimeUnavailable(f"Codex cannot be given the kanban tools: {problem}")
     return str(codex_setup.codex_home(codex_home))
+
+
+# Codex waits this long for the tool server at start; a server being restarted is up in ~1 s.
+STARTUP_TIMEOUT_SEC = 30
+TOOL_TIMEOUT_SEC = 120
+
+
+def tool_server_overrides(url: str | None) -> tuple[str, ...]:
+    """``-c`` overrides that give one Codex the board's tool server, the run's token its bearer.
+
+    `required`: without it Codex does not wait for the server, and a worker's first turns
+    could go out without the kanban tools. Tools are pre-approved: ``codex exec`` refuses
+    unapproved MCP calls, and Hermes rejects approval requests for servers not its own.
+    """
+    if url is None:
+        raise base.RuntimeUnavailable("the board's kanban tool server is not running")
+    table = f"mcp_servers.{codex_setup.SERVER}"
+    pairs = (
+        ("url", _toml_string(url)),
+        ("bearer_token_env_var", _toml_string(env.TOKEN)),
+        ("default_tools_approval_mode", '"approve"'),
+        ("required", "true"),
+        ("startup_timeout_sec", str(STARTUP_TIMEOUT_SEC)),
+        ("tool_timeout_sec", str(TOOL_TIMEOUT_SEC)),
+    )
+    overrides: list[str] = []
+    for key, value in pairs:
+        overrides += ["-c", f"{table}.{key}={value}"]
+    return tuple(overrides)
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def temporary_dirs() -> list[Path]:
@@ -44,24 +77,12 @@ def in_temporary_dir(path: str) -> bool:
     return any(directory == t or t in directory.parents for t in temporary_dirs())
 
 
-def temporary_dirs_excluded(codex_home: str) -> bool:
-    """Does the user's Codex config take /tmp and $TMPDIR out of the sandbox?"""
-    import tomllib
-
-    try:
-        data = tomllib.loads((Path(codex_home) / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return False
-    table = data.get("sandbox_workspace_write", {})
-    return table.get("exclude_slash_tmp") is True and table.get("exclude_tmpdir_env_var") is True
-
-
 def protect_board(db_path: str) -> tuple[str, ...]:
     """``-c`` overrides that keep the sandboxed shell away from the board and the token.
 
     The sandbox makes /tmp and $TMPDIR writable; a board there would be writable by the
     model's shell, so for such a board those two roots are taken out of the sandbox. The lease
-    token is hidden from the shell (the MCP server still receives it through ``env_vars``).
+    token is hidden from the shell (Codex still sends it to the tool server as the bearer).
     """
     overrides = ["-c", f'shell_environment_policy.exclude=["{env.TOKEN}"]']
     if in_temporary_dir(db_path):
@@ -77,6 +98,7 @@ def protect_board(db_path: str) -> tuple[str, ...]:
 class CodexRuntime:
     name = "codex"
     reports = True
+    uses_tool_server = True
 
     def launch(self, ctx: base.Context) -> base.Launch:
         binary = base.find_binary(
@@ -92,6 +114,7 @@ class CodexRuntime:
             "--cd",
             ctx.workspace,
             *protect_board(ctx.db_path),
+            *tool_server_overrides(ctx.tool_url),
             *ctx.settings.extra_args.get(self.name, ()),
             ctx.prompt,
         )

@@ -20,6 +20,7 @@ PROMPT_FILE = "KANBAN_PROMPT_FILE"
 class CommandRuntime:
     name = "command"
     reports = False
+    uses_tool_server = False
 
     def launch(self, ctx: base.Context) -> base.Launch:
         argv = ctx.task.runtime_options.get("argv")

@@ -7,9 +7,19 @@ the model, its provider and our MCP server all come from ``$CODEX_HOME/config.to
 Hermes' own system prompt does not reach the model, which is why everything the worker must
 know is in the prompt. Hermes exits 0 even after a failed turn: completion is judged by the
 board.
+
+Hermes lets its caller add nothing to the ``codex app-server`` command line it builds, and
+finds ``codex`` on PATH. So each run gets a ``codex`` of its own first on PATH (`wrapper`,
+in the run's private directory): the real program, with the ``-c`` overrides that give it
+the board's tool server (the run's token as the bearer) and keep the model's shell away from
+the token and the board, as the `codex` runtime passes them itself.
 """
 
 from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
 
 from worker.runtimes import base
 from worker.runtimes import codex as codex_runtime
@@ -18,9 +28,28 @@ from worker.setup import hermes as hermes_setup
 INSTALL_HINT = "install Hermes Agent (pip install hermes-agent), then run `kanban setup hermes`"
 
 
+def wrapper(directory: str, codex_bin: str, overrides: tuple[str, ...]) -> str:
+    """Write ``DIRECTORY/bin/codex``: the real Codex with `overrides` after Hermes' own
+    arguments; returns the directory to put first on PATH."""
+    bin_dir = Path(directory) / "bin"
+    bin_dir.mkdir(mode=0o700, exist_ok=True)
+    script = (
+        "#!/bin/sh\n"
+        "# kanban: the Codex that Hermes starts for this run, given the board's tool server.\n"
+        f'exec {shlex.quote(codex_bin)} "$@" {shlex.join(overrides)}\n'
+    )
+    path = bin_dir / "codex"
+    temporary = path.with_name(".codex.tmp")
+    temporary.write_text(script)
+    temporary.chmod(0o700)
+    os.replace(temporary, path)
+    return str(bin_dir)
+
+
 class HermesRuntime:
     name = "hermes"
     reports = True
+    uses_tool_server = True
 
     def launch(self, ctx: base.Context) -> base.Launch:
         binary = base.find_binary(
@@ -30,16 +59,10 @@ class HermesRuntime:
             ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex", hint=codex_runtime.INSTALL_HINT
         )
         codex_home = codex_runtime.codex_home_ready(ctx.settings.codex_home)
-        if codex_runtime.in_temporary_dir(ctx.db_path) and not (
-            codex_runtime.temporary_dirs_excluded(codex_home)
-        ):
-            # Hermes starts Codex itself, so the exclusions cannot be passed on its command line.
-            raise base.RuntimeUnavailable(
-                f"the board {ctx.db_path} is in a temporary directory, which Codex's sandbox lets "
-                "the agent's shell write; move the board out of it (--db / KANBAN_DB), or set "
-                "exclude_slash_tmp = true and exclude_tmpdir_env_var = true under "
-                f"[sandbox_workspace_write] in {codex_home}/config.toml"
-            )
+        overrides = (
+            *codex_runtime.protect_board(ctx.db_path),
+            *codex_runtime.tool_server_overrides(ctx.tool_url),
+        )
         status = hermes_setup.status(ctx.settings.hermes_home)
         if not status.state == hermes_setup.codex.State.CURRENT:
             raise base.RuntimeUnavailable(
@@ -47,6 +70,10 @@ class HermesRuntime:
                 f"{status.fix or 'run `kanban setup hermes`'}"
             )
         environ = hermes_setup.runtime_env(status.home, codex_home=codex_home, codex_bin=codex_bin)
+        own_bin = wrapper(ctx.private_dir, codex_bin, overrides)
+        environ["PATH"] = os.pathsep.join(
+            (own_bin, environ.get("PATH", os.environ.get("PATH", "")))
+        )
         # Hermes adds one writable root to Codex's sandbox (with HERMES_KANBAN_TASK set):
         # naming the worktree itself exposes nothing beyond what the sandbox already allows.
         environ["HERMES_KANBAN_ROOT"] = ctx.workspace

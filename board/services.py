@@ -1,0 +1,46 @@
+"""Long-lived processes that serve a board: its MCP tool server (one per board).
+
+The server records where it listens when it starts; dispatchers read it to hand workers its
+URL, and start (or restart) it when it is gone. Only the board's settings hold it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import sqlite_utils
+
+from board.connection import rows, transaction
+
+_KEY = "tool_server"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ToolServer:
+    url: str  # http://127.0.0.1:PORT/mcp
+    port: int
+    pid: int
+    pid_started_at: float | None
+    started_at: float
+
+
+def tool_server(db: sqlite_utils.Database) -> ToolServer | None:
+    """Where the board's tool server said it listens (it may have died since)."""
+    found = rows(db.conn, "SELECT value FROM settings WHERE key = ?", (_KEY,))
+    if not found:
+        return None
+    try:
+        return ToolServer(**json.loads(found[0]["value"]))
+    except (TypeError, ValueError):
+        return None  # written by another version: treated as no server
+
+
+def record_tool_server(db: sqlite_utils.Database, server: ToolServer) -> None:
+    with transaction(db) as tx:
+        tx.execute(
+            "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at",
+            (_KEY, json.dumps(dataclasses.asdict(server)), tx.now),
+        )
