@@ -31,7 +31,7 @@ from pathlib import Path
 import sqlite_utils
 
 from board import errors, identity, records, tasks, views
-from orchestrator import checking, git, preparing, workspace, worktrees
+from orchestrator import checking, git, ports, preparing, workspace, worktrees
 from worker import env, pause
 
 MAX_RACES = 5  # the base moved under a step this many times in a row: give up on it
@@ -58,6 +58,7 @@ class Result:
     status: Status
     detail: str
     sha: str | None = None  # the base branch's new tip
+    into: str | None = None  # the branch it landed into (or was to)
     reopened: bool = False
     check: records.CheckResult | None = None
 
@@ -193,6 +194,11 @@ def _not_landable(
             continue
         if blocker.id in failed:
             return f"its blocker {blocker.label} did not land"
+        if blocker.status == "cancelled":
+            return (
+                f"its blocker {blocker.label} is cancelled, and only done tasks land: unlink it "
+                f"(kanban unlink {blocker.label} {task.label}) if this work stands without it"
+            )
         if not blocker.landed_sha:
             return f"its blocker {blocker.label} has not landed: land it first (or with it)"
     return None
@@ -211,13 +217,26 @@ def _attempt(
     label = task.label
     assert task.repo and task.branch
     repo = Path(task.repo)
-    branch_sha = git.branch_states(repo, [task.branch])[task.branch].sha
+    state = git.branch_states(repo, [task.branch]).get(task.branch)
+    if state is None:
+        return Result(
+            label,
+            Status.SKIPPED,
+            f"its branch {task.branch} is gone (deleted by `kanban gc --force`?): nothing to land",
+        )
+    branch_sha = state.sha
     if _is_ancestor(repo, branch_sha, base_sha):
         tasks.record_landed(db, task.id, sha=base_sha, source=branch_sha, data={"into": into})
-        return Result(label, Status.ALREADY, f"its work is already in {into}", base_sha)
+        _land_subtasks(db, task, base_sha)
+        return Result(label, Status.ALREADY, f"its work is already in {into}", base_sha, into)
     git.run(scratch, "checkout", "-q", "--detach", "--force", base_sha)
     git.run(scratch, "clean", "-q", "-fd")  # ignored files (installed dependencies) stay
-    merged = _merge(scratch, task, into, branch_sha, options.strategy)
+    landed = [
+        b.landed_from
+        for b in views.blockers_of(db, task.id)
+        if b.repo == task.repo and b.landed_from
+    ]
+    merged = _merge(scratch, task, into, branch_sha, options.strategy, landed=landed)
     if isinstance(merged, list):  # conflicted files
         detail = f"conflicts with {into} in {', '.join(merged)}"
         reopened = options.reopen and _reopen(
@@ -228,12 +247,21 @@ def _attempt(
             "conflicts (keep both sides' intent), then complete.",
             catch_up=base_sha,
         )
-        return Result(label, Status.CONFLICT, detail, reopened=reopened)
+        return Result(label, Status.CONFLICT, detail, into=into, reopened=reopened)
     check = None
     if options.check:
         config = checking.config_for(task.repo, base_sha, task.workspace)
         if config.check is not None:
-            check = _run_check(config, scratch, task)
+            try:
+                check = _run_check(config, scratch, task)
+            except (preparing.SetupFailed, ports.NoFreePorts) as exc:
+                return Result(
+                    label,
+                    Status.REFUSED,
+                    f"kanban's landing worktree {scratch} could not be prepared for the check "
+                    f"({exc}); fix the repository's setup, or land with --no-check",
+                    into=into,
+                )
             if not check.passed:
                 detail = f"the check {check.command} {check.detail} on the merged result"
                 reopened = options.reopen and _reopen(
@@ -243,8 +271,13 @@ def _attempt(
                     "Make it pass.",
                     catch_up=base_sha,
                 )
-                return Result(label, Status.CHECK_FAILED, detail, reopened=reopened, check=check)
+                return Result(
+                    label, Status.CHECK_FAILED, detail, into=into, reopened=reopened, check=check
+                )
     pause.point("land.merged")
+    now = tasks.get(db, task.id)
+    if now.status != "done":  # reopened (or cancelled) while it was merged and checked
+        return Result(label, Status.SKIPPED, f"it became {now.status} while it was being landed")
     _move(repo, into, old=base_sha, new=merged)
     tasks.record_landed(
         db,
@@ -253,30 +286,65 @@ def _attempt(
         source=branch_sha,
         data={"into": into, "strategy": options.strategy},
     )
-    return Result(label, Status.LANDED, f"{into} is now {merged[:12]}", merged, check=check)
+    _land_subtasks(db, task, merged)
+    return Result(label, Status.LANDED, f"{into} is now {merged[:12]}", merged, into, check=check)
+
+
+def _land_subtasks(db: sqlite_utils.Database, task: records.Task, sha: str) -> None:
+    """Its done subtasks' work landed with it (their branches were merged into its own)."""
+    assert task.repo
+    for child in views.children(db, task.id):
+        if child.status != "done" or child.landed_sha or not child.branch:
+            continue
+        state = git.branch_states(Path(task.repo), [child.branch]).get(child.branch)
+        if state is not None and _is_ancestor(Path(task.repo), state.sha, task.branch or ""):
+            tasks.record_landed(
+                db, child.id, sha=sha, source=state.sha, data={"with_parent": task.label}
+            )
+            _land_subtasks(db, child, sha)
 
 
 def _merge(
-    scratch: Path, task: records.Task, into: str, branch_sha: str, strategy: Strategy
+    scratch: Path,
+    task: records.Task,
+    into: str,
+    branch_sha: str,
+    strategy: Strategy,
+    *,
+    landed: Sequence[str],
 ) -> str | list[str]:
-    """Merge the task's branch onto the checked-out base; the new commit, or the conflicts."""
+    """Put the task's branch onto the checked-out base; the new commit, or the conflicts.
+
+    `landed`: what its blockers' branches were when they landed. A blocker landed squashed or
+    rebased left its own commits out of the base, though the task's branch holds them: git
+    would merge them again and conflict with their squashed copy. So the merge is computed on
+    top of a throw-away commit that has them as parents with the base's tree (``-s ours``):
+    only the task's own changes are merged. The commit that lands has the base as its first
+    parent (and, for `merge`, the task's branch as its second), never the throw-away one.
+    """
     who = git.identity_args(scratch)
     message = _message(task, into)
+    base = git.head(scratch)
+    stand_in = base
+    missing = [sha for sha in landed if not _is_ancestor(scratch, sha, base)]
+    if missing:
+        tree = git.run(scratch, "rev-parse", f"{base}^{{tree}}").out.strip()
+        parents = [arg for sha in (base, *missing) for arg in ("-p", sha)]
+        stand_in = git.run(
+            scratch, *who, "commit-tree", tree, *parents, "-m", "kanban: landed already"
+        ).out.strip()
+        git.run(scratch, "checkout", "-q", "--detach", stand_in)
     if strategy is Strategy.REBASE:
-        # The task's own commits replayed on the base (merges of its blockers, already landed,
-        # are dropped), then the base fast-forwards to them.
-        base = git.head(scratch)
-        git.run(scratch, "checkout", "-q", "--detach", branch_sha)
-        result = git.run(scratch, *who, "rebase", "-q", "--no-verify", base, ok=git.ANY_STATUS)
-        if result.status != 0:
-            files = _conflicted(scratch)
-            git.run(scratch, "rebase", "--abort", ok=git.ANY_STATUS)
-            if not files:
-                raise git.GitError(f"rebasing {task.branch} on {into} failed: {result.message()}")
-            return files
-        return git.head(scratch)
-    args = ["--squash"] if strategy is Strategy.SQUASH else ["--no-ff", "--no-commit"]
-    result = git.run(scratch, *who, "merge", "-q", *args, branch_sha, ok=git.ANY_STATUS)
+        replayed = _rebase(scratch, who, stand_in, branch_sha, onto=base)
+        if not isinstance(replayed, list) or not _has_merges(scratch, stand_in, branch_sha):
+            return replayed
+        # Its branch merged the base (a landing conflict its agent resolved): replaying its
+        # commits would meet the same conflict again. Its merged result lands as one commit.
+        git.run(scratch, "checkout", "-q", "--detach", "--force", stand_in)
+        strategy = Strategy.SQUASH
+    result = git.run(
+        scratch, *who, "merge", "-q", "--no-ff", "--no-commit", branch_sha, ok=git.ANY_STATUS
+    )
     if result.status != 0:
         files = _conflicted(scratch)
         git.run(scratch, "merge", "--abort", ok=git.ANY_STATUS)
@@ -284,8 +352,33 @@ def _merge(
         if not files:
             raise git.GitError(f"merging {task.branch} into {into} failed: {result.message()}")
         return files
-    git.run(scratch, *who, "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
-    return git.head(scratch)
+    tree = git.run(scratch, "write-tree").out.strip()
+    git.run(scratch, "merge", "--abort", ok=git.ANY_STATUS)
+    parents = ["-p", base] + (["-p", branch_sha] if strategy is Strategy.MERGE else [])
+    made = git.run(scratch, *who, "commit-tree", tree, *parents, "-m", message).out.strip()
+    git.run(scratch, "checkout", "-q", "--detach", "--force", made)
+    return made
+
+
+def _rebase(
+    scratch: Path, who: list[str], upstream: str, branch_sha: str, *, onto: str
+) -> str | list[str]:
+    """The task's own commits (those not in `upstream`) replayed on `onto`; merges dropped."""
+    git.run(scratch, "checkout", "-q", "--detach", branch_sha)
+    result = git.run(
+        scratch, *who, "rebase", "-q", "--no-verify", "--onto", onto, upstream, ok=git.ANY_STATUS
+    )
+    if result.status == 0:
+        return git.head(scratch)
+    files = _conflicted(scratch)
+    git.run(scratch, "rebase", "--abort", ok=git.ANY_STATUS)
+    if not files:
+        raise git.GitError(f"rebasing onto {onto} failed: {result.message()}")
+    return files
+
+
+def _has_merges(scratch: Path, upstream: str, branch_sha: str) -> bool:
+    return bool(git.run(scratch, "rev-list", "--merges", f"{upstream}..{branch_sha}").out.strip())
 
 
 def _message(task: records.Task, into: str) -> str:
@@ -305,10 +398,23 @@ def _conflicted(scratch: Path) -> list[str]:
 def _run_check(
     config: workspace.RepoConfig, scratch: Path, task: records.Task
 ) -> records.CheckResult:
-    """The check on the merged result, in the scratch worktree, set up once like a task's."""
+    """The check on the merged result, in the scratch worktree, set up once like a task's,
+    with ports of its own when the repository asks for them."""
     assert config.check is not None and task.repo
     environ = env.for_check(dict(os.environ), task=task.label, workspace=str(scratch), branch=None)
     environ.update(config.workspace.env)
+    hold = ports.reserve(config.workspace.ports) if config.workspace.ports else ports.NONE
+    try:
+        environ.update(hold.env)
+        return _prepared_check(config, scratch, task, environ)
+    finally:
+        hold.release()
+
+
+def _prepared_check(
+    config: workspace.RepoConfig, scratch: Path, task: records.Task, environ: dict[str, str]
+) -> records.CheckResult:
+    assert config.check is not None and task.repo
     state = scratch.with_name(f"{scratch.name}.state")
     state.mkdir(exist_ok=True)
     log = state / "check.log"

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from orchestrator import git
 from worker import pause
+
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
 class MergeStatus(enum.StrEnum):
@@ -43,7 +46,8 @@ def merge_branches(
     The next branch is then merged on top. Commit hooks are skipped, as in ``commit_all``.
     """
     cwd = git.existing_dir(path)
-    for branch in branches:
+    named = [b for b in branches if not _SHA.match(b)]  # the rest are commits (a catch-up)
+    for branch in named:
         git.check_branch(branch)
     if not branches:
         return []
@@ -51,13 +55,13 @@ def merge_branches(
     git.refuse_detached(cwd, state)
     if state.entries:
         raise git.WorktreeDirty(cwd, state.entries)
-    missing = sorted(set(branches) - git.branch_states(cwd, branches).keys())
+    missing = sorted(set(named) - git.branch_states(cwd, named).keys())
     if missing:
         raise git.GitError(f"cannot merge into {cwd}: no branch named {', '.join(missing)}")
     identity = git.identity_args(cwd)
     outcomes = []
     for branch in branches:
-        ref = f"refs/heads/{branch}"
+        ref = branch if _SHA.match(branch) else f"refs/heads/{branch}"
         if git.run(cwd, "merge-base", "--is-ancestor", ref, "HEAD", ok=(0, 1)).status == 0:
             outcomes.append(MergeOutcome(branch, MergeStatus.UP_TO_DATE))
             continue
@@ -76,9 +80,29 @@ def merge_branches(
         if not conflicts:
             git.run(cwd, "merge", "--abort", ok=git.ANY_STATUS)
             raise git.GitError(f"merging {branch} into {cwd} failed: {merge.message()}")
+        for name in conflicts:
+            _mark(cwd / name, branch)
         git.run(cwd, "add", "-A")
         listing = "".join(f"\n\t{name}" for name in conflicts)
         note = f"\n\nCommitted with conflict markers, to be resolved in this worktree:{listing}"
         git.run(cwd, *identity, "commit", "--no-verify", "-q", "-m", message + note)
         outcomes.append(MergeOutcome(branch, MergeStatus.CONFLICTED, git.head(cwd), conflicts))
     return outcomes
+
+
+def _mark(path: Path, branch: str) -> None:
+    """Give a conflict that left no markers (a file changed on one side and deleted on the
+    other) markers of its own, so that resolving it is an edit the agent must make, and
+    kanban can tell (`worker.conflicts`). Binary files are left as git left them."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    if any(line.startswith(("<<<<<<< ", ">>>>>>> ")) for line in text.splitlines()):
+        return
+    path.write_text(
+        f"<<<<<<< kanban: changed on one side and deleted on the other (merging {branch})\n"
+        "=======\n"
+        ">>>>>>> keep this file (remove these three lines) or delete it\n" + text,
+        encoding="utf-8",
+    )

@@ -505,6 +505,11 @@ class Supervisor:
             for b in await self.board.call(views.blockers_in_dependency_order, task.id)
             if b.status == "done" and b.branch and b.repo == task.repo and b.id != task.parent_id
         ]
+        # A landed blocker whose branch `kanban gc` collected: its work is in its base branch.
+        gone = await anyio.to_thread.run_sync(
+            _missing_branches, path, [b.branch for b in blockers if b.landed_sha and b.branch]
+        )
+        blockers = [b for b in blockers if b.branch not in gone]
         children = []
         if kind == "resume":
             children = await self.board.call(views.children_in_dependency_order, task.id)
@@ -514,10 +519,10 @@ class Supervisor:
             if not c.branch
         ]
         sources = {b.branch: "blocker" for b in blockers if b.branch}
-        if task.catch_up and task.base_branch:
-            # A landing conflicted with its base as it had become: bring that base in, so the
-            # conflict is here for the agent to resolve (its tip now: newer is better).
-            sources[task.base_branch] = "base"
+        if task.catch_up:
+            # A landing conflicted with the branch it lands into, as that was then: bring it
+            # in, so the conflict is here for the agent to resolve.
+            sources[task.catch_up] = "base"
         sources.update({c.branch: "subtask" for c in children if c.branch})
         branches = list(sources)
         if not branches:
@@ -839,6 +844,10 @@ class Supervisor:
     def poke_all(self) -> None:
         for watched in list(self.watched.values()):
             watched.poke.set()
+
+
+def _missing_branches(path: str, branches: list[str]) -> set[str]:
+    return set(branches) - git.branch_states(Path(path), branches).keys() if branches else set()
 
 
 def commit_message(task: records.Task, run: records.Run) -> str:

@@ -134,7 +134,11 @@ def land(
         chosen = [
             t.id
             for t in tasks.list_tasks(db, ["done"], batch_id=batch_id)
-            if not t.landed_sha and t.repo and t.branch and t.base_branch
+            if not t.landed_sha
+            and t.repo
+            and t.branch
+            and (t.base_branch or into)
+            and not (t.parent_id and not t.base_branch)  # subtasks land with their parent
         ]
     else:
         chosen = [context.task_id(t) for t in task_ids]
@@ -189,7 +193,7 @@ def _push(db, results) -> list[dict]:
         if result.status != "landed":
             continue
         task = tasks.get(db, context.task_id(result.task))
-        branch = task.base_branch
+        branch = result.into
         key = (task.repo, branch)
         if key in seen or not task.repo or not branch:
             continue
@@ -228,6 +232,13 @@ def _open_pr(db, task_id: int, into: str | None) -> dict:
             "task": task.label,
             "text": f"{task.label}: not a done task on a branch",
         }
+    if task.pr_url:
+        return {
+            "ok": True,
+            "task": task.label,
+            "url": task.pr_url,
+            "text": f"{task.label}: already has a pull request: {task.pr_url}",
+        }
     remote = _remote(task.repo, base)
     if remote is None:
         return {
@@ -263,7 +274,7 @@ def _open_pr(db, task_id: int, into: str | None) -> dict:
             "--head",
             task.branch,
             "--title",
-            task.title,
+            " ".join(task.title.split()),
             "--body",
             body,
         ],

@@ -1,8 +1,7 @@
 """Landing and dependency merging at their edges: where the base branch lives, strategies on
 branches that hold merges, chains, bases that are not branches, deleted branches, two landers
 at once, the check's workspace, odd titles, conflicts resolved by deletion, reopen and cancel.
-
-Tests marked xfail(strict) pin a bug: they say what should happen and fail until it does."""
+Each was found failing first (a red-team pass over `kanban land`), then fixed."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from support.cli import KANBAN
 from support.gitrepo import git, make_repo
 from support.waiting import wait_for
@@ -176,11 +174,6 @@ def test_a_chain_lands_linear_with_rebase(kb, repo):
     assert git(repo, "show", "main:a.txt") == "from A\nmore"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: squash merges a dependent against the original fork point, so its blocker's "
-    "squashed change conflicts with the same change on its branch (landing.py:_merge)",
-)
 def test_a_chain_lands_with_squash_in_one_command(kb, repo):
     a = task(kb, repo, "A", WRITE, "a.txt", "from A")
     b = task(kb, repo, "B", APPEND, "a.txt", after=[a])
@@ -192,10 +185,6 @@ def test_a_chain_lands_with_squash_in_one_command(kb, repo):
     assert git(repo, "log", "--format=%s", "main").splitlines() == ["B", "A", "first"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rebase replays a squash-landed blocker's own commits (landing.py:_merge)",
-)
 def test_rebase_does_not_replay_the_commits_of_a_blocker_that_landed_squashed(kb, repo):
     a = task(kb, repo, "A", APPEND, "a.txt")
     dispatch(kb)
@@ -215,11 +204,6 @@ def test_rebase_does_not_replay_the_commits_of_a_blocker_that_landed_squashed(kb
     assert git(repo, "show", "main:b.txt") == "from B"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rebase drops the catch-up merge that resolved a landing conflict, so the "
-    "task conflicts again forever (landing.py:_merge, Strategy.REBASE)",
-)
 def test_rebase_lands_a_task_whose_agent_resolved_a_landing_conflict(kb, repo):
     first = task(kb, repo, "first", EDIT_README, "hello from first")
     second = task(kb, repo, "second", EDIT_README, "hello from second")
@@ -264,11 +248,6 @@ def test_a_task_based_on_a_tag_needs_into_and_diff_compares_with_its_base_commit
     assert git(repo, "show", "main:t.txt") == "tagged"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: land --all ignores done tasks without a base branch even with --into "
-    "(cli/land.py:land picks only tasks with base_branch)",
-)
 def test_land_all_into_a_branch_includes_tasks_based_on_a_commit(kb, repo):
     detached = kb.create(
         "on a commit", WRITE, "c.txt", "x", repo=repo, base_ref=git(repo, "rev-parse", "HEAD")
@@ -288,11 +267,6 @@ def test_landing_into_a_branch_that_does_not_exist_says_what_to_do(kb, repo):
     assert "relase" in result.stdout and "unexpected" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --push pushes each task's base_branch, not the --into branch that moved "
-    "(cli/land.py:_push)",
-)
 def test_land_into_another_branch_with_push_pushes_that_branch(kb, repo, tmp_path):
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
@@ -309,11 +283,6 @@ def test_land_into_another_branch_with_push_pushes_that_branch(kb, repo, tmp_pat
     assert git(remote, "rev-parse", "release") == git(repo, "rev-parse", "release")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a conflict landing --into BRANCH reopens the task, but its next start merges "
-    "its base_branch, not BRANCH (supervisor.py:_merge_into uses task.base_branch)",
-)
 def test_a_conflict_landing_into_another_branch_brings_that_branch_to_the_agent(kb, repo):
     git(repo, "branch", "release")
     release_tip = commit_on(repo, "release", "README", "release's line\nhello\n", "release fix")
@@ -333,11 +302,6 @@ def test_a_conflict_landing_into_another_branch_brings_that_branch_to_the_agent(
 # -- branches that are gone -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: landing a done task whose branch was deleted crashes with KeyError "
-    "(landing.py:_attempt indexes branch_states without checking)",
-)
 def test_landing_a_task_whose_branch_gc_force_deleted_says_so(kb, repo):
     work = task(kb, repo, "work", WRITE, "gone.txt", "x")
     dispatch(kb)
@@ -361,12 +325,6 @@ def test_diff_of_a_task_whose_branch_is_gone_is_an_error_not_a_crash(kb, repo):
     assert result.stderr.startswith("Error: ") and "unexpected" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a dependent that starts again after its blocker landed and gc deleted the "
-    "blocker's branch cannot start (supervisor.py:_merge_into merges every done blocker's "
-    "branch by name)",
-)
 def test_a_dependent_reopened_after_its_blocker_landed_and_was_collected_starts(kb, repo):
     a = task(kb, repo, "A", WRITE, "a.txt", "from A")
     b = task(kb, repo, "B", APPEND, "a.txt", after=[a])
@@ -452,11 +410,6 @@ def test_a_second_lander_waits_and_never_changes_the_tree_under_the_first_ones_c
 # -- the check's workspace --------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the check on the merged result gets no ports though the repository asks for "
-    "them (landing.py:_run_check never reserves ports)",
-)
 def test_the_check_on_the_merged_result_gets_the_repositorys_ports(kb, tmp_path):
     needs_port = "import os, sys; sys.exit(0 if os.environ.get('KANBAN_PORT') else 1)"
     repo = make_repo(
@@ -511,12 +464,6 @@ FAILS_IN_THE_SCRATCH = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a setup that fails in the landing scratch worktree aborts the whole queue "
-    "with a bare Error line, even for tasks of other repositories (landing.py:_run_check "
-    "lets preparing.SetupFailed escape land())",
-)
 def test_a_setup_failing_in_the_scratch_worktree_fails_its_task_not_the_queue(kb, tmp_path):
     toml = (
         f"[workspace]\nsetup = [{argv_toml(FAILS_IN_THE_SCRATCH)}]\n"
@@ -565,12 +512,6 @@ def test_reopen_refuses_a_task_that_is_not_done_and_says_what_to_do(kb, repo, tm
     assert not comments  # the refused reopen left nothing behind
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a task reopened while kanban land checks it: the base moves anyway, then "
-    "record_landed fails, so main has rejected work the board says is not landed "
-    "(landing.py:_attempt re-reads the task only when the lander takes the scratch lock)",
-)
 def test_a_task_reopened_while_it_is_being_landed_does_not_land(kb, repo, tmp_path):
     work = task(kb, repo, "work", WRITE, "w.txt", "rejected work")
     dispatch(kb)
@@ -594,11 +535,6 @@ def test_a_task_reopened_while_it_is_being_landed_does_not_land(kb, repo, tmp_pa
     assert kb.status(work) == "ready"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a dependent whose blocker was cancelled is told to land that blocker first, "
-    "which cannot happen (landing.py:_not_landable)",
-)
 def test_a_dependent_of_a_reopened_then_cancelled_blocker_is_not_told_to_land_it(kb, repo):
     a = task(kb, repo, "A", WRITE, "a.txt", "from A")
     b = task(kb, repo, "B", APPEND, "a.txt", after=[a])
@@ -632,11 +568,6 @@ def test_a_landing_conflict_resolved_by_deleting_the_file_lands(kb, repo):
     assert git(repo, "ls-tree", "--name-only", "main", "README") == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a modify/delete conflict leaves no markers, so it counts as resolved at once "
-    "and the next run is done without looking (worker/conflicts.py:unresolved)",
-)
 def test_a_modify_delete_conflict_is_not_resolved_by_a_run_that_ignores_it(kb, repo):
     edit = task(kb, repo, "edit README", EDIT_README, "the task's line", max_attempts=1)
     dispatch(kb)
@@ -652,11 +583,6 @@ def test_a_modify_delete_conflict_is_not_resolved_by_a_run_that_ignores_it(kb, r
     assert ended.conflicts == ("README",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a subtask's branch is never collected after its parent landed squashed: "
-    "only the parent is recorded landed (landing.py:_attempt, cli/dispatch.py:gc)",
-)
 def test_gc_collects_a_subtasks_branch_after_its_parent_landed_squashed(kb, repo):
     from board import tasks
 
