@@ -106,8 +106,11 @@ def land(
     """Land the done tasks `task_ids` in dependency order; one result per task."""
     results: list[Result] = []
     failed: set[int] = set()
+    scratches: dict[Path, Path] = {}  # a repository's landing worktree, made or found once
     for task in order(db, task_ids):
-        result = _land_one(db, task, options=options, failed=failed, worktree_root=worktree_root)
+        result = _land_one(
+            db, task, options=options, failed=failed, worktree_root=worktree_root, cache=scratches
+        )
         if not result.ok:
             failed.add(task.id)
         results.append(result)
@@ -122,6 +125,7 @@ def _land_one(
     options: Options,
     failed: set[int],
     worktree_root: Path,
+    cache: dict[Path, Path],
 ) -> Result:
     label = task.label
     if task.landed_sha:
@@ -132,7 +136,7 @@ def _land_one(
         return Result(label, Status.SKIPPED, problem)
     assert task.repo and task.branch and into
     repo = Path(task.repo)
-    scratch = _scratch(repo, worktree_root, identity.board_id(db))
+    scratch = _scratch(repo, worktree_root, identity.board_id(db), cache)
     # One lander at a time in a scratch worktree (another `kanban land` waits its turn).
     with _locked(scratch.with_name(f"{scratch.name}.lock")):
         return _queue_step(db, task, into, scratch=scratch, options=options)
@@ -229,14 +233,12 @@ def _attempt(
         tasks.record_landed(db, task.id, sha=base_sha, source=branch_sha, data={"into": into})
         _land_subtasks(db, task, base_sha)
         return Result(label, Status.ALREADY, f"its work is already in {into}", base_sha, into)
-    git.run(scratch, "checkout", "-q", "--detach", "--force", base_sha)
-    git.run(scratch, "clean", "-q", "-fd")  # ignored files (installed dependencies) stay
     landed = [
         b.landed_from
         for b in views.blockers_of(db, task.id)
         if b.repo == task.repo and b.landed_from
     ]
-    merged = _merge(scratch, task, into, branch_sha, options.strategy, landed=landed)
+    merged = _merge(scratch, task, into, branch_sha, options.strategy, base=base_sha, landed=landed)
     if isinstance(merged, list):  # conflicted files
         detail = f"conflicts with {into} in {', '.join(merged)}"
         reopened = options.reopen and _reopen(
@@ -253,7 +255,9 @@ def _attempt(
         config = checking.config_for(task.repo, base_sha, task.workspace)
         if config.check is not None:
             try:
+                git.run(scratch, "checkout", "-q", "--detach", "--force", merged)
                 check = _run_check(config, scratch, task)
+                git.run(scratch, "clean", "-q", "-fd")  # what the check left (not ignored)
             except (preparing.SetupFailed, ports.NoFreePorts) as exc:
                 return Result(
                     label,
@@ -311,53 +315,56 @@ def _merge(
     branch_sha: str,
     strategy: Strategy,
     *,
+    base: str,
     landed: Sequence[str],
 ) -> str | list[str]:
-    """Put the task's branch onto the checked-out base; the new commit, or the conflicts.
+    """Put the task's branch onto `base`; the new commit (not yet on any branch), or the
+    conflicting files.
 
     `landed`: what its blockers' branches were when they landed. A blocker landed squashed or
     rebased left its own commits out of the base, though the task's branch holds them: git
     would merge them again and conflict with their squashed copy. So the merge is computed on
-    top of a throw-away commit that has them as parents with the base's tree (``-s ours``):
-    only the task's own changes are merged. The commit that lands has the base as its first
-    parent (and, for `merge`, the task's branch as its second), never the throw-away one.
+    top of a stand-in commit that has them as parents with the base's tree: only the task's
+    own changes are merged. The commit that lands has the base as its first parent (and, for
+    `merge`, the task's branch as its second), never the stand-in.
+
+    `merge` and `squash` are computed by ``git merge-tree`` without touching any worktree;
+    `rebase` replays commits in the scratch worktree.
     """
     who = git.identity_args(scratch)
-    message = _message(task, into)
-    base = git.head(scratch)
     stand_in = base
     missing = [sha for sha in landed if not _is_ancestor(scratch, sha, base)]
     if missing:
-        tree = git.run(scratch, "rev-parse", f"{base}^{{tree}}").out.strip()
         parents = [arg for sha in (base, *missing) for arg in ("-p", sha)]
         stand_in = git.run(
-            scratch, *who, "commit-tree", tree, *parents, "-m", "kanban: landed already"
+            scratch, *who, "commit-tree", f"{base}^{{tree}}", *parents, "-m", "kanban: landed"
         ).out.strip()
-        git.run(scratch, "checkout", "-q", "--detach", stand_in)
     if strategy is Strategy.REBASE:
+        git.run(scratch, "checkout", "-q", "--detach", "--force", stand_in)
         replayed = _rebase(scratch, who, stand_in, branch_sha, onto=base)
         if not isinstance(replayed, list) or not _has_merges(scratch, stand_in, branch_sha):
             return replayed
         # Its branch merged the base (a landing conflict its agent resolved): replaying its
         # commits would meet the same conflict again. Its merged result lands as one commit.
-        git.run(scratch, "checkout", "-q", "--detach", "--force", stand_in)
         strategy = Strategy.SQUASH
     result = git.run(
-        scratch, *who, "merge", "-q", "--no-ff", "--no-commit", branch_sha, ok=git.ANY_STATUS
+        scratch,
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        "--no-messages",
+        stand_in,
+        branch_sha,
+        ok=git.ANY_STATUS,
     )
-    if result.status != 0:
-        files = _conflicted(scratch)
-        git.run(scratch, "merge", "--abort", ok=git.ANY_STATUS)
-        git.run(scratch, "reset", "-q", "--hard", ok=git.ANY_STATUS)
-        if not files:
-            raise git.GitError(f"merging {task.branch} into {into} failed: {result.message()}")
-        return files
-    tree = git.run(scratch, "write-tree").out.strip()
-    git.run(scratch, "merge", "--abort", ok=git.ANY_STATUS)
+    lines = result.out.splitlines()
+    if result.status == 1 and lines:
+        return sorted(dict.fromkeys(line for line in lines[1:] if line))
+    if result.status != 0 or not lines:
+        raise git.GitError(f"merging {task.branch} into {into} failed: {result.message()}")
     parents = ["-p", base] + (["-p", branch_sha] if strategy is Strategy.MERGE else [])
-    made = git.run(scratch, *who, "commit-tree", tree, *parents, "-m", message).out.strip()
-    git.run(scratch, "checkout", "-q", "--detach", "--force", made)
-    return made
+    message = _message(task, into)
+    return git.run(scratch, *who, "commit-tree", lines[0], *parents, "-m", message).out.strip()
 
 
 def _rebase(
@@ -487,6 +494,8 @@ class CheckoutBusy(errors.KanbanError):
         )
 
 
-def _scratch(repo: Path, root: Path, board_id: str) -> Path:
+def _scratch(repo: Path, root: Path, board_id: str, cache: dict[Path, Path]) -> Path:
     """A detached worktree of `repo` for landing (one per board and repository), made once."""
-    return worktrees.ensure_detached(repo, root=root, board_id=board_id, name="land")
+    if repo not in cache:
+        cache[repo] = worktrees.ensure_detached(repo, root=root, board_id=board_id, name="land")
+    return cache[repo]

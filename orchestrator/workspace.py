@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import math
 import os
 import re
@@ -186,10 +187,21 @@ def from_ref(top: Path | str, ref: str) -> RepoConfig:
     if kind != "blob" or mode == "120000":
         what = {"tree": "a directory", "commit": "a submodule"}.get(kind, "a symbolic link")
         raise WorkspaceError(source, None, f"is {what}, not a file", ref=ref)
-    text = git.run(top, "cat-file", "blob", oid).out
+    try:
+        return _parsed_blob(str(top), oid)
+    except WorkspaceError as exc:
+        raise WorkspaceError(exc.source, exc.line, exc.reason, ref=ref) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_blob(top: str, oid: str) -> RepoConfig:
+    """A committed file's model, by its blob id: read and parsed once per content (a merge
+    queue reads it at every step of a moving base; it rarely changes)."""
+    source = str(Path(top) / FILE_NAME)
+    text = git.run(Path(top), "cat-file", "blob", oid).out
     if re.search(r"[\udc80-\udcff]", text):  # how the runner decodes bytes that are not UTF-8
-        raise WorkspaceError(source, None, "is not UTF-8 text", ref=ref)
-    return parse(text, source, ref=ref)
+        raise WorkspaceError(source, None, "is not UTF-8 text")
+    return parse(text, source)
 
 
 def parse(text: str, source: str, *, ref: str | None = None) -> RepoConfig:
