@@ -252,7 +252,35 @@ def _checks(db_path: str | None) -> list[Check]:
     home = hermes.status(runtimes.hermes_home)
     checks.append(Check("hermes home", home.ok, home.detail, home.fix))
     checks.append(_board(db_path))
+    checks.append(_tool_server(db_path))
     return checks
+
+
+def _tool_server(db_path: str | None) -> Check:
+    """Is the board's MCP tool server up? Down is fine: a dispatcher starts it on demand."""
+    from board import services
+    from orchestrator import toolserver
+
+    try:
+        path = connection.resolve(db_path)
+        if not path.exists():
+            return Check("tool server", True, "none yet (a dispatcher starts it when needed)")
+        db = connection.connect(path, create=False)
+        try:
+            found = services.tool_server(db)
+        finally:
+            db.conn.close()
+    except errors.KanbanError as exc:
+        return Check("tool server", True, f"not checked ({exc})")
+    if found is None:
+        return Check("tool server", True, "none yet (a dispatcher starts it when needed)")
+    if toolserver.alive(found):
+        return Check("tool server", True, f"{found.url} (pid {found.pid})")
+    return Check(
+        "tool server",
+        True,
+        f"not running (was {found.url}); the next dispatcher starts it again on that port",
+    )
 
 
 def _program(name: str, explicit: str | None, env_var: str | None, hint: str) -> Check:
