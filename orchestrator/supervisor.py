@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -255,6 +256,10 @@ class Supervisor:
         # Truncated: a run's log holds that run only (setup's output, then the agent's).
         log_file.write_bytes(b"")
         watched.log_path = str(log_file)
+        if runtime.uses_tool_server:
+            # Started (if it must be) while the worktree is made, not after; `tool_server`
+            # below then finds it up, or waits on its lock for this start to finish.
+            threading.Thread(target=self._prefetch_tool_server, daemon=True).start()
         placed = await self._place(task, claim.kind)
         space = placed.repo_config.workspace
         gate = checking.gated(placed.repo_config)
@@ -834,6 +839,14 @@ class Supervisor:
                 idle_exit=self.settings.tool_server_idle_exit,
             )
         )
+
+    def _prefetch_tool_server(self) -> None:
+        with contextlib.suppress(errors.KanbanError):  # the start before the agent says why
+            toolserver.ensure(
+                self.board.path,
+                log_dir=self.logs_dir / self.board.id,
+                idle_exit=self.settings.tool_server_idle_exit,
+            )
 
     def uses_tool_server(self) -> bool:
         """Does a run this dispatcher watches reach the kanban tools through the server?"""
