@@ -22,12 +22,12 @@ from claim to the agent's first instruction.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 
 from worker import pause, scope
 
@@ -69,16 +69,36 @@ def _permanent(exc: Exception) -> bool:
     return isinstance(exc, errors.KanbanError) and not isinstance(exc, errors.BoardBusy)
 
 
+_OPTIONS = ("--db", "--run", "--cwd", "--lock-fd", "--scope")
+
+
+def _parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``--db DB --run N --cwd DIR [--lock-fd N] [--scope CGROUP] -- ARGV...``.
+
+    By hand, not argparse: the shim is on the path from claim to the agent's start, and
+    importing argparse alone costs about 12 ms. Its one caller is the dispatcher.
+    """
+    options: dict[str, str] = {}
+    rest = list(argv)
+    while rest and rest[0] != "--":
+        name = rest.pop(0)
+        if name not in _OPTIONS or not rest:
+            raise SystemExit(f"kanban-shim: bad arguments near {name!r}; usage: {_parse.__doc__}")
+        options[name] = rest.pop(0)
+    missing = [name for name in ("--db", "--run", "--cwd") if name not in options]
+    if missing or not rest[1:] or not options["--run"].isdigit():
+        raise SystemExit(f"kanban-shim: {', '.join(missing) or 'a command'} missing or bad")
+    return options, rest[1:]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.shim")
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--run", type=int, required=True)
-    parser.add_argument("--cwd", required=True)
-    parser.add_argument("--lock-fd", type=int)  # held, never read: see the module's docstring
-    parser.add_argument("--scope")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    options, command = _parse(sys.argv[1:] if argv is None else argv)
+    args = types.SimpleNamespace(
+        db=options["--db"],
+        run=int(options["--run"]),
+        cwd=options["--cwd"],
+        scope=options.get("--scope"),  # --lock-fd: held, never read (the module's docstring)
+    )
     token = os.environ.get("HERMES_KANBAN_TOKEN", "")
     me = os.getpid()
 

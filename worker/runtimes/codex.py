@@ -12,6 +12,8 @@ their Codex); only a ``[mcp_servers.kanban]`` table there would be in the way. s
 from __future__ import annotations
 
 import os
+import platform
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,40 @@ def codex_home_ready(codex_home: str | None) -> str:
     if problem is not None:
         raise base.RuntimeUnavailable(f"Codex cannot be given the kanban tools: {problem}")
     return str(codex_setup.codex_home(codex_home))
+
+
+_TRIPLES = {
+    ("linux", "x86_64"): ("x86_64-unknown-linux-musl", "linux-x64"),
+    ("linux", "aarch64"): ("aarch64-unknown-linux-musl", "linux-arm64"),
+    ("darwin", "x86_64"): ("x86_64-apple-darwin", "darwin-x64"),
+    ("darwin", "arm64"): ("aarch64-apple-darwin", "darwin-arm64"),
+}
+
+
+def native(binary: str) -> tuple[str, dict[str, str]]:
+    """The program to start for `binary`, and what its environment needs.
+
+    npm's ``codex`` is a Node script that finds the native program in a platform package and
+    replaces itself with it; starting Node costs about 50 ms a run. When `binary` is that
+    script, the native program is started directly, with the two variables the script would
+    have set. Anything else (a native ``codex``, a stand-in) is started as it is.
+    """
+    script = os.path.realpath(binary)
+    if not script.endswith(os.path.join("@openai", "codex", "bin", "codex.js")):
+        return binary, {}
+    package = os.path.dirname(os.path.dirname(script))
+    found = _TRIPLES.get((sys.platform, platform.machine()))
+    if found is None:
+        return binary, {}
+    triple, suffix = found
+    for vendor in (
+        os.path.join(os.path.dirname(package), f"codex-{suffix}", "vendor"),
+        os.path.join(package, "vendor"),
+    ):
+        program = os.path.join(vendor, triple, "bin", "codex")
+        if os.access(program, os.X_OK):
+            return program, {"CODEX_MANAGED_PACKAGE_ROOT": package, "CODEX_MANAGED_BY_NPM": "1"}
+    return binary, {}
 
 
 # Codex waits this long for the tool server at start; a server being restarted is up in ~1 s.
@@ -105,8 +141,9 @@ class CodexRuntime:
             ctx.settings.codex_bin, "KANBAN_CODEX_BIN", "codex", hint=INSTALL_HINT
         )
         home = codex_home_ready(ctx.settings.codex_home)
+        program, program_env = native(binary)
         argv = (
-            binary,
+            program,
             "exec",
             "--sandbox",
             "workspace-write",
@@ -118,7 +155,7 @@ class CodexRuntime:
             *ctx.settings.extra_args.get(self.name, ()),
             ctx.prompt,
         )
-        return base.Launch(argv=argv, env={"CODEX_HOME": home}, cwd=ctx.workspace)
+        return base.Launch(argv=argv, env={"CODEX_HOME": home, **program_env}, cwd=ctx.workspace)
 
     def rate_limited(self, log_tail: str) -> bool:
         return base.looks_rate_limited(log_tail)

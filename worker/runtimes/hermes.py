@@ -70,7 +70,9 @@ class HermesRuntime:
                 f"{status.fix or 'run `kanban setup hermes`'}"
             )
         environ = hermes_setup.runtime_env(status.home, codex_home=codex_home, codex_bin=codex_bin)
-        own_bin = wrapper(ctx.private_dir, codex_bin, overrides)
+        program, program_env = codex_runtime.native(codex_bin)
+        environ.update(program_env)
+        own_bin = wrapper(ctx.private_dir, program, overrides)
         environ["PATH"] = os.pathsep.join(
             (own_bin, environ.get("PATH", os.environ.get("PATH", "")))
         )
