@@ -1,9 +1,10 @@
 """Landing: done tasks' branches into their base branch, through a verified merge queue.
 
-`land` takes done tasks in dependency order. For each, in a scratch worktree of its own
-repository (detached, so it holds no branch), it merges the task's branch onto the base
-branch as it is now (`merge`, `squash` or `rebase`), runs the repository's check on the result
-when one is configured, and only when that passes moves the base branch: a compare-and-swap
+`land` takes done tasks in dependency order. For each, it merges the task's branch onto the
+base branch as it is now (`merge` and `squash` with ``git merge-tree``, touching no checkout;
+`rebase` in a scratch worktree of kanban's, detached so it holds no branch), runs the
+repository's check on the result in that scratch worktree when one is configured, and only
+when that passes moves the base branch: a compare-and-swap
 on the ref (``git update-ref NEW OLD``), so an update made meanwhile by the user or another
 lander is never lost; the step is then merged again on the new base. A conflict or a failed
 check moves nothing: the task is reopened with the conflict or the check's output in its next
@@ -108,9 +109,17 @@ def land(
     failed: set[int] = set()
     scratches: dict[Path, Path] = {}  # a repository's landing worktree, made or found once
     for task in order(db, task_ids):
-        result = _land_one(
-            db, task, options=options, failed=failed, worktree_root=worktree_root, cache=scratches
-        )
+        try:
+            result = _land_one(
+                db,
+                task,
+                options=options,
+                failed=failed,
+                worktree_root=worktree_root,
+                cache=scratches,
+            )
+        except errors.KanbanError as exc:  # a broken repository, a full disk: this task only
+            result = Result(task.label, Status.REFUSED, str(exc))
         if not result.ok:
             failed.add(task.id)
         results.append(result)
@@ -167,7 +176,11 @@ def _queue_step(
     for _ in range(MAX_RACES):
         base = git.branch_states(repo, [into]).get(into)
         if base is None:
-            return Result(label, Status.SKIPPED, f"its base branch {into} no longer exists")
+            return Result(
+                label,
+                Status.SKIPPED,
+                f"there is no branch {into} to land into (deleted, or a typo in --into)",
+            )
         try:
             return _attempt(db, task, into, base.sha, scratch=scratch, options=options)
         except _Race:
