@@ -428,7 +428,10 @@ class Supervisor:
                 retry_at = time.time() + delay
             else:
                 reason += f"; all {task.max_attempts} attempts used"
-        elif retry.transient(exc):
+        elif retry.transient(exc) or isinstance(
+            exc, ports.NoFreePorts | toolserver.ToolServerError
+        ):
+            # Ports are released as runs end; a tool server that would not start may next time.
             tries = len(await self.board.call(runs.for_task, watched.task_id))
             delay = retry.backoff(tries, self.settings.retry_delay, self.settings.retry_max_delay)
             retry_at = time.time() + delay

