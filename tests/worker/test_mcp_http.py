@@ -52,8 +52,12 @@ def test_a_run_token_reaches_its_own_task_and_nothing_else(db, server) -> None:
 
     async def scenario() -> None:
         async with session(server.url, mine.token) as client:
-            listed = {t.name for t in (await client.list_tools()).tools}
+            listed = {t.name: t for t in (await client.list_tools()).tools}
             assert "kanban_complete" in listed
+            # Worker mode only: no orchestrator's view of the board over a port.
+            assert listed["kanban_create"].description.startswith(
+                f"Create a subtask of your task t_{mine.task.id}"
+            )
             result = await client.call_tool("kanban_heartbeat", {"note": "over http"})
             assert not result.is_error, text(result)
             refused = await client.call_tool(
