@@ -95,15 +95,15 @@ def prepare(
     marker = Path(private_dir) / READY
     marker.unlink(missing_ok=True)
     place_files(space, checkout=Path(checkout), worktree=Path(worktree))
-    for command in space.setup:
-        run_setup(
-            command,
-            cwd=str(worktree),
-            environ={**environ, **space.env},
-            log_path=str(log_path),
-            timeout=space.setup_timeout,
-            scope_path=scope_path,
-        )
+    _run_all(
+        space.setup,
+        space,
+        worktree=worktree,
+        environ=environ,
+        log_path=log_path,
+        scope_path=scope_path,
+        failure=SetupFailed,
+    )
     pause.point("dispatcher.set-up")
     marker.write_text(f"{worktree}\n")
 
@@ -150,31 +150,6 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def run_setup(
-    command: workspace.Command,
-    *,
-    cwd: str,
-    environ: Mapping[str, str],
-    log_path: str,
-    timeout: float,
-    scope_path: str | None,
-) -> None:
-    """Run one setup command in `cwd`, its output appended to the log; SetupFailed if it fails.
-
-    It starts in a session of its own (and in the run's cgroup, where cgroups are in force);
-    whatever it leaves in its process group is killed when it ends, and all of it on a timeout.
-    """
-    run_command(
-        command,
-        cwd=cwd,
-        environ=environ,
-        log_path=log_path,
-        timeout=timeout,
-        scope_path=scope_path,
-        failure=SetupFailed,
-    )
-
-
 def teardown(
     space: workspace.Workspace,
     *,
@@ -196,16 +171,39 @@ def teardown(
                 tempfile.NamedTemporaryFile(prefix="kanban-teardown-", suffix=".log")
             )
             log_path = captured.name
-        for command in space.teardown:
-            run_command(
-                command,
-                cwd=str(worktree),
-                environ={**environ, **space.env},
-                log_path=str(log_path),
-                timeout=space.setup_timeout,
-                scope_path=None,
-                failure=TeardownFailed,
-            )
+        _run_all(
+            space.teardown,
+            space,
+            worktree=worktree,
+            environ=environ,
+            log_path=log_path,
+            scope_path=None,
+            failure=TeardownFailed,
+        )
+
+
+def _run_all(
+    commands: tuple[workspace.Command, ...],
+    space: workspace.Workspace,
+    *,
+    worktree: Path | str,
+    environ: Mapping[str, str],
+    log_path: Path | str,
+    scope_path: str | None,
+    failure: type[CommandFailed],
+) -> None:
+    """Run `commands` in order in the worktree with the workspace's env and setup_timeout;
+    `failure` at the first that fails (the others do not run)."""
+    for command in commands:
+        run_command(
+            command,
+            cwd=str(worktree),
+            environ={**environ, **space.env},
+            log_path=str(log_path),
+            timeout=space.setup_timeout,
+            scope_path=scope_path,
+            failure=failure,
+        )
 
 
 def run_command(

@@ -40,6 +40,7 @@ from orchestrator import (
     workspace,
     worktrees,
 )
+from orchestrator.workspace import RepoConfig
 from worker import conflicts as worker_conflicts
 from worker import env, pause, prompt, runtimes, scope
 from worker.runtimes import base
@@ -62,6 +63,8 @@ class Watched:
     workspace: str | None = None
     log_path: str | None = None
     scope: str | None = None  # the run's cgroup, where cgroups are in force
+    # Its repository's workspace as read at its start (None for an adopted run: read again).
+    repo_config: RepoConfig | None = None
     shim_pid: int | None = None
     shim_started: float | None = None
     kill_cause: Outcome | None = None
@@ -261,6 +264,7 @@ class Supervisor:
             # below then finds it up, or waits on its lock for this start to finish.
             threading.Thread(target=self._prefetch_tool_server, daemon=True).start()
         placed = await self._place(task, claim.kind)
+        watched.repo_config = placed.repo_config
         space = placed.repo_config.workspace
         gate = checking.gated(placed.repo_config)
         watched.workspace = placed.path
@@ -788,13 +792,15 @@ class Supervisor:
         """
         if not watched.repo or watched.workspace is None:
             return None
-        try:
-            config = await anyio.to_thread.run_sync(
-                checking.config_for, watched.repo, task.base_ref, task.workspace
-            )
-        except errors.KanbanError as exc:  # it was read at the start; gone since: say so
-            log.warning("run %s: cannot read the workspace's check: %s", watched.run_id, exc)
-            return None
+        config = watched.repo_config
+        if config is None:
+            try:
+                config = await anyio.to_thread.run_sync(
+                    checking.config_for, watched.repo, task.base_ref, task.workspace
+                )
+            except errors.KanbanError as exc:  # it was read at the start; gone since: say so
+                log.warning("run %s: cannot read the workspace's check: %s", watched.run_id, exc)
+                return None
         gate = checking.gated(config)
         if gate is None or not await self.board.call(runs.would_be_done, watched.run_id):
             return None
@@ -834,22 +840,18 @@ class Supervisor:
 
     async def tool_server(self) -> services.ToolServer:
         """The board's tool server, started (or started again, on its port) if it is not up."""
-        return await anyio.to_thread.run_sync(
-            functools.partial(
-                toolserver.ensure,
-                self.board.path,
-                log_dir=self.logs_dir / self.board.id,
-                idle_exit=self.settings.tool_server_idle_exit,
-            )
+        return await anyio.to_thread.run_sync(self._ensure_tool_server)
+
+    def _ensure_tool_server(self) -> services.ToolServer:
+        return toolserver.ensure(
+            self.board.path,
+            log_dir=self.logs_dir / self.board.id,
+            idle_exit=self.settings.tool_server_idle_exit,
         )
 
     def _prefetch_tool_server(self) -> None:
         with contextlib.suppress(errors.KanbanError):  # the start before the agent says why
-            toolserver.ensure(
-                self.board.path,
-                log_dir=self.logs_dir / self.board.id,
-                idle_exit=self.settings.tool_server_idle_exit,
-            )
+            self._ensure_tool_server()
 
     def uses_tool_server(self) -> bool:
         """Does a run this dispatcher watches reach the kanban tools through the server?"""

@@ -9,32 +9,10 @@ import sys
 from pathlib import Path
 
 from support.gitrepo import git, make_repo
+from support.landing import EDIT_README, PY, WRITE, is_ancestor, set_command, task
 
 from worker import pause
 
-PY = sys.executable
-
-
-def task(kb, repo: Path, title: str, code: str, *args: object, after=(), **options) -> int:
-    """A `command` task on `repo`'s main, as `kanban create --repo` makes one."""
-    return kb.create(
-        title,
-        code,
-        *args,
-        repo=repo,
-        base_ref=git(repo, "rev-parse", "HEAD"),
-        base_branch="main",
-        after=list(after),
-        **options,
-    )
-
-
-def is_ancestor(repo: Path, commit: str, of: str) -> bool:
-    done = subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", commit, of])
-    return done.returncode == 0
-
-
-WRITE = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2] + '\\n')"
 # Copies what the blockers wrote (their files must be in this worktree) into its own file.
 GATHER = """\
 import pathlib, sys
@@ -77,19 +55,6 @@ def test_a_chain_of_ten_gives_the_last_all_ten(kb, repo):
     assert chain.split() == [str(n) for n in range(1, 11)]
 
 
-# Edits README's first line; when kanban left conflict markers in it, resolves them first.
-EDIT_README = """\
-import pathlib, sys
-readme = pathlib.Path("README")
-text = readme.read_text()
-if "<<<<<<< " in text:
-    keep = [l for l in text.splitlines() if not l.startswith(("<<<<<<< ", "=======", ">>>>>>> "))]
-    readme.write_text("\\n".join(keep) + "\\n")
-else:
-    readme.write_text(sys.argv[1] + "\\n" + text.split("\\n", 1)[1])
-"""
-
-
 def test_two_conflicting_tasks_land_one_then_the_other_after_its_agent_resolves(kb, repo):
     first = task(kb, repo, "first", EDIT_README, "hello from first")
     second = task(kb, repo, "second", EDIT_README, "hello from second")
@@ -129,12 +94,7 @@ def test_a_run_that_leaves_conflict_markers_is_not_done(kb, repo):
     kb.run("land", f"t_{first}", check=False)  # conflicts with main's edit: reopened
     assert kb.task(first).status == "ready"
     # Make its next run not resolve: replace its command with one that leaves the file alone.
-    tasks_db = kb.db
-    tasks_db.conn.execute(
-        "UPDATE tasks SET runtime_options = ? WHERE id = ?",
-        (json.dumps({"argv": [PY, "-c", "pass"]}), first),
-    )
-    tasks_db.conn.commit()
+    set_command(kb, first, "pass")
     assert kb.dispatch("--until-idle").wait() == 0
     failed = kb.wait_status(first, "ready", "failed")
     last = kb.runs(first)[-1]
@@ -156,11 +116,7 @@ def test_completing_with_unresolved_conflicts_is_refused_through_the_cli(kb, rep
         " '--summary', 'done'], capture_output=True, text=True)\n"
         "open(sys.argv[1], 'w').write(str(r.returncode) + '\\n' + r.stderr)\n"
     )
-    kb.db.conn.execute(
-        "UPDATE tasks SET runtime_options = ? WHERE id = ?",
-        (json.dumps({"argv": [PY, "-c", tries_cli, str(kb.tmp / "answer")]}), first),
-    )
-    kb.db.conn.commit()
+    set_command(kb, first, tries_cli, kb.tmp / "answer")
     assert kb.dispatch("--until-idle").wait() == 0
     code, message = (kb.tmp / "answer").read_text().split("\n", 1)
     assert code != "0"

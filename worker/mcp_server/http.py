@@ -107,11 +107,7 @@ def app(db_path: str) -> Any:
             params.arguments,
             limiter=limiter,
         )
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=outcome.text)],
-            structured_content=outcome.structured,
-            is_error=not outcome.ok,
-        )
+        return server.result(outcome, types)
 
     mcp_server = Server(
         server.SERVER_NAME,

@@ -76,11 +76,7 @@ async def serve(db_path: str | None = None, environ: Mapping[str, str] | None = 
             params.arguments,
             limiter=limiter,
         )
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=outcome.text)],
-            structured_content=outcome.structured,
-            is_error=not outcome.ok,
-        )
+        return result(outcome, types)
 
     server = Server(
         SERVER_NAME,
@@ -113,6 +109,15 @@ def listing(ident: identity.Identity, types: Any) -> Any:
             )
             for s in specs.tool_specs(ident)
         ]
+    )
+
+
+def result(outcome: tools.Reply, types: Any) -> Any:
+    """A tool call's reply as MCP sends it (`types`: the SDK's, imported by the caller)."""
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=outcome.text)],
+        structured_content=outcome.structured,
+        is_error=not outcome.ok,
     )
 
 
