@@ -122,13 +122,13 @@ def land(
         raise errors.NotForWorkers(
             "landing", os.environ.get("HERMES_KANBAN_TASK", "?"), "complete your task instead"
         )
-    db = context.existing_board(ctx)
     if land_all == bool(task_ids):
         raise errors.InvalidInput("name the tasks to land, or use --all (not both)")
     if batch_name and not land_all:
         raise errors.InvalidInput("--batch goes with --all")
     if pr and push:
         raise errors.InvalidInput("--pr opens pull requests instead of moving the base: not both")
+    db = context.existing_board(ctx)
     if land_all:
         batch_id = batches.find(db, batch_name) if batch_name else None
         chosen = [
