@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from board import errors, records
+from worker import usage
 
 
 class RuntimeUnavailable(errors.KanbanError):
@@ -49,6 +50,15 @@ class Context:
 
 
 @dataclasses.dataclass(frozen=True)
+class Metered:
+    """What a meter needs to find a run's usage: where it ran, since when, with what homes."""
+
+    workspace: str | None
+    started_at: float
+    settings: Settings
+
+
+@dataclasses.dataclass(frozen=True)
 class Launch:
     argv: tuple[str, ...]
     env: Mapping[str, str]  # added to the worker's base environment
@@ -63,6 +73,14 @@ class Runtime(Protocol):
     def launch(self, ctx: Context) -> Launch: ...
 
     def rate_limited(self, log_tail: str) -> bool: ...
+
+    def meter(self, metered: Metered) -> usage.Meter:
+        """Reads this run's usage and activity from its log (`worker.usage`)."""
+        ...
+
+    def render(self, line: str) -> str | None:
+        """One raw line of a run's log as a person reads it (None: nothing worth showing)."""
+        ...
 
 
 def find_binary(explicit: str | None, env_var: str, name: str, *, hint: str) -> str:

@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 
-from worker import env
+from worker import env, usage
 from worker.runtimes import base
 
 INSTALL_HINT = "install Claude Code (npm install -g @anthropic-ai/claude-code)"
@@ -77,3 +77,9 @@ class ClaudeRuntime:
 
     def rate_limited(self, log_tail: str) -> bool:
         return base.looks_rate_limited(log_tail)
+
+    def meter(self, metered: base.Metered) -> usage.Meter:
+        return usage.NoMeter()
+
+    def render(self, line: str) -> str | None:
+        return usage.plain(line)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from worker import env
+from worker import env, usage
 from worker.runtimes import base
 from worker.setup import codex as codex_setup
 
@@ -159,3 +159,9 @@ class CodexRuntime:
 
     def rate_limited(self, log_tail: str) -> bool:
         return base.looks_rate_limited(log_tail)
+
+    def meter(self, metered: base.Metered) -> usage.Meter:
+        return usage.NoMeter()
+
+    def render(self, line: str) -> str | None:
+        return usage.plain(line)

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Sequence
 
 from board import errors
+from worker import usage
 from worker.runtimes import base
 
 PROMPT_FILE = "KANBAN_PROMPT_FILE"
@@ -79,3 +80,9 @@ def task_runtime(
     if runtime not in (None, CommandRuntime.name):
         raise CommandError("runtime", f"{option} goes with the `command` runtime only")
     return CommandRuntime.name, {"argv": argv}
+
+    def meter(self, metered: base.Metered) -> usage.Meter:
+        return usage.NoMeter()
+
+    def render(self, line: str) -> str | None:
+        return usage.plain(line)

@@ -21,6 +21,7 @@ import os
 import shlex
 from pathlib import Path
 
+from worker import usage
 from worker.runtimes import base
 from worker.runtimes import codex as codex_runtime
 from worker.setup import hermes as hermes_setup
@@ -84,3 +85,9 @@ class HermesRuntime:
 
     def rate_limited(self, log_tail: str) -> bool:
         return base.looks_rate_limited(log_tail)
+
+    def meter(self, metered: base.Metered) -> usage.Meter:
+        return usage.NoMeter()
+
+    def render(self, line: str) -> str | None:
+        return usage.plain(line)
