@@ -40,4 +40,5 @@ class Dispatcher:
 
 Actor = Operator | Worker | Dispatcher
 OPERATOR = Operator()
+GOVERNOR = Operator("governor")  # budgets and the runaway governor
 DISPATCHER = Dispatcher()

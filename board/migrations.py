@@ -334,6 +334,43 @@ def m006_landing(conn: sqlite3.Connection) -> None:
     )
 
 
+def m007_usage(conn: sqlite3.Connection) -> None:
+    """What runs use, and the bounds on it.
+
+    A run's usage as its agent reported it (``model``, the token columns, ``cost_usd``), and
+    where its cost came from (``cost_source``: ``agent``, or ``prices`` for the configured
+    price table); ``usage_at`` is when it was last recorded. Budgets in tokens or dollars on
+    tasks and batches. ``created_by_run``: the run whose worker created a task (the fan-out
+    governor counts them).
+    """
+    _run(
+        conn,
+        """
+        ALTER TABLE runs ADD COLUMN model TEXT;
+        ALTER TABLE runs ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0
+            CHECK (input_tokens >= 0);
+        ALTER TABLE runs ADD COLUMN cached_input_tokens INTEGER NOT NULL DEFAULT 0
+            CHECK (cached_input_tokens >= 0);
+        ALTER TABLE runs ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0
+            CHECK (output_tokens >= 0);
+        ALTER TABLE runs ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0
+            CHECK (reasoning_tokens >= 0);
+        ALTER TABLE runs ADD COLUMN cost_usd REAL CHECK (cost_usd IS NULL OR cost_usd >= 0);
+        ALTER TABLE runs ADD COLUMN cost_source TEXT
+            CHECK (cost_source IS NULL OR cost_source IN ('agent', 'prices'));
+        ALTER TABLE runs ADD COLUMN usage_at REAL;
+        CREATE INDEX runs_started ON runs (started_at);
+        ALTER TABLE tasks ADD COLUMN budget_tokens INTEGER CHECK (budget_tokens > 0);
+        ALTER TABLE tasks ADD COLUMN budget_usd REAL CHECK (budget_usd > 0);
+        ALTER TABLE tasks ADD COLUMN created_by_run INTEGER;
+        CREATE INDEX tasks_created_by_run ON tasks (created_by_run)
+            WHERE created_by_run IS NOT NULL;
+        ALTER TABLE batches ADD COLUMN budget_tokens INTEGER CHECK (budget_tokens > 0);
+        ALTER TABLE batches ADD COLUMN budget_usd REAL CHECK (budget_usd > 0)
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_batches_and_schedules,
@@ -341,6 +378,7 @@ MIGRATIONS: list[Migration] = [
     m004_identities,
     m005_workspaces,
     m006_landing,
+    m007_usage,
 ]
 
 

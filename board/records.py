@@ -66,6 +66,8 @@ class Task:
     landed_from: str | None  # its branch's tip when it landed
     pr_url: str | None
     catch_up: str | None  # a commit of its base branch to merge at its next start
+    budget: Budget  # what its runs may use in all
+    created_by_run: int | None  # the run whose worker created it
 
     @property
     def label(self) -> str:
@@ -82,6 +84,7 @@ class Task:
             resume=bool(row["resume"]),
             workspace=json.loads(row["workspace"]),
             conflicts=tuple(json.loads(row["conflicts"])),
+            budget=Budget(tokens=row["budget_tokens"], usd=row["budget_usd"]),
         )
 
 
@@ -117,6 +120,8 @@ class Run:
     refunded: bool
     ports: tuple[int, ...]  # the block of ports it held (its repository's ``ports``)
     check_result: CheckResult | None  # the repository's check, run after it completed
+    usage: Usage  # what its agent reported using (tokens, cost, model)
+    cost_source: str | None  # "agent" (reported), "prices" (the price table), None: unknown
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Run:
@@ -124,6 +129,7 @@ class Run:
         return _build(
             cls,
             row,
+            usage=Usage.from_row(row),
             outcome=None if row["outcome"] is None else Outcome(row["outcome"]),
             refunded=bool(row["refunded"]),
             ports=tuple(json.loads(row["ports"])),
@@ -172,3 +178,84 @@ class Comment:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Comment:
         return cls(author=row["author"], body=row["body"], at=row["at"])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Usage:
+    """Tokens as the agent reported them; `cost_usd` only when the agent reported a cost.
+
+    ``input_tokens`` includes ``cached_input_tokens`` (OpenAI's convention; Anthropic's
+    cache reads and writes are added to its input to match).
+    """
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0  # included in output_tokens where the agent reports both
+    cost_usd: float | None = None
+    model: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        """What budgets in tokens count: every input token and every output token."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = (
+            None
+            if self.cost_usd is None and other.cost_usd is None
+            else (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
+        )
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cost_usd=cost,
+            model=other.model or self.model,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self.tokens == 0 and self.cost_usd is None
+
+    def brief(self) -> str:
+        """``12.3k tokens, $0.04``: for one line of output."""
+        text = f"{_compact(self.tokens)} tokens"
+        return text if self.cost_usd is None else f"{text}, ${self.cost_usd:,.2f}"
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Usage:
+        return _build(cls, row, reasoning_tokens=row["reasoning_tokens"])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Budget:
+    """At most this many tokens and/or dollars (None: no bound on that one)."""
+
+    tokens: int | None = None
+    usd: float | None = None
+
+    @property
+    def unbounded(self) -> bool:
+        return self.tokens is None and self.usd is None
+
+    def exceeded(self, used: Usage) -> str | None:
+        """``used X of Y`` when `used` reached this budget; None while within it."""
+        if self.tokens is not None and used.tokens >= self.tokens:
+            return f"used {used.tokens:,} of {self.tokens:,} tokens"
+        if self.usd is not None and used.cost_usd is not None and used.cost_usd >= self.usd:
+            return f"used ${used.cost_usd:,.2f} of ${self.usd:,.2f}"
+        return None
+
+    def describe(self) -> str:
+        parts = [f"{self.tokens:,} tokens" if self.tokens is not None else None]
+        parts.append(f"${self.usd:,.2f}" if self.usd is not None else None)
+        return " and ".join(p for p in parts if p) or "none"
+
+
+def _compact(number: int) -> str:
+    for size, unit in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if number >= size:
+            return f"{number / size:.1f}{unit}"
+    return str(number)

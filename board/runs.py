@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import actors, errors, fencing, ids, records, tasks, transitions
+from board import actors, errors, fencing, ids, records, spending, tasks, transitions
 from board.connection import rows, transaction
 from board.states import Outcome, Status
 
@@ -64,6 +64,9 @@ def claim(
         return []
     claims: list[Claim] = []
     with transaction(db, now=now) as tx:
+        limits = tasks.stored_limits(tx)
+        if spending.daily(tx, limits.daily_tokens, limits.daily_usd, tx.now):
+            return []  # the board's daily budget is spent: nothing new starts today
         only = ""
         params: list[Any] = [tx.now]
         if task_id is not None:
@@ -87,6 +90,22 @@ def claim(
             params,
         )
         for task in candidates:
+            held = spending.over_budget(tx, task) or spending.respawns(
+                tx, task["id"], limits.runs_per_hour, tx.now
+            )
+            if held is not None:
+                # Blocked, not claimed: a person decides whether it may use more.
+                transitions.apply(
+                    tx,
+                    task["id"],
+                    Status.BLOCKED,
+                    actor=actors.Dispatcher(dispatcher_id),
+                    expect=Status.READY,
+                    block_reason=held,
+                    reason=held,
+                )
+                tx.wake = True
+                continue
             attempt = task["attempts"] + 1
             kind = "resume" if task["resume"] else ("retry" if task["attempts"] else "first")
             token = secrets.token_urlsafe(24)

@@ -16,7 +16,18 @@ from typing import Any
 
 import sqlite_utils
 
-from board import actors, deps, errors, fencing, ids, policy, records, states, transitions
+from board import (
+    actors,
+    deps,
+    errors,
+    fencing,
+    ids,
+    policy,
+    records,
+    spending,
+    states,
+    transitions,
+)
 from board.connection import Tx, rows, transaction
 from board.states import Outcome, Status
 
@@ -28,6 +39,9 @@ MAX_TITLE = 500  # characters
 MAX_TEXT = 100_000
 MAX_ARGUMENT = 131_072
 MAX_NAME = 4096  # bytes: a repository path, a ref, a batch id
+
+
+NO_BUDGET = records.Budget()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +62,7 @@ class NewTask:
     # checked by `orchestrator.workspace.overrides`: commands that run outside any sandbox.
     workspace: Mapping[str, Any] | None = None
     base_branch: str | None = None  # the branch `base_ref` was taken from: where it lands
+    budget: records.Budget = NO_BUDGET  # what its runs may use in all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +71,13 @@ class Limits:
 
     max_depth: int = 3  # a subtask of a subtask of a subtask, no deeper
     max_children: int = 20  # subtasks per task
+    # The runaway governor: a task that keeps being started, a worker that keeps creating.
+    runs_per_hour: int = 20  # runs of one task started in any hour
+    max_created_per_run: int = 50  # tasks one run's worker may create
+    max_subtree: int = 200  # tasks under one top-level task, itself included
+    # The board's budget per day (local time), over every run started that day.
+    daily_tokens: int | None = None
+    daily_usd: float | None = None
 
 
 DEFAULT_RUNTIME = "hermes"
@@ -121,6 +143,13 @@ def _plain(value: object, what: str) -> None:
             _plain(item, what)
 
 
+def check_budget(budget: records.Budget) -> None:
+    if budget.tokens is not None and not 0 < budget.tokens < 2**62:
+        raise errors.InvalidInput("a budget in tokens must be a positive whole number")
+    if budget.usd is not None and not 0 < budget.usd < math.inf:
+        raise errors.InvalidInput("a budget in dollars must be a positive, finite amount")
+
+
 def validate(spec: NewTask) -> None:
     title = check_text(spec.title, "the title").strip()
     if not title:
@@ -141,6 +170,7 @@ def validate(spec: NewTask) -> None:
         raise errors.InvalidInput("max attempts must be between 1 and 100")
     if spec.timeout is not None and not (0 < spec.timeout < math.inf):
         raise errors.InvalidInput("the timeout must be a positive, finite number of seconds")
+    check_budget(spec.budget)
     if not -1_000_000 <= spec.priority <= 1_000_000:
         raise errors.InvalidInput("the priority must be between -1000000 and 1000000")
 
@@ -165,8 +195,20 @@ def insert(
         for blocker in spec.after:
             fencing.check(tx, actor, blocker)
     parent = None
+    limits = limits or stored_limits(tx)
+    if isinstance(actor, actors.Worker):
+        root = tx.value(
+            "WITH RECURSIVE up(id, parent_id) AS (SELECT id, parent_id FROM tasks WHERE id = ?"
+            " UNION ALL SELECT t.id, t.parent_id FROM tasks t JOIN up ON t.id = up.parent_id)"
+            " SELECT id FROM up WHERE parent_id IS NULL",
+            (actor.task_id,),
+        )
+        governed = spending.fan_out(
+            tx, actor.run_id, root, limits.max_created_per_run, limits.max_subtree
+        )
+        if governed is not None:
+            raise spending.OverBudget(governed)
     if parent_id is not None:
-        limits = limits or stored_limits(tx)
         parent = tx.one("SELECT * FROM tasks WHERE id = ?", (parent_id,))
         if parent is None:
             raise errors.TaskNotFound(ids.format(parent_id))
@@ -210,7 +252,8 @@ def insert(
     cursor = tx.execute(
         "INSERT INTO tasks (title, body, status, priority, parent_id, depth, repo, base_ref,"
         " runtime, runtime_options, max_attempts, timeout, batch_id, workspace, base_branch,"
-        " created_at, updated_at) VALUES (?, ?, 'todo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " budget_tokens, budget_usd, created_by_run, created_at, updated_at)"
+        " VALUES (?, ?, 'todo', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             spec.title.strip(),
             spec.body,
@@ -226,6 +269,9 @@ def insert(
             spec.batch_id or (parent["batch_id"] if parent else None),
             json.dumps(dict(spec.workspace or {})),
             spec.base_branch if spec.base_ref is not None else None,
+            spec.budget.tokens,
+            spec.budget.usd,
+            actor.run_id if isinstance(actor, actors.Worker) else None,
             tx.now,
             tx.now,
         ),
@@ -249,9 +295,30 @@ def create(
     *,
     limits: Limits | None = None,
 ) -> int:
-    """Create one task. Example: ``tasks.create(db, tasks.NewTask("Fix the login bug"))``."""
+    """Create one task. Example: ``tasks.create(db, tasks.NewTask("Fix the login bug"))``.
+
+    A worker that reached the fan-out governor's bound is refused, and its own task is
+    blocked with the reason: a person decides whether the work really needs more tasks.
+    """
+    try:
+        with transaction(db) as tx:
+            return insert(tx, spec, actor, limits=limits)
+    except spending.OverBudget as exc:
+        if isinstance(actor, actors.Worker):
+            governor_block(db, actor.task_id, str(exc))
+        raise
+
+
+def governor_block(db: sqlite_utils.Database, task_id: int, reason: str) -> None:
+    """Block a running task for a governor's or a budget's `reason` (its worker is stopped)."""
     with transaction(db) as tx:
-        return insert(tx, spec, actor, limits=limits)
+        task = _require(tx, task_id)
+        if task["status"] != Status.RUNNING:
+            return
+        _end_live_run(tx, task, Outcome.BLOCKED, actor=actors.GOVERNOR, reason=reason)
+        transitions.apply(
+            tx, task_id, Status.BLOCKED, actor=actors.GOVERNOR, block_reason=reason, reason=reason
+        )
 
 
 def get(db: sqlite_utils.Database, task_id: int) -> records.Task:
@@ -398,12 +465,20 @@ def unblock(
     actor: actors.Actor = actors.OPERATOR,
     *,
     comment: str | None = None,
+    budget: records.Budget | None = None,
 ) -> Status:
-    """Return a blocked task to `ready` (or `todo` while a blocker is unfinished)."""
+    """Return a blocked task to `ready` (or `todo` while a blocker is unfinished).
+
+    `budget` replaces its budget (an unbounded one removes it); a task whose budget is still
+    spent is refused, as is a worker changing a budget.
+    """
     with transaction(db) as tx:
         if isinstance(actor, actors.Worker):
             fencing.check(tx, actor, task_id)
+            if budget is not None:
+                raise errors.PolicyError("a worker cannot change a budget; ask a person to")
         _require(tx, task_id)
+        _rebudget(tx, task_id, budget, actor=actor)
         if comment:
             add_comment(tx, task_id, comment, actor=actor)
         target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
@@ -420,6 +495,32 @@ def unblock(
             hint="only blocked tasks can be unblocked",
         )
         return target
+
+
+def _rebudget(tx: Tx, task_id: int, budget: records.Budget | None, *, actor: actors.Actor) -> None:
+    """Set a new budget (None: keep it); refuse to let a task whose budget is spent go on."""
+    if budget is not None:
+        check_budget(budget)
+        tx.execute(
+            "UPDATE tasks SET budget_tokens = ?, budget_usd = ? WHERE id = ?",
+            (budget.tokens, budget.usd, task_id),
+        )
+        transitions.event(
+            tx,
+            task_id,
+            "budget",
+            actor=actor,
+            data={"tokens": budget.tokens, "usd": budget.usd},
+        )
+    row = tx.one("SELECT * FROM tasks WHERE id = ?", (task_id,))
+    assert row is not None
+    spent = spending.over_budget(tx, row)
+    if spent is not None:
+        raise spending.OverBudget(
+            f"{ids.format(task_id)} would stop again at once: {spent.split(';')[0]}; "
+            f"give it a larger budget: `kanban retry {ids.format(task_id)} --budget ...` "
+            "(`--budget none` removes it)"
+        )
 
 
 def cancel(
@@ -456,12 +557,22 @@ def cancel(
         return [row["id"] for row in subtree]
 
 
-def retry(db: sqlite_utils.Database, task_id: int, actor: actors.Actor = actors.OPERATOR) -> Status:
-    """Give a failed, cancelled or blocked task a fresh set of attempts."""
+def retry(
+    db: sqlite_utils.Database,
+    task_id: int,
+    actor: actors.Actor = actors.OPERATOR,
+    *,
+    budget: records.Budget | None = None,
+) -> Status:
+    """Give a failed, cancelled or blocked task a fresh set of attempts (and maybe a new
+    `budget`: see `unblock`)."""
     with transaction(db) as tx:
         if isinstance(actor, actors.Worker):
             fencing.check(tx, actor, task_id)
+            if budget is not None:
+                raise errors.PolicyError("a worker cannot change a budget; ask a person to")
         _require(tx, task_id)
+        _rebudget(tx, task_id, budget, actor=actor)
         target = Status.TODO if transitions.unfinished_blockers(tx, task_id) else Status.READY
         transitions.apply(
             tx,

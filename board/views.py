@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import ids, records, runs, tasks
+from board import ids, records, runs, spending, tasks
 from board.connection import rows
 from board.states import Status
 
@@ -52,6 +52,8 @@ TASK_FIELDS = (
     "landed",
     "landed_at",
     "pr_url",
+    "usage",
+    "budget",
 )
 
 
@@ -140,10 +142,38 @@ def why_not_runnable(
     return None
 
 
+def _usage(db: sqlite_utils.Database, task_ids: list[int]) -> dict[int, records.Usage]:
+    used: dict[int, records.Usage] = {}
+    for start in range(0, len(task_ids), 500):
+        chunk = task_ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for row in rows(
+            db.conn,
+            f"SELECT task_id, {spending.SUMS} FROM runs WHERE task_id IN ({marks})"
+            " AND (input_tokens > 0 OR output_tokens > 0 OR cost_usd IS NOT NULL)"
+            " GROUP BY task_id",
+            chunk,
+        ):
+            used[row["task_id"]] = records.Usage.from_row(row)
+    return used
+
+
+def usage_object(used: records.Usage | None) -> dict[str, Any] | None:
+    """A usage as data (None when nothing was recorded)."""
+    if used is None or used.empty:
+        return None
+    return {"tokens": used.tokens, **dataclasses.asdict(used)}
+
+
+def budget_object(budget: records.Budget) -> dict[str, Any] | None:
+    return None if budget.unbounded else {"tokens": budget.tokens, "usd": budget.usd}
+
+
 def task_objects(db: sqlite_utils.Database, found: Iterable[records.Task]) -> list[dict[str, Any]]:
     """The JSON view of tasks (`kanban list --json`, `kanban_list`): data for people and models."""
     found = list(found)
     blockers, dependents, children, status = _relations(db, [t.id for t in found])
+    used = _usage(db, [t.id for t in found])
     out = []
     for task in found:
         tid = task.id
@@ -182,6 +212,8 @@ def task_objects(db: sqlite_utils.Database, found: Iterable[records.Task]) -> li
             "landed": task.landed_sha,
             "landed_at": when(task.landed_at),
             "pr_url": task.pr_url,
+            "usage": usage_object(used.get(tid)),
+            "budget": budget_object(task.budget),
         }
         out.append(obj)
     return out
@@ -212,6 +244,8 @@ def run_object(run: records.Run) -> dict[str, Any]:
         "commit": run.commit_sha,
         "ports": list(run.ports),
         "check": None if run.check_result is None else dataclasses.asdict(run.check_result),
+        "usage": usage_object(run.usage),
+        "cost_source": run.cost_source,
     }
 
 

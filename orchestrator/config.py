@@ -27,8 +27,37 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from board import errors, tasks
+from board import errors, records, tasks
 from worker.runtimes import base
+
+
+@dataclasses.dataclass(frozen=True)
+class Price:
+    """Dollars per million tokens of one model (``[prices."MODEL"]`` in the config)."""
+
+    input: float
+    output: float
+    cached_input: float | None = None  # default: the input price
+
+    def cost(self, used: records.Usage) -> float:
+        cached = self.input if self.cached_input is None else self.cached_input
+        fresh = max(used.input_tokens - used.cached_input_tokens, 0)
+        return (
+            fresh * self.input
+            + used.cached_input_tokens * cached
+            + used.output_tokens * self.output
+        ) / 1_000_000
+
+
+def priced(used: records.Usage, prices: Mapping[str, Price]) -> tuple[records.Usage, str | None]:
+    """`used` with its cost, and where the cost came from: the agent's own figure ("agent"),
+    else the price table for its model ("prices"), else none (None)."""
+    if used.cost_usd is not None:
+        return used, "agent"
+    price = prices.get(used.model or "")
+    if price is None or used.tokens == 0:
+        return used, None
+    return dataclasses.replace(used, cost_usd=price.cost(used)), "prices"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +80,11 @@ class Settings:
     ports_dir: Path | None = None  # default: `orchestrator.ports.default_dir()`
     # The board's tool server exits after this long without a live run (started on demand).
     tool_server_idle_exit: float = 600.0
+    # A worker with no output and no model request for this long is stuck in start-up.
+    startup_timeout: float = 120.0
+    # Dollars per million tokens, by model: {"gpt-5": Price(...)}; for agents that report
+    # tokens but no cost.
+    prices: Mapping[str, Price] = dataclasses.field(default_factory=dict)
     limits: tasks.Limits = dataclasses.field(default_factory=tasks.Limits)
     runtimes: base.Settings = dataclasses.field(default_factory=base.Settings)
 
@@ -76,8 +110,18 @@ _DISPATCH_KEYS: dict[str, type | str] = {
     "port_range": "port range",
     "ports_dir": Path,
     "tool_server_idle_exit": float,
+    "startup_timeout": float,
 }
-_LIMIT_KEYS = {"max_depth": int, "max_children": int}
+_LIMIT_KEYS: dict[str, type | str] = {
+    "max_depth": int,
+    "max_children": int,
+    "runs_per_hour": int,
+    "max_created_per_run": int,
+    "max_subtree": int,
+    "daily_tokens": int,
+    "daily_usd": float,
+}
+_PRICE_KEYS: dict[str, type | str] = {"input": float, "cached_input": float, "output": float}
 _RUNTIME_KEYS = {
     "hermes_bin": str,
     "codex_bin": str,
@@ -168,11 +212,11 @@ def load(path: Path | None = None) -> Settings:
         raise errors.InvalidInput(f"cannot read {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise errors.InvalidInput(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
-    unknown = set(data) - {"dispatch", "limits", "runtimes"}
+    unknown = set(data) - {"dispatch", "limits", "runtimes", "prices"}
     if unknown:
         raise errors.InvalidInput(
             f"{path}: unknown section(s) {', '.join(sorted(unknown))}; "
-            "known: [dispatch], [limits], [runtimes]"
+            "known: [dispatch], [limits], [runtimes], [prices]"
         )
     dispatch = _section(data, "dispatch", _DISPATCH_KEYS, path)
     limits = _section(data, "limits", _LIMIT_KEYS, path)
@@ -181,16 +225,50 @@ def load(path: Path | None = None) -> Settings:
     dispatch.update(env_dispatch)
     runtime.update(env_runtime)
     settings = Settings(
-        **dispatch, limits=tasks.Limits(**limits), runtimes=base.Settings(**runtime)
+        **dispatch,
+        limits=tasks.Limits(**limits),
+        runtimes=base.Settings(**runtime),
+        prices=_prices(data, path),
     )
     return resolve(settings)
+
+
+def _prices(data: Mapping[str, Any], path: Path) -> dict[str, Price]:
+    """``[prices."gpt-5"] input = 1.25, cached_input = 0.125, output = 10.0`` (per 1M)."""
+    table = data.get("prices", {})
+    if not isinstance(table, dict):
+        raise errors.InvalidInput(f"{path}: [prices] must be a table of models")
+    found = {}
+    for model, entry in table.items():
+        fields = _section(table, model, _PRICE_KEYS, path)
+        if not isinstance(entry, dict) or "input" not in fields or "output" not in fields:
+            raise errors.InvalidInput(
+                f'{path}: [prices."{model}"] needs input and output, in dollars per million '
+                "tokens (cached_input is optional)"
+            )
+        if any(value < 0 for value in fields.values()):
+            raise errors.InvalidInput(f'{path}: [prices."{model}"]: prices cannot be negative')
+        found[model] = Price(**fields)
+    return found
 
 
 def resolve(settings: Settings) -> Settings:
     """Expand ``~`` in paths and check ranges."""
     if settings.max_workers < 1:
         raise errors.InvalidInput("max_workers must be at least 1")
-    for name in ("stall_timeout", "kill_grace", "retry_delay", "poll_interval", "lease"):
+    limits = settings.limits
+    for name in ("runs_per_hour", "max_created_per_run", "max_subtree"):
+        if getattr(limits, name) < 1:
+            raise errors.InvalidInput(f"[limits] {name} must be at least 1")
+    tasks.check_budget(records.Budget(tokens=limits.daily_tokens, usd=limits.daily_usd))
+    for name in (
+        "stall_timeout",
+        "kill_grace",
+        "retry_delay",
+        "poll_interval",
+        "lease",
+        "startup_timeout",
+    ):
         if getattr(settings, name) <= 0:
             raise errors.InvalidInput(f"{name} must be a positive number of seconds")
     return dataclasses.replace(

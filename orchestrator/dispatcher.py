@@ -81,7 +81,11 @@ class Dispatcher:
         await self.board.call(tasks.store_limits, self.settings.limits)
         logs_dir = self.settings.logs_dir or Path(self.board.path).parent / "logs"
         self.supervisor = supervisor.Supervisor(
-            self.board, self.settings, dispatcher_id=self.id, logs_dir=logs_dir
+            self.board,
+            self.settings,
+            dispatcher_id=self.id,
+            logs_dir=logs_dir,
+            on_event=self.on_event,
         )
         self.board.on_busy = self.on_event
         self.on_event(

@@ -24,14 +24,15 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from board import actors, errors, fencing, ids, records, runs, services, tasks, views
-from board.states import Outcome
+from board import actors, errors, fencing, ids, records, runs, services, spending, tasks, views
+from board.states import Outcome, Status
 from orchestrator import (
     boardio,
     checking,
     config,
     git,
     merging,
+    metering,
     ports,
     preparing,
     processes,
@@ -68,6 +69,9 @@ class Watched:
     shim_pid: int | None = None
     shim_started: float | None = None
     kill_cause: Outcome | None = None
+    reading: metering.Reading | None = None  # its log, followed for usage and signs of life
+    alive: bool = False  # the agent showed a sign of life (output, a model request, usage)
+    kill_reason: str | None = None  # why it was stopped, when the cause alone does not say
     poke: anyio.Event = dataclasses.field(default_factory=anyio.Event)
 
     @property
@@ -123,6 +127,7 @@ def judge(
     settings: config.Settings,
     now: float,
     tries: int | None = None,
+    kill_reason: str | None = None,
 ) -> Verdict:
     """The outcome of a run whose process is gone, and whether the task gets another go.
 
@@ -141,7 +146,9 @@ def judge(
         if code is not None
         else "no exit status recorded"
     )
-    if kill_cause is Outcome.STALLED:
+    if kill_cause is not None and kill_reason is not None:
+        verdict = (kill_cause, kill_reason)
+    elif kill_cause is Outcome.STALLED:
         verdict = (Outcome.STALLED, f"no heartbeat and no output for {settings.stall_timeout:g} s")
     elif kill_cause is Outcome.TIMED_OUT:
         verdict = (Outcome.TIMED_OUT, f"ran longer than its timeout of {task.timeout:g} s")
@@ -184,6 +191,24 @@ def judge(
     return Verdict(outcome, reason)
 
 
+def _first_line(text: str | None, limit: int = 200) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return (
+        (lines[0][:limit] + ("..." if len(lines[0]) > limit or len(lines) > 1 else ""))
+        if lines
+        else "-"
+    )
+
+
+def _stuck_in_startup(timeout: float, tail: str) -> str:
+    """Why an agent that never got going was stopped, with its own error when it left one."""
+    from worker import startup
+
+    reason = f"stuck in start-up: no output and no model request in {timeout:g} s"
+    error = startup.startup_error(tail)
+    return f"{reason}; the agent said: {error}" if error else reason
+
+
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][-500:] if lines else ""
@@ -203,7 +228,9 @@ class Supervisor:
         *,
         dispatcher_id: int,
         logs_dir: Path,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
+        self.on_event = on_event or (lambda message: None)
         self.board = board
         self.settings = settings
         self.dispatcher_id = dispatcher_id
@@ -374,6 +401,10 @@ class Supervisor:
             )
         environ.update(space.env)
         environ.update(launch.env)
+        watched.reading = metering.Reading(
+            runtime, base.Metered(workspace, watched.started, self.settings.runtimes), str(log_file)
+        )
+        watched.reading.skip_to_end()  # the setup's output is not the agent's
         assert watched.lock_path is not None
         lock_fd = processes.take_run_lock(watched.lock_path)
         argv = [
@@ -594,6 +625,11 @@ class Supervisor:
             shim_pid=run.shim_pid,
             shim_started=run.shim_started_at,
         )
+        watched.reading = metering.Reading(
+            runtime,
+            base.Metered(run.worktree, run.started_at, self.settings.runtimes),
+            run.log_path,
+        )
         self.watched[run.id] = watched
         try:
             if run.exited_at is None:
@@ -631,6 +667,7 @@ class Supervisor:
                 watched.poke = anyio.Event()
                 if done.is_set():
                     break
+                await self._meter(watched)
                 run = await self.board.call(runs.get, watched.run_id)
                 now = time.time()
                 cause = self._kill_cause(watched, run, now)
@@ -655,10 +692,46 @@ class Supervisor:
             return Outcome.LOST
         if watched.timeout and now - watched.started > watched.timeout:
             return Outcome.TIMED_OUT
+        if (
+            not watched.alive
+            and watched.runtime is not None
+            and watched.runtime.reports  # an agent: it talks to its model from the start
+            and now - watched.started > self.settings.startup_timeout
+            and (run.heartbeat_at or 0) <= run.started_at
+        ):
+            watched.kill_reason = _stuck_in_startup(
+                self.settings.startup_timeout, log_tail(watched.log_path)
+            )
+            return Outcome.STALLED
         activity = max(run.heartbeat_at or 0, run.started_at, _mtime(watched.log_path))
         if now - activity > self.settings.stall_timeout:
             return Outcome.STALLED
         return None
+
+    async def _meter(self, watched: Watched, *, final: bool = False) -> None:
+        """Read what the run's log gained: record its usage, stop it if over its budget."""
+        reading = watched.reading
+        if reading is None:
+            return
+
+        def read() -> tuple[tuple[records.Usage, str | None], bool]:
+            assert reading is not None
+            reading.advance(final=final)
+            return reading.priced(self.settings.prices), reading.started_up()
+
+        figures, alive = await anyio.to_thread.run_sync(read)
+        watched.alive = watched.alive or alive
+        if not reading.changed(figures):
+            return
+        used, source = figures
+        await self.board.call(spending.record, watched.run_id, used, cost_source=source)
+        if final or watched.kill_cause is not None:
+            return
+        reason = await self.board.call(spending.task_over_budget, watched.task_id)
+        if reason is not None:
+            # Its run ends as blocked; the next tick sees an operator's outcome and stops it.
+            await self.board.call(tasks.governor_block, watched.task_id, reason)
+            watched.poke.set()
 
     async def _kill(self, watched: Watched, run: records.Run) -> None:
         """Stop the agent politely, then by force; the shim records it and ends the scope."""
@@ -699,6 +772,7 @@ class Supervisor:
         """The shim is gone: end every process of the run, commit its work, settle it."""
         run = await self.board.call(runs.get, watched.run_id)
         await anyio.to_thread.run_sync(self._end_processes, watched, run)
+        await self._meter(watched, final=True)
         run = await self.board.call(runs.get, watched.run_id)  # a late exit record, if any
         task = await self.board.call(tasks.get, watched.task_id)
         commit, commit_error = None, None
@@ -729,6 +803,7 @@ class Supervisor:
                 settings=self.settings,
                 now=time.time(),
                 tries=tries,
+                kill_reason=watched.kill_reason,
             )
         reason = verdict.reason
         if commit_error is not None:
@@ -758,6 +833,21 @@ class Supervisor:
             check=check,
             actor=self.actor,
         )
+        await self._say_how_it_ended(watched)
+
+    async def _say_how_it_ended(self, watched: Watched) -> None:
+        """One line for the dispatcher's output: the task's new state and why."""
+        task = await self.board.call(tasks.get, watched.task_id)
+        run = await self.board.call(runs.get, watched.run_id)
+        used = "" if run.usage.empty else f" [{run.usage.brief()}]"
+        why = {
+            Status.DONE: f"done: {_first_line(task.summary)}",
+            Status.WAITING: "waiting for its subtasks",
+            Status.BLOCKED: f"blocked: {_first_line(task.block_reason)}",
+            Status.FAILED: f"failed: {_first_line(task.failure_reason)}",
+            Status.CANCELLED: "cancelled",
+        }.get(task.status, f"{task.status} (run {run.id} {run.outcome}: {_first_line(run.reason)})")
+        self.on_event(f"{task.label}: {why}{used}")
 
     async def _conflicts_left(
         self, watched: Watched, task: records.Task, *, completed: bool

@@ -15,48 +15,11 @@ the rendering can improve without touching old logs.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Protocol
 
+from board.records import Usage
 
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class Usage:
-    """Tokens as the agent reported them; `cost_usd` only when the agent reported a cost.
-
-    ``input_tokens`` includes ``cached_input_tokens`` (OpenAI's convention; Anthropic's
-    cache reads and writes are added to its input to match).
-    """
-
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0  # included in output_tokens where the agent reports both
-    cost_usd: float | None = None
-    model: str | None = None
-
-    @property
-    def tokens(self) -> int:
-        """What budgets in tokens count: every input token and every output token."""
-        return self.input_tokens + self.output_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        cost = (
-            None
-            if self.cost_usd is None and other.cost_usd is None
-            else (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
-        )
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
-            cost_usd=cost,
-            model=other.model or self.model,
-        )
-
-    @property
-    def empty(self) -> bool:
-        return self.tokens == 0 and self.cost_usd is None
+__all__ = ["Meter", "NoMeter", "Usage", "plain"]
 
 
 class Meter(Protocol):

@@ -6,8 +6,8 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from orchestrator.cli import batch, dispatch, init, land, mcp, schedule, setup, tasks
+    from orchestrator.cli import batch, dispatch, init, land, mcp, schedule, setup, tasks, usage
 
-    for module in (tasks, land, dispatch, batch, schedule, init, setup, mcp):
+    for module in (tasks, land, dispatch, batch, schedule, init, setup, mcp, usage):
         for command in module.COMMANDS:
             group.add_command(command)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import click
 
-from board import actors, deps, errors, ids, runs, states, tasks, views
+from board import actors, deps, errors, ids, records, runs, spending, states, tasks, views
 from orchestrator.cli import context
+from orchestrator.cli.usage import usage_line
 from worker import runtimes
 from worker.runtimes import command as command_runtime
 
@@ -48,6 +49,10 @@ def _echo_task(obj: dict, as_json: bool) -> None:
     type=context.Finite(min=0, min_open=True),
     help="Wall-clock limit of one attempt, in seconds.",
 )
+@click.option(
+    "--budget",
+    help='What all its runs may use: tokens ("200k"), dollars ("$5"), or both ("200k,$5").',
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the task object.")
 @click.pass_context
 def create(
@@ -63,6 +68,7 @@ def create(
     command,
     max_attempts,
     timeout,
+    budget,
     as_json,
 ):
     """Create a task and print its id.
@@ -75,6 +81,7 @@ def create(
     Examples:
       kanban create "Add a --verbose flag" --repo . --body "Use click's count option"
       kanban create "Nightly checks" --command "make check" --after t_3
+      kanban create "Port the parser" --repo . --budget 2M,$10
     """
     from orchestrator import git
 
@@ -103,6 +110,7 @@ def create(
         timeout=timeout,
         after=[context.task_id(a) for a in after],
         parent=context.task_id(parent) if parent else None,
+        budget=tasks.NO_BUDGET if budget is None else spending.parse_budget(budget),
     )
     db = context.open_board(ctx)
     task_id = tasks.create(db, spec, actor)
@@ -204,6 +212,11 @@ def show(ctx, task, as_json):
             )
             out.print(f"  {key.replace('_', ' ')}: {text}", markup=False)
     out.print(f"  attempts: {obj['attempts']}/{obj['max_attempts']}")
+    if obj["usage"] or obj["budget"]:
+        used = usage_line(obj["usage"]) if obj["usage"] else "nothing recorded"
+        budget = obj["budget"] and records.Budget(**obj["budget"])
+        limit = f" of a budget of {budget.describe()}" if budget else ""
+        out.print(f"  used: {used}{limit}", markup=False)
     for key in ("blockers", "dependents", "children"):
         if obj[key]:
             out.print(f"  {key}: {', '.join(obj[key])}")
@@ -236,6 +249,8 @@ def show(ctx, task, as_json):
                 f"{'  log: ' + render.plain(run['log_path']) if run['log_path'] else ''}",
                 markup=False,
             )
+            if run["usage"]:
+                out.print(f"      used: {usage_line(run['usage'])}", markup=False)
             if run["ports"]:
                 out.print(f"      ports: {', '.join(map(str, run['ports']))}", markup=False)
             if run["check"]:
@@ -317,14 +332,39 @@ def block(ctx, task, reason):
     tasks.block(context.existing_board(ctx), context.task_id(task), reason, actor=context.actor())
 
 
+_BUDGET_OPTION = click.option(
+    "--budget",
+    help='Its new budget: tokens ("200k"), dollars ("$5"), both ("200k,$5"), or "none".',
+)
+
+
+def _new_budget(text: str | None) -> records.Budget | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return tasks.NO_BUDGET
+    return spending.parse_budget(text)
+
+
 @click.command()
 @click.argument("task")
 @click.option("--comment", "answer", help="An answer or instruction added as a comment first.")
+@_BUDGET_OPTION
 @click.pass_context
-def unblock(ctx, task, answer):
-    """Return a blocked task to ready. Example: kanban unblock t_3 --comment "Use Redis"."""
+def unblock(ctx, task, answer, budget):
+    """Return a blocked task to ready. A task blocked by its budget needs a larger --budget.
+
+    
+    Examples:
+      kanban unblock t_3 --comment "Use Redis"
+      kanban unblock t_3 --budget 500k
+    """
     status = tasks.unblock(
-        context.existing_board(ctx), context.task_id(task), context.actor(), comment=answer
+        context.existing_board(ctx),
+        context.task_id(task),
+        context.actor(),
+        comment=answer,
+        budget=_new_budget(budget),
     )
     click.echo(f"{task}: {status}")
 
@@ -371,10 +411,22 @@ def cancel(ctx, task):
 
 @click.command()
 @click.argument("task")
+@_BUDGET_OPTION
 @click.pass_context
-def retry(ctx, task):
-    """Give a failed, cancelled or blocked task new attempts. Example: kanban retry t_3."""
-    status = tasks.retry(context.existing_board(ctx), context.task_id(task), context.actor())
+def retry(ctx, task, budget):
+    """Give a failed, cancelled or blocked task new attempts (and maybe a new budget).
+
+    
+    Examples:
+      kanban retry t_3
+      kanban retry t_3 --budget 1M        # it was blocked: budget exceeded
+    """
+    status = tasks.retry(
+        context.existing_board(ctx),
+        context.task_id(task),
+        context.actor(),
+        budget=_new_budget(budget),
+    )
     click.echo(f"{task}: {status}")
 
 

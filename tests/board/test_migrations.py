@@ -24,6 +24,8 @@ EXPECTED_INDEXES = {
     "runs_one_unended": "runs",
     "runs_task": "runs",
     "runs_token_hash": "runs",
+    "runs_started": "runs",
+    "tasks_created_by_run": "tasks",
     "deps_blocked": "deps",
     "events_task": "events",
     "comments_task": "comments",

@@ -39,6 +39,12 @@ class CommandRuntime:
     def rate_limited(self, log_tail: str) -> bool:
         return False
 
+    def meter(self, metered: base.Metered) -> usage.Meter:
+        return usage.NoMeter()
+
+    def render(self, line: str) -> str | None:
+        return usage.plain(line)
+
 
 class CommandError(errors.InvalidInput):
     """A `command` task described wrongly; `field` is what to fix: "command" or "runtime"."""
@@ -80,9 +86,3 @@ def task_runtime(
     if runtime not in (None, CommandRuntime.name):
         raise CommandError("runtime", f"{option} goes with the `command` runtime only")
     return CommandRuntime.name, {"argv": argv}
-
-    def meter(self, metered: base.Metered) -> usage.Meter:
-        return usage.NoMeter()
-
-    def render(self, line: str) -> str | None:
-        return usage.plain(line)
