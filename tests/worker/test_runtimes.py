@@ -219,7 +219,7 @@ def test_codex_runs_exec_sandboxed_to_the_worktree_with_the_token_hidden_from_it
     assert {name: got["env"].get(name) for name in expected} == expected
 
 
-def test_claude_gets_the_prompt_and_a_private_mcp_config_holding_the_worker_variables(
+def test_claude_gets_the_prompt_and_a_private_mcp_config_naming_the_board_tool_server(
     board: Board,
 ) -> None:
     task = board.run_task("claude", "--max-attempts", "1")
@@ -227,13 +227,24 @@ def test_claude_gets_the_prompt_and_a_private_mcp_config_holding_the_worker_vari
     got = board.record("claude")
     argv = got["argv"]
     assert argv[1] == "-p" and "task t_1" in argv[2]
+    assert argv[argv.index("--output-format") + 1] == "stream-json"
     assert "--strict-mcp-config" in argv
     assert got["mcp_config_mode"] == 0o600
     server = got["mcp_config"]["mcpServers"]["kanban"]
-    assert server["args"] == ["-P", "-m", "worker.mcp_server"]
-    token = board.token(server["env"])
-    assert server["env"] == worker_variables(task, token, board.env["KANBAN_DB"])
+    bearer = server["headers"]["Authorization"].removeprefix("Bearer ")
+    token = board.token({"HERMES_KANBAN_TOKEN": bearer})
+    tool_server = services.tool_server(connection.connect(board.db_path, create=False))
+    assert server == {
+        "type": "http",
+        "url": tool_server.url,
+        "headers": {"Authorization": f"Bearer {token}"},
+    }
     assert not [arg for arg in argv if token in arg]  # never in the process list
+    # Claude Code, and so the model's shell, has the rest of the run's identity but no token.
+    expected = worker_variables(task, token, board.env["KANBAN_DB"])
+    del expected["HERMES_KANBAN_TOKEN"]
+    assert {name: got["env"].get(name) for name in expected} == expected
+    assert "HERMES_KANBAN_TOKEN" not in got["env"]
     assert got["cwd"] == task["worktree"]
 
 
