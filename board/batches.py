@@ -93,8 +93,10 @@ def insert(
     schedule: str | None = None,
     fire_at: float | None = None,
     actor: actors.Actor = actors.OPERATOR,
+    budget: records.Budget = tasks.NO_BUDGET,
 ) -> Submitted:
     policy.check_batch(actor)
+    tasks.check_budget(budget)
     if not entries:
         raise errors.InvalidInput("the batch has no tasks")
     ordered = order(entries)
@@ -103,9 +105,9 @@ def insert(
         if found is not None:
             return found
     cursor = tx.execute(
-        "INSERT INTO batches (name, idempotency_key, source, schedule, fire_at, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (name, idempotency_key, source, schedule, fire_at, tx.now),
+        "INSERT INTO batches (name, idempotency_key, source, schedule, fire_at, created_at,"
+        " budget_tokens, budget_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (name, idempotency_key, source, schedule, fire_at, tx.now, budget.tokens, budget.usd),
     )
     batch_id = format_id(cursor.lastrowid or 0)
     made: dict[str, int] = {}
@@ -128,6 +130,7 @@ def submit(
     idempotency_key: str | None = None,
     source: str | None = None,
     actor: actors.Actor = actors.OPERATOR,
+    budget: records.Budget = tasks.NO_BUDGET,
 ) -> Submitted:
     """Create every task of the batch, or none; with a key already used, create nothing.
 
@@ -141,6 +144,7 @@ def submit(
             idempotency_key=idempotency_key,
             source=source,
             actor=actor,
+            budget=budget,
         )
 
 

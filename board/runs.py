@@ -54,8 +54,12 @@ def claim(
     lease: float = DEFAULT_LEASE,
     task_id: int | None = None,
     batch_id: str | None = None,
+    held: list[tuple[int, str]] | None = None,
 ) -> list[Claim]:
     """Claim up to `limit` ready tasks (highest priority, then oldest) in one transaction.
+
+    A candidate over its budget or started too often is blocked instead (`spending`), and
+    added to `held` with the reason, when given.
 
     `task_id` claims that task only; `batch_id` only tasks of that batch (their subtasks
     inherit it), so a one-shot `kanban run` never starts work that is not its own.
@@ -90,10 +94,10 @@ def claim(
             params,
         )
         for task in candidates:
-            held = spending.over_budget(tx, task) or spending.respawns(
+            reason = spending.over_budget(tx, task) or spending.respawns(
                 tx, task["id"], limits.runs_per_hour, tx.now
             )
-            if held is not None:
+            if reason is not None:
                 # Blocked, not claimed: a person decides whether it may use more.
                 transitions.apply(
                     tx,
@@ -101,10 +105,12 @@ def claim(
                     Status.BLOCKED,
                     actor=actors.Dispatcher(dispatcher_id),
                     expect=Status.READY,
-                    block_reason=held,
-                    reason=held,
+                    block_reason=reason,
+                    reason=reason,
                 )
                 tx.wake = True
+                if held is not None:
+                    held.append((task["id"], reason))
                 continue
             attempt = task["attempts"] + 1
             kind = "resume" if task["resume"] else ("retry" if task["attempts"] else "first")

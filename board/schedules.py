@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import actors, batches, errors, policy
+from board import actors, batches, errors, policy, records, tasks
 from board.connection import rows, transaction
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -81,6 +81,7 @@ def fire(
     entries: Sequence[batches.Entry] | None,
     error: str | None = None,
     now: float | None = None,
+    budget: records.Budget = tasks.NO_BUDGET,
 ) -> batches.Submitted:
     """Fire `name` for `fire_at`: claim it and submit the batch, in one transaction.
 
@@ -101,7 +102,9 @@ def fire(
         )
         if error is not None or not entries:
             return batches.Submitted(None, False, {})
-        submitted = batches.insert(tx, entries, name=name, schedule=name, fire_at=fire_at)
+        submitted = batches.insert(
+            tx, entries, name=name, schedule=name, fire_at=fire_at, budget=budget
+        )
         # Without an idempotency key, insert always makes a new batch and names it.
         assert submitted.batch_id is not None
         tx.execute(

@@ -143,7 +143,9 @@ def over_budget(tx: Tx | sqlite_utils.Database, task: Mapping[str, Any]) -> str 
             )
     if task["batch_id"] is not None:
         found = _all(
-            tx, "SELECT budget_tokens, budget_usd FROM batches WHERE id = ?", (task["batch_id"],)
+            tx,
+            "SELECT budget_tokens, budget_usd FROM batches WHERE ? || id = ?",
+            (batches_prefix(), task["batch_id"]),
         )
         if found:
             batch = Budget(tokens=found[0]["budget_tokens"], usd=found[0]["budget_usd"])
@@ -157,6 +159,12 @@ def task_over_budget(db: sqlite_utils.Database, task_id: int) -> str | None:
     """`over_budget` for the task `task_id`."""
     found = rows(db.conn, "SELECT * FROM tasks WHERE id = ?", (task_id,))
     return over_budget(db, found[0]) if found else None
+
+
+def batches_prefix() -> str:
+    from board import batches  # batches imports tasks, which imports this module
+
+    return batches.PREFIX
 
 
 def daily(
@@ -173,6 +181,14 @@ def daily(
         f"the board's daily budget is spent ({spent} today): starting nothing new until "
         "midnight; raise daily_tokens / daily_usd under [limits] in the config to go on"
     )
+
+
+def daily_notice(db: sqlite_utils.Database, now: float | None = None) -> str | None:
+    """`daily` with the board's own limits (those its dispatchers enforce)."""
+    from board import tasks  # tasks imports this module
+
+    limits = tasks.read_limits(db)
+    return daily(db, limits.daily_tokens, limits.daily_usd, time.time() if now is None else now)
 
 
 def respawns(tx: Tx, task_id: int, per_hour: int, now: float) -> str | None:

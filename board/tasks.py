@@ -84,8 +84,17 @@ DEFAULT_RUNTIME = "hermes"
 _LIMITS_KEY = "limits"
 
 
+def read_limits(db: sqlite_utils.Database) -> Limits:
+    """`stored_limits`, outside a transaction."""
+    found = rows(db.conn, "SELECT value FROM settings WHERE key = ?", (_LIMITS_KEY,))
+    return _limits(found[0]["value"] if found else None)
+
+
 def stored_limits(tx: Tx) -> Limits:
-    value = tx.value("SELECT value FROM settings WHERE key = ?", (_LIMITS_KEY,))
+    return _limits(tx.value("SELECT value FROM settings WHERE key = ?", (_LIMITS_KEY,)))
+
+
+def _limits(value: str | None) -> Limits:
     if value is None:
         return Limits()
     known = {f.name for f in dataclasses.fields(Limits)}

@@ -3,6 +3,7 @@
 Example ``nightly.toml``::
 
     name = "nightly"                 # optional; defaults to the file's name
+    budget = "5M,$20"                # optional; what all its tasks may use together
 
     [defaults]                       # optional; applies to every task
     repo = "."                       # relative to this file
@@ -38,9 +39,9 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from board import batches, errors, tasks
+from board import batches, errors, records, spending, tasks
 from worker import runtimes
 from worker.runtimes import command as command_runtime
 
@@ -57,6 +58,7 @@ TASK_KEYS = {
     "timeout",
     "setup",  # overrides of the repository's .kanban.toml (orchestrator.workspace.overrides)
     "check",
+    "budget",  # what one task's runs may use ("200k", "$5", "200k,$5")
 }
 DEFAULT_KEYS = TASK_KEYS - {"title", "after"}
 KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -93,8 +95,15 @@ def _line_of(text: str, key: str | None, field: str | None = None) -> int | None
     return start + 1 if key is not None else None
 
 
-def load(path: str | Path) -> tuple[str, list[batches.Entry]]:
-    """Parse and check a batch file; returns its name and entries, or raises BatchError."""
+class Loaded(NamedTuple):
+    name: str
+    entries: list[batches.Entry]
+    budget: records.Budget  # what all its tasks may use together
+
+
+def load(path: str | Path) -> Loaded:
+    """Parse and check a batch file; returns its name, entries and budget, or raises
+    BatchError."""
     path = Path(path).expanduser().resolve()
     try:
         text = path.read_text(encoding="utf-8")
@@ -109,14 +118,20 @@ def load(path: str | Path) -> tuple[str, list[batches.Entry]]:
         raise BatchError(
             path, int(match.group(1)) if match else None, f"not valid TOML: {exc}"
         ) from exc
-    unknown = set(data) - {"name", "defaults", "tasks"}
+    unknown = set(data) - {"name", "budget", "defaults", "tasks"}
     if unknown:
         field = sorted(unknown)[0]
         raise BatchError(
             path,
             _line_of(text, None, field) or _table_line(text, field),
-            f"unknown top-level key {field!r}; use name, [defaults] and [tasks.KEY]",
+            f"unknown top-level key {field!r}; use name, budget, [defaults] and [tasks.KEY]",
         )
+    budget = tasks.NO_BUDGET
+    if "budget" in data:
+        try:
+            budget = spending.parse_budget(_budget_text(data["budget"]))
+        except errors.KanbanError as exc:
+            raise BatchError(path, _line_of(text, None, "budget"), str(exc)) from exc
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise BatchError(path, _line_of(text, None, "name"), "name must be non-empty text")
@@ -154,7 +169,14 @@ def load(path: str | Path) -> tuple[str, list[batches.Entry]]:
         batches.order(entries)
     except errors.KanbanError as exc:
         raise BatchError(path, None, str(exc)) from exc
-    return name.strip(), entries
+    return Loaded(name.strip(), entries, budget)
+
+
+def _budget_text(value: Any) -> str:
+    """A budget as written in TOML: ``"200k,$5"``, or a bare number of tokens."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise errors.InvalidInput(f'budget {value!r}: write it as text, e.g. "200k" or "$5"')
+    return str(value)
 
 
 class _Problem(errors.InvalidInput):
@@ -241,6 +263,12 @@ def _entry(
         raise _Problem(exc.key, str(exc)) from exc
     if overrides and repo is None:
         raise _Problem(next(iter(overrides)), "setup and check need repo")
+    budget = tasks.NO_BUDGET
+    if "budget" in spec:
+        try:
+            budget = spending.parse_budget(_budget_text(spec["budget"]))
+        except errors.KanbanError as exc:
+            raise _Problem("budget", str(exc)) from exc
     task = tasks.NewTask(
         title=title,
         body=spec.get("body", ""),
@@ -253,6 +281,7 @@ def _entry(
         max_attempts=spec.get("max_attempts", 3),
         timeout=timeout,
         workspace=overrides or None,
+        budget=budget,
     )
     tasks.validate(task)
     return batches.Entry(key, task, tuple(after))

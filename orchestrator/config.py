@@ -240,7 +240,8 @@ def _prices(data: Mapping[str, Any], path: Path) -> dict[str, Price]:
         raise errors.InvalidInput(f"{path}: [prices] must be a table of models")
     found = {}
     for model, entry in table.items():
-        fields = _section(table, model, _PRICE_KEYS, path)
+        name = f'prices."{model}"'
+        fields = _section({name: entry}, name, _PRICE_KEYS, path)
         if not isinstance(entry, dict) or "input" not in fields or "output" not in fields:
             raise errors.InvalidInput(
                 f'{path}: [prices."{model}"] needs input and output, in dollars per million '

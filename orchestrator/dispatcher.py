@@ -26,7 +26,7 @@ import anyio
 import anyio.abc
 import sqlite_utils
 
-from board import dispatchers, errors, ids, records, runs, tasks, wake
+from board import dispatchers, errors, ids, records, runs, spending, tasks, wake
 from orchestrator import boardio, config, processes, schedules, supervisor
 from worker import scope
 
@@ -50,6 +50,7 @@ class Dispatcher:
         self.board = boardio.Board(db_path)
         self.until_idle = until_idle
         self.on_event = on_event or (lambda message: None)
+        self._spent: str | None = None  # why the daily budget stops new work, if it does
         # For `kanban run`: stop when this says the work we care about is finished.
         self.idle_scope = idle_scope
         # For `kanban run`: claim only this batch's tasks (their subtasks inherit it).
@@ -123,23 +124,46 @@ class Dispatcher:
             if not self.stopping:
                 free = self.settings.max_workers - len(self.supervisor.watched)
                 if free > 0:
+                    held: list[tuple[int, str]] = []
                     claims = await self.board.call(
                         runs.claim,
                         limit=free,
                         dispatcher_id=self.id,
                         lease=self.settings.lease,
                         batch_id=self.batch_id,
+                        held=held,
                     )
+                    for task_id, reason in held:
+                        self.on_event(f"{ids.format(task_id)}: blocked: {reason}")
                     for claim in claims:
                         self.on_event(
                             f"{claim.task.label}: attempt {claim.attempt} ({claim.kind}) started"
                         )
                         group.start_soon(self._supervise, claim)
+                    if not claims:
+                        await self._check_daily_budget()
             if self.stopping and not self.supervisor.watched:
                 return
-            if self.until_idle and not self.supervisor.watched and await self._idle():
+            if (
+                self.until_idle
+                and not self.supervisor.watched
+                and (self._spent is not None or await self._idle())
+            ):
                 return
             await self._sleep()
+
+    async def _check_daily_budget(self) -> None:
+        """Say so when the board's daily budget stops new work, and when it no longer does."""
+        limits = self.settings.limits
+        spent = await self.board.call(
+            spending.daily, limits.daily_tokens, limits.daily_usd, time.time()
+        )
+        if spent != self._spent:
+            if spent is not None:
+                self.on_event(spent)
+            elif self._spent is not None:
+                self.on_event("the daily budget allows new work again")
+            self._spent = spent
 
     async def _supervise(self, claim: runs.Claim) -> None:
         assert self.supervisor is not None

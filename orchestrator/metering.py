@@ -65,11 +65,13 @@ class Reading:
         self.recorded = figures
         return True
 
-    def started_up(self) -> bool:
-        """Did the agent show any sign of life: output, a model request, usage?"""
+    def started_up(self, *, agent: bool) -> bool:
+        """Did it show a sign of life? An agent: activity its meter recognises (a model
+        request, a command, usage), not just any output (an error it keeps repeating is none).
+        Anything else: any output."""
         if self.meter.activity() is not None or not self.meter.usage().empty:
             return True
-        return _size(self.log_path) > self.output_from
+        return not agent and _size(self.log_path) > self.output_from
 
 
 def _size(path: str | None) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import batches, ids, runs, states
+from board import batches, ids, runs, spending, states, views
 
 
 def finished(db: sqlite_utils.Database, batch_id: str) -> bool:
@@ -37,6 +37,7 @@ def build(
         start = history[0].started_at if history else None
         end = task.ended_at or (history[-1].ended_at if history else None)
         duration = None if start is None else round((end or time.time()) - start, 3)
+        used = spending.of_task(db, task.id)
         entries.append(
             {
                 "id": task.label,
@@ -51,6 +52,7 @@ def build(
                 "summary": task.summary,
                 "reason": task.failure_reason or task.block_reason,
                 "landed": task.landed_sha,
+                "usage": views.usage_object(used),
             }
         )
     ok = bool(entries) and all(e["status"] == states.Status.DONE for e in entries)
@@ -58,12 +60,20 @@ def build(
         "batch": batch_id,
         "ok": ok,
         "counts": counts(db, batch_id),
+        "usage": views.usage_object(spending.of_batch(db, batch_id)),
         "tasks": entries,
     }
     if landed is not None:
         report["landing"] = landed
         report["ok"] = ok and all(r["status"] in ("landed", "already_landed") for r in landed)
     return report
+
+
+def _used(usage: dict[str, Any] | None) -> str:
+    if not usage:
+        return ""
+    text = f"{usage['tokens']:,} tokens"
+    return text if usage["cost_usd"] is None else f"{text}, ${usage['cost_usd']:,.2f}"
 
 
 def markdown(report: dict[str, Any], name: str) -> str:
@@ -75,16 +85,18 @@ def markdown(report: dict[str, Any], name: str) -> str:
     lines = [
         f"# kanban batch {report['batch']} ({name}): {verdict}",
         "",
-        "| task | key | status | attempts | duration | branch | summary |",
-        "|---|---|---|---|---|---|---|",
+        "| task | key | status | attempts | duration | used | branch | summary |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for e in report["tasks"]:
         text = (e["summary"] or e["reason"] or "").replace("\n", " ").replace("|", "\\|")[:300]
         duration = f"{e['duration_s']:.1f}s" if e["duration_s"] is not None else ""
         lines.append(
             f"| {e['id']} {e['title']} | {e['key'] or ''} | {e['status']} | "
-            f"{e['attempts']} | {duration} | {e['branch'] or ''} | {text} |"
+            f"{e['attempts']} | {duration} | {_used(e['usage'])} | {e['branch'] or ''} | {text} |"
         )
+    if report.get("usage"):
+        lines += ["", f"Used in all: {_used(report['usage'])}."]
     if landing:
         lines += ["", "| landing | status | detail |", "|---|---|---|"]
         lines += [

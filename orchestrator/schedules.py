@@ -16,7 +16,7 @@ from typing import Any
 import sqlite_utils
 from croniter import CroniterError, croniter
 
-from board import errors, schedules
+from board import errors, schedules, tasks
 from orchestrator import batch
 
 log = logging.getLogger("kanban.schedules")
@@ -120,12 +120,12 @@ def fire_due(db: sqlite_utils.Database, now: float) -> list[tuple[str, float, st
         if fire_at is None:
             continue
         try:
-            _name, entries = batch.load(schedule["batch_path"])
+            _name, entries, budget = batch.load(schedule["batch_path"])
             error = None
         except errors.KanbanError as exc:
-            entries, error = None, str(exc)
+            entries, error, budget = None, str(exc), tasks.NO_BUDGET
         submitted = schedules.fire(
-            db, schedule["name"], fire_at, entries=entries, error=error, now=now
+            db, schedule["name"], fire_at, entries=entries, error=error, now=now, budget=budget
         )
         if submitted.created or error:
             fired.append((schedule["name"], fire_at, submitted.batch_id))

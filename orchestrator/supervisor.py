@@ -204,7 +204,7 @@ def _stuck_in_startup(timeout: float, tail: str) -> str:
     """Why an agent that never got going was stopped, with its own error when it left one."""
     from worker import startup
 
-    reason = f"stuck in start-up: no output and no model request in {timeout:g} s"
+    reason = f"stuck in start-up: no model request and no progress in {timeout:g} s"
     error = startup.startup_error(tail)
     return f"{reason}; the agent said: {error}" if error else reason
 
@@ -692,12 +692,14 @@ class Supervisor:
             return Outcome.LOST
         if watched.timeout and now - watched.started > watched.timeout:
             return Outcome.TIMED_OUT
+        spawned = run.pid_started_at  # the agent's start (after any setup)
         if (
             not watched.alive
             and watched.runtime is not None
             and watched.runtime.reports  # an agent: it talks to its model from the start
-            and now - watched.started > self.settings.startup_timeout
-            and (run.heartbeat_at or 0) <= run.started_at
+            and spawned is not None
+            and now - spawned > self.settings.startup_timeout
+            and (run.heartbeat_at or 0) <= spawned
         ):
             watched.kill_reason = _stuck_in_startup(
                 self.settings.startup_timeout, log_tail(watched.log_path)
@@ -717,7 +719,8 @@ class Supervisor:
         def read() -> tuple[tuple[records.Usage, str | None], bool]:
             assert reading is not None
             reading.advance(final=final)
-            return reading.priced(self.settings.prices), reading.started_up()
+            agent = watched.runtime is not None and watched.runtime.reports
+            return reading.priced(self.settings.prices), reading.started_up(agent=agent)
 
         figures, alive = await anyio.to_thread.run_sync(read)
         watched.alive = watched.alive or alive

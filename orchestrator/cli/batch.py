@@ -72,12 +72,13 @@ def run(
     `kanban land` does (check, compare-and-swap); the report says what landed, and the exit
     code is 0 only if every one did.
     """
-    name, entries = batch_files.load(batch_file)
+    name, entries, budget = batch_files.load(batch_file)
     db = context.open_board(ctx)
     submitted = batches.submit(
         db,
         entries,
         name=name,
+        budget=budget,
         idempotency_key=idempotency_key,
         source=str(Path(batch_file).resolve()),
         actor=context.actor(),  # a worker is refused: it creates subtasks instead

@@ -127,8 +127,10 @@ def run_now(ctx, name):
     """
     db = context.existing_board(ctx)
     item = schedules.get(db, name)
-    batch_name, entries = batch_files.load(item["batch_path"])
-    submitted = batches.submit(db, entries, name=f"{name} (run-now)", source=item["batch_path"])
+    batch_name, entries, budget = batch_files.load(item["batch_path"])
+    submitted = batches.submit(
+        db, entries, name=f"{name} (run-now)", source=item["batch_path"], budget=budget
+    )
     click.echo(f"submitted batch {submitted.batch_id} ({batch_name}): {len(entries)} task(s)")
 
 

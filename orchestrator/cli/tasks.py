@@ -144,8 +144,12 @@ def list_(ctx, statuses, as_json):
 
     from orchestrator import render
 
+    notice = spending.daily_notice(db)
+    if notice:
+        click.echo(f"Note: {notice}", err=True)
     table = Table(box=None, header_style="bold")
-    for column in ("id", "status", "pri", "title", "branch", "note"):
+    used = any(obj["usage"] for obj in objects)
+    for column in ("id", "status", "pri", "title", "branch", *(["used"] if used else []), "note"):
         table.add_column(column)
     for obj in objects:
         style = render.STYLE.get(obj["status"], "")
@@ -158,6 +162,7 @@ def list_(ctx, statuses, as_json):
             str(obj["priority"]),
             Text(render.plain(obj["title"])),
             Text(render.plain(obj["branch"])),
+            *([_brief(obj["usage"])] if used else []),
             Text(render.plain(note)[:80]),
         )
     context.console().print(table)
@@ -330,6 +335,12 @@ def block(ctx, task, reason):
       kanban block t_3 "Which database should the cache use?"
     """
     tasks.block(context.existing_board(ctx), context.task_id(task), reason, actor=context.actor())
+
+
+def _brief(usage: dict | None) -> str:
+    if not usage:
+        return ""
+    return records.Usage(**{k: v for k, v in usage.items() if k != "tokens"}).brief()
 
 
 _BUDGET_OPTION = click.option(
