@@ -26,10 +26,20 @@ together as one model response:
                                              sent as Retry-After) and "body" (JSON to send)
     {"wait_for": "/abs/path"}                hold this turn's answer until that file exists
                                              (a test's cue), then answer its other actions
+    {"usage": {"input_tokens": 1200, ...}}   the token usage this response reports (keys:
+                                             input_tokens, cached_tokens, output_tokens,
+                                             reasoning_tokens; missing ones are 0)
 
 ``hang`` and ``status`` take an optional ``"times": N``: they misbehave for the first N
 requests that reach that turn of that scenario (over all conversations), after which the
 turn's other actions are answered. Without ``times`` they misbehave every time.
+
+Every response reports its token usage, as the real APIs do: ``usage`` in the Responses API's
+``response.completed`` (``input_tokens`` with ``input_tokens_details.cached_tokens``,
+``output_tokens`` with ``output_tokens_details.reasoning_tokens``), and in the last chunk of a
+chat completion (``prompt_tokens``, ``completion_tokens`` and their details). The figures are
+the turn's ``usage`` action, else the script's own ``"usage"`` (``{"scenarios": [...],
+"usage": {...}}``), else zeros.
 
 The turn a request is at is worked out from the request alone: every call this server emits
 has a call id naming its scenario and turn (``ks-S-T-A``), the agents send those ids back with
@@ -72,7 +82,9 @@ _ACTION_KEYS = {
     "hang": {"hang", "times"},
     "status": {"status", "times", "retry_after", "body"},
     "wait_for": {"wait_for"},
+    "usage": {"usage"},
 }
+_USAGE_KEYS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 _MISBEHAVIOURS = ("hang", "status")
 _POLL_INTERVAL = 0.02
 
@@ -101,15 +113,19 @@ class Scenario:
 @dataclass(frozen=True)
 class Script:
     scenarios: tuple[Scenario, ...]
+    usage: Mapping[str, int] | None = None  # what every response reports, unless its turn says
 
     @classmethod
     def from_data(cls, data: Any) -> Script:
-        """A script from ``{"scenarios": [...]}`` or a bare list of scenarios."""
+        """A script from ``{"scenarios": [...], "usage": {...}}`` or a bare list of scenarios."""
+        usage = None
         if isinstance(data, Mapping):
+            if "usage" in data:
+                usage = _usage("the script's usage", data["usage"])
             data = data.get("scenarios")
         if not isinstance(data, list):
             raise ScriptError('a script is {"scenarios": [...]} or a list of scenarios')
-        return cls(tuple(_scenario(f"scenario {i}", s) for i, s in enumerate(data)))
+        return cls(tuple(_scenario(f"scenario {i}", s) for i, s in enumerate(data)), usage)
 
     @classmethod
     def load(cls, path: str | Path) -> Script:
@@ -127,7 +143,8 @@ class Script:
                     "turns": [[dict(a) for a in turn] for turn in s.turns],
                 }
                 for s in self.scenarios
-            ]
+            ],
+            **({"usage": dict(self.usage)} if self.usage is not None else {}),
         }
 
 
@@ -155,6 +172,9 @@ def _check_action(where: str, action: Any) -> None:
     if extra := set(action) - _ACTION_KEYS[kind]:
         raise ScriptError(f"{where}: unknown keys {sorted(extra)} in a {kind} action")
     value = action[kind]
+    if kind == "usage":
+        _usage(where, value)
+        return
     well_formed = {
         "shell": isinstance(value, str),
         "tool": isinstance(value, str),
@@ -169,6 +189,18 @@ def _check_action(where: str, action: Any) -> None:
         and isinstance(action.get("times", 0), int)
     ):
         raise ScriptError(f"{where}: malformed {kind} action {dict(action)!r}")
+
+
+def _usage(where: str, value: Any) -> dict[str, int]:
+    """Token figures from a script: every key one of `_USAGE_KEYS`, every value an int >= 0."""
+    if not (
+        isinstance(value, Mapping)
+        and set(value) <= set(_USAGE_KEYS)
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value.values())
+    ):
+        keys = ", ".join(_USAGE_KEYS)
+        raise ScriptError(f"{where}: usage is an object of counts >= 0 with keys among {keys}")
+    return {key: value.get(key, 0) for key in _USAGE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -326,14 +358,43 @@ def _chat_call(body: Any, call_id: str, action: Action) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
 
 
+def _responses_usage(figures: Mapping[str, int]) -> dict[str, Any]:
+    """The Responses API's ``usage``: cached input within input, reasoning within output."""
+    return {
+        "input_tokens": figures["input_tokens"],
+        "input_tokens_details": {"cached_tokens": figures["cached_tokens"]},
+        "output_tokens": figures["output_tokens"],
+        "output_tokens_details": {"reasoning_tokens": figures["reasoning_tokens"]},
+        "total_tokens": figures["input_tokens"] + figures["output_tokens"],
+    }
+
+
+def _chat_usage(figures: Mapping[str, int]) -> dict[str, Any]:
+    """Chat completions' ``usage``, the same figures under the chat API's names."""
+    return {
+        "prompt_tokens": figures["input_tokens"],
+        "prompt_tokens_details": {"cached_tokens": figures["cached_tokens"]},
+        "completion_tokens": figures["output_tokens"],
+        "completion_tokens_details": {"reasoning_tokens": figures["reasoning_tokens"]},
+        "total_tokens": figures["input_tokens"] + figures["output_tokens"],
+    }
+
+
+_NO_USAGE = dict.fromkeys(_USAGE_KEYS, 0)
+
+
 def _responses_answer(
-    body: Any, index: int, turn: int, actions: list[Action], stream: bool
+    body: Any,
+    index: int,
+    turn: int,
+    actions: list[Action],
+    stream: bool,
+    usage: Mapping[str, int] = _NO_USAGE,
 ) -> dict[str, Any] | list[Any]:
     """A Responses API answer: an event list to stream, or the JSON body when not streaming."""
     rid = f"resp-{index}-{turn}-{time.monotonic_ns()}"
     items = [_responses_reply(body, f"ks-{index}-{turn}-{a}", x) for a, x in enumerate(actions)]
-    usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
-    done = {"id": rid, "status": "completed", "model": MODEL_NAME, "usage": usage}
+    done = {"id": rid, "status": "completed", "model": MODEL_NAME, "usage": _responses_usage(usage)}
     if not stream:
         return {**done, "object": "response", "output": items}
     return [
@@ -347,7 +408,12 @@ def _responses_answer(
 
 
 def _chat_answer(
-    body: Any, index: int, turn: int, actions: list[Action], stream: bool
+    body: Any,
+    index: int,
+    turn: int,
+    actions: list[Action],
+    stream: bool,
+    usage: Mapping[str, int] = _NO_USAGE,
 ) -> dict[str, Any] | list[Any]:
     """A chat completions answer: chunks to stream, or the JSON body when not streaming."""
     text = "".join(a["message"] for a in actions if "message" in a)
@@ -362,13 +428,13 @@ def _chat_answer(
         "created": int(time.time()),
         "model": body.get("model") or MODEL_NAME,
     }
-    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    reported = _chat_usage(usage)
     if not stream:
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if calls:
             message["tool_calls"] = calls
         choice = {"index": 0, "message": message, "finish_reason": finish}
-        return {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+        return {**head, "object": "chat.completion", "choices": [choice], "usage": reported}
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -377,7 +443,7 @@ def _chat_answer(
     return [
         chunk({"role": "assistant", "content": text}),
         *(chunk({"tool_calls": [{"index": i, **call}]}) for i, call in enumerate(calls)),
-        {**chunk({}, finish), "usage": usage},
+        {**chunk({}, finish), "usage": reported},
         "[DONE]",
     ]
 
@@ -597,8 +663,11 @@ class ScriptedModel:
         turn: int,
         actions: list[Action],
     ) -> None:
+        turn_usage = [a["usage"] for a in actions if "usage" in a]
+        usage = _usage("usage", turn_usage[0] if turn_usage else self.script.usage or {})
+        actions = [a for a in actions if "usage" not in a]
         answer = _responses_answer if api == "responses" else _chat_answer
-        reply = answer(body, index, turn, actions, bool(body.get("stream")))
+        reply = answer(body, index, turn, actions, bool(body.get("stream")), usage)
         if isinstance(reply, dict):
             handler.send_json(200, reply)
             return

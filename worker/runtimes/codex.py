@@ -7,18 +7,25 @@ the bearer, read by Codex from ``$HERMES_KANBAN_TOKEN``, which the model's shell
 Nothing of kanban's is needed in the user's ``config.toml`` (so removing kanban cannot break
 their Codex); only a ``[mcp_servers.kanban]`` table there would be in the way. stdin is
 /dev/null (``codex exec`` would wait for it to close).
+
+``--json`` makes the log Codex's JSONL events (`codex_events`): `render` shows them as
+readable lines, and the meter (`CodexMeter`) keeps the run's usage from the events and from
+the rollout Codex writes for the thread (`codex_rollout`), the only source of figures before
+the turn ends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from worker import env, usage
-from worker.runtimes import base
+from worker.runtimes import base, codex_events, codex_rollout
 from worker.setup import codex as codex_setup
 
 INSTALL_HINT = "install the Codex CLI (npm install -g @openai/codex)"
@@ -148,6 +155,7 @@ class CodexRuntime:
             "--sandbox",
             "workspace-write",
             "--skip-git-repo-check",  # scratch directories are not repositories
+            "--json",  # events, one a line: the log is what the meter and `render` read
             "--cd",
             ctx.workspace,
             *protect_board(ctx.db_path),
@@ -158,10 +166,57 @@ class CodexRuntime:
         return base.Launch(argv=argv, env={"CODEX_HOME": home, **program_env}, cwd=ctx.workspace)
 
     def rate_limited(self, log_tail: str) -> bool:
-        return base.looks_rate_limited(log_tail)
+        return codex_events.rate_limited(log_tail)
 
     def meter(self, metered: base.Metered) -> usage.Meter:
-        return usage.NoMeter()
+        return CodexMeter(metered)
 
     def render(self, line: str) -> str | None:
-        return usage.plain(line)
+        return codex_events.render(line)
+
+
+class CodexMeter:
+    """A ``codex exec --json`` run's usage and activity, from its log and its thread's rollout.
+
+    The log names the thread (``thread.started``) and ends its turn with the thread's running
+    total (``turn.completed``); the rollout has the same total after every model response, and
+    the model's name. Per thread, whichever of the two has counted more tokens is the latest
+    (both only grow); the run's usage is the sum over its threads.
+    """
+
+    def __init__(self, metered: base.Metered) -> None:
+        self._metered = metered
+        self._sessions = codex_rollout.sessions_dir(metered.settings.codex_home)
+        self._events = codex_events.Events(metered.workspace)
+        self._rollouts: dict[str, codex_rollout.Rollout] = {}
+
+    def feed(self, line: str) -> None:
+        self._events.feed(line)
+
+    def usage(self) -> usage.Usage:
+        total = usage.Usage()
+        for thread in self._events.threads:
+            reported = self._events.reported.get(thread, usage.Usage())
+            rollout = self._rollout(thread)
+            if rollout is not None:
+                rollout.read()
+                recorded = rollout.usage()
+                if recorded.tokens >= reported.tokens:
+                    reported = recorded
+                else:
+                    reported = dataclasses.replace(reported, model=recorded.model)
+            total += reported
+        return total
+
+    def activity(self) -> str | None:
+        return self._events.activity
+
+    def _rollout(self, thread: str) -> codex_rollout.Rollout | None:
+        if thread not in self._rollouts:
+            path = codex_rollout.thread_file(
+                self._sessions, thread, self._metered.started_at, time.time()
+            )
+            if path is None:
+                return None
+            self._rollouts[thread] = codex_rollout.Rollout(path)
+        return self._rollouts[thread]
