@@ -790,6 +790,11 @@ class Supervisor:
             except Exception as exc:  # a full disk, a broken repository: the work stays put
                 commit_error = str(exc)
         tail = await anyio.to_thread.run_sync(log_tail, watched.log_path)
+        last = watched.reading.meter.activity() if watched.reading is not None else None
+        if last:
+            # What the agent did last, as its meter read it: Hermes prints nothing of a model
+            # that refused it after its message, but Codex's record of the turn has the error.
+            tail = f"{tail}\n{last}"
         cause = None if watched.kill_cause is Outcome.COMPLETED else watched.kill_cause
         if self.stopping_workers and cause is Outcome.LOST:
             verdict = Verdict(
