@@ -27,6 +27,7 @@ from support.gitrepo import make_repo
 
 from board import connection, policy, services
 from worker import runtimes
+from worker.runtimes import base
 
 TMP_EXCLUSIONS = (
     "sandbox_workspace_write.exclude_slash_tmp=true",
@@ -336,3 +337,15 @@ def test_every_runtime_has_a_privilege_level_in_the_boards_policy() -> None:
     # A runtime missing there would count as the most privileged: workers could not use it.
     assert set(policy.LEVELS) == set(runtimes.NAMES)
     assert policy.level("command") is max(policy.LEVELS.values())
+
+
+@pytest.mark.parametrize("name", runtimes.NAMES)
+def test_every_runtime_meters_and_renders_its_own_log(name: str) -> None:
+    runtime = runtimes.get(name)
+    meter = runtime.meter(base.Metered(workspace=None, started_at=0.0, settings=base.Settings()))
+    for line in ("plain text from the program", "", '{"type": "unknown"}'):
+        meter.feed(line)
+        rendered = runtime.render(line)
+        assert rendered is None or isinstance(rendered, str)
+    assert meter.usage().tokens == 0
+    assert meter.usage() == meter.usage()  # reading the totals changes nothing
