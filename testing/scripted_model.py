@@ -2,9 +2,10 @@
 
 Nothing here understands a prompt. The server answers the model APIs that the real agents
 speak (``POST /v1/responses`` for Codex, ``POST /v1/chat/completions`` for Hermes' default
-runtime, ``GET /v1/models``) with replies written down in advance in a *script*, so that the
-real ``codex`` and ``hermes`` programs can run whole tasks offline and deterministically
-against 127.0.0.1.
+runtime, ``POST /v1/messages`` for Claude Code: `testing.scripted_anthropic`, ``GET
+/v1/models``) with replies written down in advance in a *script*, so that the real ``codex``,
+``hermes`` and ``claude`` programs can run whole tasks offline and deterministically against
+127.0.0.1.
 
 A script is a list of scenarios. Each has a ``match`` marker, looked for in the user text of a
 request (e.g. a task's title, so each task of a batch follows its own scenario; the first
@@ -27,8 +28,8 @@ together as one model response:
     {"wait_for": "/abs/path"}                hold this turn's answer until that file exists
                                              (a test's cue), then answer its other actions
     {"usage": {"input_tokens": 1200, ...}}   the token usage this response reports (keys:
-                                             input_tokens, cached_tokens, output_tokens,
-                                             reasoning_tokens; missing ones are 0)
+                                             input_tokens, cached_tokens, cache_write_tokens,
+                                             output_tokens, reasoning_tokens; missing ones are 0)
 
 ``hang`` and ``status`` take an optional ``"times": N``: they misbehave for the first N
 requests that reach that turn of that scenario (over all conversations), after which the
@@ -72,6 +73,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
+from testing import scripted_anthropic
+
 MODEL_NAME = "scripted"
 DEFAULT_NAMESPACE = "mcp__kanban"
 _CALL_ID = re.compile(r"^ks-(\d+)-(\d+)-(\d+)$")
@@ -84,7 +87,13 @@ _ACTION_KEYS = {
     "wait_for": {"wait_for"},
     "usage": {"usage"},
 }
-_USAGE_KEYS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+_USAGE_KEYS = (
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",  # Anthropic's cache creation (within input_tokens)
+    "output_tokens",
+    "reasoning_tokens",
+)
 _MISBEHAVIOURS = ("hang", "status")
 _POLL_INTERVAL = 0.02
 
@@ -505,7 +514,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_event(self, event: Any) -> None:
         data = event if isinstance(event, str) else json.dumps(event)
-        self.wfile.write(f"data: {data}\n\n".encode())
+        # Named by its type, as the real APIs do: Anthropic's SDK dispatches on the name.
+        name = event.get("type") if isinstance(event, dict) else None
+        head = f"event: {name}\n" if isinstance(name, str) else ""
+        self.wfile.write(f"{head}data: {data}\n\n".encode())
         self.wfile.flush()
 
 
@@ -589,7 +601,15 @@ class ScriptedModel:
             self._record(handler, body, None, None, "model")
             handler.send_json(200, {"id": MODEL_NAME, "object": "model", "created": 0})
             return
-        api = {"/v1/responses": "responses", "/v1/chat/completions": "chat"}.get(path)
+        if handler.command == "POST" and path.endswith("/messages/count_tokens"):
+            self._record(handler, body, None, None, "count tokens")
+            handler.send_json(200, scripted_anthropic.count_tokens(body))
+            return
+        api = {
+            "/v1/responses": "responses",
+            "/v1/chat/completions": "chat",
+            "/v1/messages": "anthropic",
+        }.get(path)
         if handler.command != "POST" or api is None or not isinstance(body, dict):
             self._record(handler, body, None, None, "not found")
             handler.send_json(404, {"error": {"message": f"scripted model: no {path} here"}})
@@ -604,7 +624,8 @@ class ScriptedModel:
             message = f"scripted model: no scenario matches this request (markers: {markers})"
             self._reply(handler, api, body, -1, -1, [{"message": message}])
             return
-        turn = _turn_of(body, index, scenario)
+        turn_of = scripted_anthropic.turn_of if api == "anthropic" else _turn_of
+        turn = turn_of(body, index, scenario)
         if turn >= len(scenario.turns):
             self._record(handler, body, scenario, turn, "script exhausted")
             message = f"scripted model: scenario {scenario.label!r} has no turn {turn}"
@@ -652,7 +673,8 @@ class ScriptedModel:
         kind = "rate_limit_exceeded" if status == 429 else "server_error"
         error = {"message": f"scripted model: HTTP {status}", "type": kind, "code": kind}
         headers = {"Retry-After": str(action["retry_after"])} if "retry_after" in action else {}
-        handler.send_json(status, action.get("body") or {"error": error}, headers)
+        default = scripted_anthropic.error(status) if api == "anthropic" else {"error": error}
+        handler.send_json(status, action.get("body") or default, headers)
 
     def _reply(
         self,
@@ -666,7 +688,11 @@ class ScriptedModel:
         turn_usage = [a["usage"] for a in actions if "usage" in a]
         usage = _usage("usage", turn_usage[0] if turn_usage else self.script.usage or {})
         actions = [a for a in actions if "usage" not in a]
-        answer = _responses_answer if api == "responses" else _chat_answer
+        answer = {
+            "responses": _responses_answer,
+            "chat": _chat_answer,
+            "anthropic": scripted_anthropic.answer,
+        }[api]
         reply = answer(body, index, turn, actions, bool(body.get("stream")), usage)
         if isinstance(reply, dict):
             handler.send_json(200, reply)

@@ -123,8 +123,9 @@ def test_each_event_renders_as_one_readable_line_and_noise_as_none() -> None:
     assert render(line(tool_result("fine"))) is None
     assert render(line(tool_result("no such file", error=True))) == "tool error: no such file"
     assert render(line({"type": "stream_event", "event": {}})) is None
-    assert render(line(result(0.0123, inputTokens=10, outputTokens=5))) == (
-        "claude finished: 2 turns, 1.5 s, $0.0123, 10 input tokens (0 cached), 5 output"
+    finished = result(0.0123, inputTokens=3400, cacheReadInputTokens=9000, outputTokens=830)
+    assert render(line(finished)) == (
+        "claude finished: 2 turns, 1.5 s, $0.0123, 12,400 in (9,000 cached) / 830 out tokens"
     )
     assert render("npm warn something") == "npm warn something"  # not an event: as it is
     assert render("") is None

@@ -380,8 +380,8 @@ def _result(found: dict[str, Any]) -> str:
     used = result_usage(found)
     cost = f"${used.cost_usd:.4f}" if used.cost_usd is not None else "cost unknown"
     figures = (
-        f"{turns} turns, {seconds:.1f} s, {cost}, {used.input_tokens} input tokens "
-        f"({used.cached_input_tokens} cached), {used.output_tokens} output"
+        f"{turns} turns, {seconds:.1f} s, {cost}, {used.input_tokens:,} in "
+        f"({used.cached_input_tokens:,} cached) / {used.output_tokens:,} out tokens"
     )
     if found.get("is_error"):
         what = found.get("result") or found.get("subtype") or "error"
