@@ -247,6 +247,16 @@ def test_the_meter_reads_the_usage_the_model_reported_from_the_runs_log(
     assert 0 < early.output_tokens < used.output_tokens
     assert early.cost_usd is None
 
+    # The dispatcher followed the log with the same meter: the board has the same figures.
+    recorded = shown["runs"][0]["usage"]
+    assert recorded is not None, claude_world.world.logs()
+    assert {key: recorded[key] for key in ("input_tokens", "cached_input_tokens")} == {
+        "input_tokens": used.input_tokens,
+        "cached_input_tokens": used.cached_input_tokens,
+    }
+    assert (recorded["output_tokens"], recorded["cost_usd"]) == (used.output_tokens, used.cost_usd)
+    assert recorded["model"] == used.model and shown["runs"][0]["cost_source"] == "agent"
+
     again = claude.ClaudeMeter()  # a restarted dispatcher reads the log from its start
     for line in lines:
         again.feed(line)

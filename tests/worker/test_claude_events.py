@@ -160,8 +160,11 @@ def test_a_run_that_ended_on_a_429_is_rate_limited() -> None:
     assert runtime.rate_limited("\n".join(RATE_LIMITED))
     # Killed while Claude Code waited to retry: no result, the retry says it.
     assert runtime.rate_limited("\n".join(RATE_LIMITED[:2]))
-    # Outside stream-json, Claude Code's own words.
+    # Outside stream-json, Claude Code's own words; the run's last activity as the dispatcher
+    # adds it to the tail, here for a run killed before its result.
     assert runtime.rate_limited("API Error: Request rejected (429) · slow down")
+    activity = fed(RATE_LIMITED[:3]).activity()
+    assert activity is not None and runtime.rate_limited("\n".join([line(INIT), activity]))
     # A subscription's limit, as Claude Code announces it.
     limit = {"type": "rate_limit_event", "rate_limit_info": {"status": "rejected"}}
     assert runtime.rate_limited("\n".join([line(INIT), line(limit)]))
@@ -187,3 +190,8 @@ def test_words_about_rate_limits_in_the_work_itself_are_not_a_rate_limit() -> No
     assert not claude.ClaudeRuntime().rate_limited("\n".join([*RATE_LIMITED[:3], tail]))
     overloaded = result(0, error_status=529)
     assert not claude.ClaudeRuntime().rate_limited(line(overloaded))
+    # Killed after the model wrote about a 429: its text, as the run's last activity, is not one.
+    killed = [line(INIT), line(text("m1", "The API answers (429) when called too often."))]
+    activity = fed(killed).activity()
+    assert activity is not None and "(429)" in activity
+    assert not claude.ClaudeRuntime().rate_limited("\n".join([*killed, activity]))

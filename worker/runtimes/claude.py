@@ -49,8 +49,9 @@ from worker.runtimes import base
 INSTALL_HINT = "install Claude Code (npm install -g @anthropic-ai/claude-code)"
 SERVER = "kanban"
 ALLOWED_TOOLS = (f"mcp__{SERVER}", "ToolSearch", "Bash", "Edit", "Write", "Read", "Glob", "Grep")
-# How Claude Code says "rate limited" in plain text (its stream-json says it in fields).
-PLAIN_RATE_LIMIT = ("(429)", "rate_limit_error")
+# How Claude Code says "rate limited" in plain text (its stream-json says it in fields): its
+# "API Error: Request rejected (429) · ...", or an API error body printed as it came.
+PLAIN_RATE_LIMIT = ("Request rejected (429)", "rate_limit_error")
 GIST = 160  # characters of a tool's input or a text that a rendered line shows
 
 
@@ -250,8 +251,9 @@ def rate_limited(log_tail: str) -> bool:
     Read from the end: the last ``result`` decides (``api_error_status`` 429, or a
     ``rate_limit_error``); without one (the run was killed while waiting), a failed or retried
     request with status 429 does. Tool outputs and the model's text are never searched, so a
-    task about rate limits is not mistaken for one. A line that is not an event counts when it
-    has Claude Code's own words for one ("Request rejected (429)" outside stream-json).
+    task about rate limits is not mistaken for one. A line that is not an event (Claude Code
+    outside stream-json, or the run's last activity that the dispatcher adds to the tail) counts
+    when it has Claude Code's own words for one: "Request rejected (429)".
     """
     for line in reversed(log_tail.splitlines()):
         found = event(line)
