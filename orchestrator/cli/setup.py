@@ -192,8 +192,10 @@ def doctor(ctx, repo, as_json):
 
     Checks git, the hermes and codex programs (and their versions), that Codex's config leaves
     the name `kanban` free for the workers' per-run MCP server (and kanban's optional block in
-    it), the workers' Hermes home, the board (opened read-only, with an integrity check) and,
-    in a repository, its .kanban.toml.
+    it), that the workers' Codex can reach a model (a login, or a model provider with a URL;
+    without either a worker waits until its timeout), the workers' Hermes home and whether its
+    model settings can work, the board (opened read-only, with an integrity check) and, in a
+    repository, its .kanban.toml.
 
     \b
     Examples:
@@ -224,11 +226,12 @@ def _runtime_settings() -> base.Settings:
 
 def _checks(db_path: str | None) -> list[Check]:
     try:
-        runtimes = _runtime_settings()
+        settings = config.load()
         settings_check = None
     except errors.KanbanError as exc:
-        runtimes = base.Settings()
+        settings = config.Settings()
         settings_check = Check("kanban config", False, str(exc), fix="fix the file it names")
+    runtimes = settings.runtimes
     checks = [settings_check] if settings_check else []
     checks.append(_program("git", None, None, "install git"))
     checks.append(
@@ -239,21 +242,41 @@ def _checks(db_path: str | None) -> list[Check]:
             hermes_runtime.INSTALL_HINT,
         )
     )
-    checks.append(
-        _program(
-            "codex",
-            runtimes.codex_bin,
-            "KANBAN_CODEX_BIN",
-            codex_runtime.INSTALL_HINT,
-        )
+    codex_check = _program(
+        "codex", runtimes.codex_bin, "KANBAN_CODEX_BIN", codex_runtime.INSTALL_HINT
     )
+    checks.append(codex_check)
+    codex_bin = _binary(runtimes.codex_bin, "KANBAN_CODEX_BIN", "codex") if codex_check.ok else None
     block = codex.status(runtimes.codex_home)
     checks.append(Check("codex config", block.ok, f"{block.path}: {block.detail}", block.fix))
-    home = hermes.status(runtimes.hermes_home)
-    checks.append(Check("hermes home", home.ok, home.detail, home.fix))
+    # The `codex` and `hermes` runtimes (the default) both talk to the model through Codex.
+    access = codex.model_access(runtimes.codex_home, codex_bin=codex_bin)
+    checks.append(Check("codex login", access.ok, access.detail, access.fix))
+    checks.append(_hermes_home(runtimes.hermes_home, settings.max_workers, codex_check))
     checks.append(_board(db_path))
     checks.append(_tool_server(db_path))
     return checks
+
+
+def _hermes_home(home: str | None, max_workers: int, codex_check: Check) -> Check:
+    found = hermes.status(home, max_workers=max_workers)
+    if found.ok and not codex_check.ok:
+        # Its runtime (model.api_mode codex_app_server) starts `codex`; without one Hermes
+        # answers "Codex app-server turn failed: [Errno 2] No such file or directory".
+        return Check(
+            "hermes home",
+            False,
+            f"{found.detail}; Hermes' Codex runtime needs the codex program, which is not usable",
+            fix=codex_check.fix,
+        )
+    return Check("hermes home", found.ok, found.detail, found.fix)
+
+
+def _binary(explicit: str | None, env_var: str, name: str) -> str | None:
+    try:
+        return base.find_binary(explicit, env_var, name, hint="")
+    except errors.KanbanError:
+        return None
 
 
 def _tool_server(db_path: str | None) -> Check:

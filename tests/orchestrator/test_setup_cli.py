@@ -16,6 +16,7 @@ from support.gitrepo import git, make_repo
 
 from board import connection
 from orchestrator.cli import main, setup
+from testing import scripted_model
 from worker.setup import codex
 
 PYTHON = os.path.abspath(sys.executable)
@@ -38,13 +39,22 @@ def kanban(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 @pytest.fixture
 def fake_agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stand-ins for hermes and codex that only know --version (doctor's unit tests)."""
+    """Stand-ins for hermes and codex that only know --version, and a codex that is not
+    logged in (doctor's unit tests)."""
     for name in ("hermes", "codex"):
         program = tmp_path / "bin" / name
         program.parent.mkdir(exist_ok=True)
-        program.write_text(f"#!/bin/sh\necho '{name} 9.9.9'\n")
+        program.write_text(
+            "#!/bin/sh\n"
+            # What codex 0.169 says without a login (on stderr, exit 1).
+            'if [ "$1 $2" = "login status" ]; then echo "Not logged in" >&2; exit 1; fi\n'
+            f"echo '{name} 9.9.9'\n"
+        )
         program.chmod(0o755)
         monkeypatch.setenv(f"KANBAN_{name.upper()}_BIN", str(program))
+
+
+PROVIDER = ("--model-provider-url", "http://127.0.0.1:9/v1", "--model", "scripted")
 
 
 def _codex_config(home: Path) -> Path:
@@ -199,13 +209,13 @@ def test_setup_hermes_refuses_the_users_own_hermes_home(kanban, isolated_home: P
 
 
 def test_doctor_exits_0_when_everything_is_ready(kanban, fake_agents, isolated_home) -> None:
-    assert kanban("setup", "codex").exit_code == 0
+    assert kanban("setup", "codex", *PROVIDER).exit_code == 0
     assert kanban("setup", "hermes").exit_code == 0
     db = connection.connect(isolated_home / ".kanban" / "board.db")
     db.conn.close()
     result = kanban("doctor")
     assert result.exit_code == 0, result.output
-    for name in ("git", "hermes", "codex", "codex config", "hermes home", "board"):
+    for name in ("git", "hermes", "codex", "codex config", "codex login", "hermes home", "board"):
         assert any(
             line.startswith("ok ") and f" {name} " in line + " "
             for line in result.output.splitlines()
@@ -249,6 +259,127 @@ def test_doctor_reports_an_invalid_codex_config(kanban, fake_agents, isolated_ho
     assert result.exit_code == 1
     check = next(c for c in json.loads(result.stdout) if c["name"] == "codex config")
     assert "not valid TOML" in check["detail"]
+
+
+def _doctor_checks(kanban, *args: str) -> tuple[int, dict[str, dict]]:
+    result = kanban(*args, "doctor", "--json")
+    return result.exit_code, {check["name"]: check for check in json.loads(result.stdout)}
+
+
+def test_doctor_catches_a_codex_without_a_login_or_a_model_provider(
+    kanban, fake_agents, isolated_home: Path
+) -> None:
+    # A new user: `kanban setup codex && kanban setup hermes && kanban doctor`.
+    assert kanban("setup", "codex").exit_code == 0
+    assert kanban("setup", "hermes").exit_code == 0
+    home = isolated_home / ".codex"
+    code, checks = _doctor_checks(kanban)
+    assert code == 1
+    login = checks["codex login"]
+    assert not login["ok"] and f"{home} does not exist" in login["detail"]
+    assert f"`mkdir -p {home}`" in login["fix"] and f"CODEX_HOME={home} codex login" in login["fix"]
+    assert "kanban setup codex --model-provider-url URL --model NAME" in login["fix"]
+    home.mkdir()
+    code, checks = _doctor_checks(kanban)
+    assert code == 1
+    login = checks["codex login"]
+    assert not login["ok"] and "Codex is not logged in ('Not logged in'" in login["detail"]
+    assert "retry OpenAI's API until its timeout" in login["detail"]
+    assert login["fix"].startswith(f"log in (`CODEX_HOME={home} codex login`")
+    assert set(login) == {"name", "ok", "detail", "fix"}  # the shape of every check
+
+
+def test_doctor_passes_a_codex_given_a_model_provider_or_a_login(
+    kanban, fake_agents, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert kanban("setup", "codex", *PROVIDER).exit_code == 0
+    login = _doctor_checks(kanban)[1]["codex login"]
+    assert login["ok"] and login["fix"] == ""
+    assert login["detail"] == "no login needed: model provider kanban at http://127.0.0.1:9/v1"
+    # Without a codex to ask, the file `codex login` writes is what counts.
+    assert kanban("setup", "codex", "--remove").exit_code == 0
+    monkeypatch.setenv("KANBAN_CODEX_BIN", str(isolated_home / "no-codex"))
+    assert not _doctor_checks(kanban)[1]["codex login"]["ok"]
+    (isolated_home / ".codex" / "auth.json").write_text('{"OPENAI_API_KEY": "sk-x"}')
+    login = _doctor_checks(kanban)[1]["codex login"]
+    assert login["ok"] and "auth.json found" in login["detail"]
+
+
+@pytest.mark.parametrize(
+    ("config", "said", "fix"),
+    [
+        (
+            'model_provider = "mine"\n',
+            "has no [model_providers.mine] table: Codex stops at once",
+            "add [model_providers.mine] with a base_url",
+        ),
+        (
+            'model_provider = "mine"\n[model_providers.mine]\nname = "m"\n',
+            "[model_providers.mine] in",
+            "give [model_providers.mine] a base_url",
+        ),
+        (
+            'model_provider = "mine"\n[model_providers.mine]\nbase_url = "http://h/v1"\n'
+            'env_key = "KANBAN_TEST_UNSET_KEY"\n',
+            "takes its key from $KANBAN_TEST_UNSET_KEY, which is not set",
+            "set KANBAN_TEST_UNSET_KEY where the dispatcher runs",
+        ),
+    ],
+)
+def test_doctor_says_why_a_model_provider_cannot_work(
+    kanban, fake_agents, isolated_home: Path, config: str, said: str, fix: str
+) -> None:
+    path = _codex_config(isolated_home)
+    path.parent.mkdir()
+    path.write_text(config)
+    code, checks = _doctor_checks(kanban)
+    assert code == 1
+    login = checks["codex login"]
+    assert not login["ok"] and said in login["detail"] and fix in login["fix"]
+
+
+def test_doctor_follows_the_profile_codex_would_use(kanban, fake_agents, isolated_home) -> None:
+    path = _codex_config(isolated_home)
+    path.parent.mkdir()
+    path.write_text(
+        'profile = "local"\n[profiles.local]\nmodel_provider = "ollama"\n'
+        '[model_providers.broken]\nname = "b"\n'
+    )
+    login = _doctor_checks(kanban)[1]["codex login"]
+    assert login["ok"] and login["detail"] == "no login needed: Codex's local ollama"
+
+
+def test_doctor_catches_a_hermes_home_whose_model_settings_cannot_work(
+    kanban, fake_agents, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert kanban("setup", "codex", *PROVIDER).exit_code == 0
+    assert kanban("setup", "hermes").exit_code == 0
+    config = isolated_home / ".kanban" / "hermes" / "config.yaml"
+    settings = json.loads(config.read_text())
+    # No base_url: Hermes 0.19 looks for an OpenRouter key and exits at once.
+    del settings["model"]["base_url"]
+    config.write_text(json.dumps(settings))
+    code, checks = _doctor_checks(kanban)
+    assert code == 1
+    home = checks["hermes home"]
+    assert not home["ok"] and "model.base_url is missing" in home["detail"]
+    assert home["fix"] == "run `kanban setup hermes`"
+    assert kanban("setup", "hermes").exit_code == 0
+    assert _doctor_checks(kanban)[1]["hermes home"]["ok"]
+    # A session cap below the dispatcher's workers: Hermes refuses the workers past it.
+    settings = json.loads(config.read_text())
+    config.write_text(json.dumps({**settings, "max_concurrent_sessions": 2}))
+    monkeypatch.setenv("KANBAN_MAX_WORKERS", "3")
+    home = _doctor_checks(kanban)[1]["hermes home"]
+    assert not home["ok"] and "max_concurrent_sessions to 2" in home["detail"]
+    assert "up to 3 workers" in home["detail"] and "max_workers" in home["fix"]
+    monkeypatch.setenv("KANBAN_MAX_WORKERS", "2")
+    assert _doctor_checks(kanban)[1]["hermes home"]["ok"]
+    # Its runtime starts `codex`: no codex, no Hermes worker.
+    monkeypatch.setenv("KANBAN_CODEX_BIN", str(isolated_home / "no-codex"))
+    home = _doctor_checks(kanban)[1]["hermes home"]
+    assert not home["ok"] and "needs the codex program" in home["detail"]
+    assert "KANBAN_CODEX_BIN" in home["fix"]
 
 
 def _workspace_check(result: Result) -> dict | None:
@@ -324,6 +455,22 @@ def test_the_installed_kanban_command_sets_up_and_checks_with_the_real_agents(
 
     assert run("setup", "codex").returncode == 0
     assert run("setup", "hermes").returncode == 0
-    doctor = run("doctor")
+    # Without a Codex login or a model provider, a worker would wait for its timeout.
+    doctor = run("doctor", "--json")
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    checks = {check["name"]: check for check in json.loads(doctor.stdout)}
+    assert not checks["codex login"]["ok"], checks["codex login"]
+    assert "codex login" in checks["codex login"]["fix"]
+    assert [name for name, check in checks.items() if not check["ok"]] == ["codex login"]
+    (isolated_home / ".codex").mkdir()
+    login = json.loads(run("doctor", "--json").stdout)
+    # The real `codex login status` decides.
+    assert "'Not logged in'" in next(c for c in login if c["name"] == "codex login")["detail"]
+    with scripted_model.serve({"scenarios": []}) as server:
+        provider = ("--model-provider-url", server.base_url, "--model", scripted_model.MODEL_NAME)
+        assert run("setup", "codex", *provider).returncode == 0
+        assert run("setup", "hermes", *provider).returncode == 0
+        doctor = run("doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "Hermes Agent v" in doctor.stdout and "codex-cli" in doctor.stdout
+    assert f"no login needed: model provider kanban at {server.base_url}" in doctor.stdout

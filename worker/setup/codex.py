@@ -49,7 +49,9 @@ import functools
 import math
 import os
 import re
+import shlex
 import stat
+import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
@@ -254,6 +256,157 @@ def status(home: str | os.PathLike[str] | None = None) -> Status:
         return Status(path, State.CURRENT, "nothing of kanban's; none needed")
     detail = f"kanban's block sets the model provider {provider.base_url} ({provider.model})"
     return Status(path, State.CURRENT, detail)
+
+
+# Codex's built-in providers that are local servers: no login, no URL to configure.
+LOCAL_PROVIDERS = ("ollama", "lmstudio")
+LOGIN_STATUS_TIMEOUT = 20  # seconds; `codex login status` takes about 0.1 s
+
+
+def model_access(
+    home: str | os.PathLike[str] | None = None,
+    *,
+    codex_bin: str | None = None,
+    environ: collections.abc.Mapping[str, str] | None = None,
+) -> Status:
+    """Can a worker's Codex reach a model: a login, or a model provider with a URL of its own?
+
+    With neither, Codex 0.169 never fails: `codex exec` retries OpenAI's API until the
+    worker's timeout, and Hermes on Codex's app-server prints nothing for 600 s (see
+    `worker.startup`). A home that does not exist stops Codex at once. Codex takes its login
+    from ``$CODEX_API_KEY`` (read by ``codex exec``), else from what ``codex login`` stored
+    (``auth.json``, or the system keyring with ``cli_auth_credentials_store``): with
+    `codex_bin`, ``codex login status`` answers, so the keyring counts too; without it,
+    ``auth.json`` is looked for. The model provider is ``model_provider`` (or that of the
+    selected ``profile``), the built-in ``openai`` unless set; ``openai_base_url`` points that
+    one elsewhere. For `doctor`; `environ` is the workers' environment (default: ours).
+    """
+    environ = os.environ if environ is None else environ
+    home_path = codex_home(home)
+    login_fix = (
+        f"log in (`CODEX_HOME={shlex.quote(str(home_path))} codex login`, or `codex login "
+        "--with-api-key`), or point Codex at a model server of your own (`kanban setup codex "
+        "--model-provider-url URL --model NAME`)"
+    )
+    if not home_path.is_dir():
+        return Status(
+            home_path,
+            State.MISSING,
+            f"{home_path} does not exist: Codex stops at once (CODEX_HOME points to it), and "
+            "there is no login in it",
+            fix=f"`mkdir -p {shlex.quote(str(home_path))}`, then {login_fix}",
+        )
+    path = home_path / "config.toml"
+    try:
+        data = _load(path).data
+    except SetupError as exc:
+        return Status(path, State.BROKEN, f"cannot tell: {exc}", fix="fix the file first")
+    provider = _provider(data)
+    if provider.id in LOCAL_PROVIDERS:
+        return Status(path, State.CURRENT, f"no login needed: Codex's local {provider.id}")
+    if provider.id != "openai":
+        table = f"[model_providers.{provider.id}]"
+        if not provider.declared:
+            problem = (
+                f"model_provider is {provider.id!r}, and {path} has no {table} table: Codex "
+                f'stops at once ("Model provider `{provider.id}` not found")'
+            )
+            return Status(path, State.BROKEN, problem, fix=f"add {table} with a base_url")
+        if provider.base_url is None:
+            problem = f"{table} in {path} has no base_url, so Codex sends its requests to OpenAI"
+            return Status(
+                path, State.BROKEN, problem, fix=f"give {table} a base_url, or {login_fix}"
+            )
+        if provider.env_key and not environ.get(provider.env_key):
+            return Status(
+                path,
+                State.BROKEN,
+                f"{table} takes its key from ${provider.env_key}, which is not set: Codex stops "
+                f'at once ("Missing environment variable: `{provider.env_key}`.")',
+                fix=f"set {provider.env_key} where the dispatcher runs",
+            )
+        key = f", its key from ${provider.env_key}" if provider.env_key else ""
+        detail = f"no login needed: model provider {provider.id} at {provider.base_url}{key}"
+        return Status(path, State.CURRENT, detail)
+    if provider.base_url is not None:
+        detail = f"no login needed: openai_base_url is {provider.base_url}"
+        return Status(path, State.CURRENT, detail)
+    if environ.get("CODEX_API_KEY"):
+        return Status(path, State.CURRENT, "CODEX_API_KEY is set (`codex exec` logs in with it)")
+    login = _login_status(home_path, codex_bin, environ)
+    if login is None:  # no program to ask: the file `codex login` writes by default
+        auth = home_path / "auth.json"
+        login = (True, f"{auth} found") if auth.is_file() else (False, "Not logged in")
+    logged_in, said = login
+    if logged_in:
+        return Status(path, State.CURRENT, f"{said} ({home_path})")
+    return Status(
+        path,
+        State.BROKEN,
+        f"Codex is not logged in ({said!r} for {home_path}) and no model provider is "
+        "configured: a worker's Codex would retry OpenAI's API until its timeout",
+        fix=login_fix,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Provider:
+    id: str
+    declared: bool  # built in, or a [model_providers.ID] table
+    base_url: str | None = None
+    env_key: str | None = None
+
+
+def _provider(data: dict[str, Any]) -> _Provider:
+    """The model provider Codex would use with this config.
+
+    ``model_provider`` (that of the selected ``profile`` first), else ``openai``. For the
+    built-in ``openai`` (Codex ignores a table of that name) the URL is ``openai_base_url``.
+    """
+    provider_id = data.get("model_provider")
+    profiles = data.get("profiles")
+    if isinstance(profiles, dict) and isinstance(data.get("profile"), str):
+        selected = profiles.get(data["profile"])
+        if isinstance(selected, dict) and isinstance(selected.get("model_provider"), str):
+            provider_id = selected["model_provider"]
+    if not isinstance(provider_id, str) or provider_id == "openai":
+        return _Provider("openai", True, _text(data.get("openai_base_url")))
+    providers = data.get("model_providers")
+    table = providers.get(provider_id) if isinstance(providers, dict) else None
+    if not isinstance(table, dict):
+        return _Provider(provider_id, provider_id in LOCAL_PROVIDERS)
+    return _Provider(provider_id, True, _text(table.get("base_url")), _text(table.get("env_key")))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _login_status(
+    home: Path, codex_bin: str | None, environ: collections.abc.Mapping[str, str]
+) -> tuple[bool, str] | None:
+    """What ``codex login status`` says for `home`: (logged in, its line); None: not asked."""
+    if codex_bin is None:
+        return None
+    try:
+        done = subprocess.run(
+            [codex_bin, "login", "status"],
+            env={**environ, "CODEX_HOME": str(home)},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=LOGIN_STATUS_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    said = [
+        line.strip()
+        for line in (done.stderr + "\n" + done.stdout).splitlines()
+        if line.strip() and not line.startswith("WARNING:")
+    ]
+    # Its first line says it ("Not logged in", "API key configured - sk-...***abcd").
+    return done.returncode == 0, said[0] if said else f"exit {done.returncode}"
 
 
 _UNCHECKED = object()

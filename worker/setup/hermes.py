@@ -132,8 +132,10 @@ def install(
     return codex.Change(path, changed=True, backup=backup)
 
 
-def status(home: str | os.PathLike[str] | None = None) -> Status:
-    """Does the home exist with a config selecting the Codex runtime? For `doctor`."""
+def status(home: str | os.PathLike[str] | None = None, *, max_workers: int | None = None) -> Status:
+    """Does the home exist with a config selecting the Codex runtime, whose model settings
+    can work (a ``base_url``; room for `max_workers` sessions at once)? For `doctor` and the
+    runtime."""
     home_path = hermes_home(home)
     path = home_path / "config.yaml"
     try:
@@ -152,16 +154,51 @@ def status(home: str | os.PathLike[str] | None = None) -> Status:
         for key, value in model_settings().items()
         if key in ("provider", "api_mode") and model.get(key) != value
     ]
+    endpoint = model.get("base_url")
+    if not (isinstance(endpoint, str) and endpoint.strip()):
+        # Measured with Hermes 0.19: it then looks for an OpenRouter key and exits 1.
+        wrong.append(
+            'model.base_url is missing: Hermes then stops at once ("Provider resolver '
+            'returned an empty API key")'
+        )
     if not (home_path / "kanban").is_dir():
         wrong.append(f"{home_path / 'kanban'} is missing (Codex's sandbox needs it)")
     if wrong:
         return Status(
             home_path, codex.State.STALE, "; ".join(wrong), fix="run `kanban setup hermes`"
         )
-    endpoint = model.get("base_url")
+    limit = session_limit(config)
+    if limit is not None and max_workers is not None and limit < max_workers:
+        return Status(
+            home_path,
+            codex.State.BROKEN,
+            f"{path} sets max_concurrent_sessions to {limit}, but the dispatcher runs up to "
+            f'{max_workers} workers: Hermes refuses the others ("Hermes is at the active '
+            'session limit")',
+            fix=f"remove max_concurrent_sessions from {path} (or set it to at least "
+            f"{max_workers}), or lower the dispatcher's max_workers",
+        )
     offline = endpoint != PLACEHOLDER_BASE_URL
     detail = f"{home_path}; Codex runtime" + (f"; model endpoint {endpoint}" if offline else "")
     return Status(home_path, codex.State.CURRENT, detail)
+
+
+def session_limit(config: dict[str, Any]) -> int | None:
+    """Hermes' cap on sessions running at once in this home (None: no cap), read as Hermes
+    0.19 reads it: ``max_concurrent_sessions``, else ``gateway.max_concurrent_sessions``; a
+    positive whole number, anything else meaning no cap."""
+    raw = config.get("max_concurrent_sessions")
+    if "max_concurrent_sessions" not in config and isinstance(config.get("gateway"), dict):
+        raw = config["gateway"].get("max_concurrent_sessions")
+    if isinstance(raw, bool) or raw is None:
+        return None
+    try:
+        if isinstance(raw, float) and not raw.is_integer():
+            return None
+        limit = int(raw.strip(), 10) if isinstance(raw, str) else int(raw)
+    except (TypeError, ValueError):
+        return None
+    return limit if limit > 0 else None
 
 
 def runtime_env(
