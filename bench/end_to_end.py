@@ -503,7 +503,7 @@ def ratio(rows: list[dict[str, float]], bare_rows: list[dict[str, float]]) -> tu
 def report(results: dict[str, dict[str, list[dict[str, float]]]], runs: int) -> None:
     print(f"\n## One task end to end, kanban vs. the bare agent (median of {runs}, min-max, s)\n")
     ratios = []
-    for runtime in RUNTIMES:
+    for runtime in results:
         modes = ("kanban", "first", "nodelay", "bare")
         print(f"### {runtime}\n")
         print(f"| segment | {' | '.join(MODE_LABELS[m] for m in modes)} |")
@@ -544,17 +544,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the output directory")
     parser.add_argument("--json", type=Path, help="also write the raw rows to this file")
+    parser.add_argument(
+        "--runtime", action="append", choices=RUNTIMES, help="only this runtime (repeatable)"
+    )
     args = parser.parse_args(argv)
+    chosen = tuple(args.runtime or RUNTIMES)
     out = Path(os.path.abspath(args.output))
     rounds = args.warmup + args.runs
     plan = []  # (round, runtime, mode), the modes' order rotating from round to round
     for index in range(rounds):
-        for runtime in RUNTIMES:
+        for runtime in chosen:
             shift = (index + RUNTIMES.index(runtime)) % len(MODES)
             plan += [(index, runtime, mode) for mode in (*MODES[shift:], *MODES[:shift])]
     markers = {step: f"E2E-{step[1]}-{step[2]}-{step[0]}" for step in plan}
     results: dict[str, dict[str, list[dict[str, float]]]] = {
-        r: {m: [] for m in MODES} for r in RUNTIMES
+        r: {m: [] for m in MODES} for r in chosen
     }
     started = time.monotonic()
     try:
