@@ -80,8 +80,8 @@ class Settings:
     ports_dir: Path | None = None  # default: `orchestrator.ports.default_dir()`
     # The board's tool server exits after this long without a live run (started on demand).
     tool_server_idle_exit: float = 600.0
-    # A worker with no output and no model request for this long is stuck in start-up.
-    startup_timeout: float = 120.0
+    # An agent whose model has not answered once this long after it started is stuck.
+    startup_timeout: float = 180.0
     # Dollars per million tokens, by model: {"gpt-5": Price(...)}; for agents that report
     # tokens but no cost.
     prices: Mapping[str, Price] = dataclasses.field(default_factory=dict)
@@ -212,11 +212,12 @@ def load(path: Path | None = None) -> Settings:
         raise errors.InvalidInput(f"cannot read {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise errors.InvalidInput(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
-    unknown = set(data) - {"dispatch", "limits", "runtimes", "prices"}
+    # [notify] is read by `orchestrator.notify` (the dispatcher's notifier).
+    unknown = set(data) - {"dispatch", "limits", "runtimes", "prices", "notify"}
     if unknown:
         raise errors.InvalidInput(
             f"{path}: unknown section(s) {', '.join(sorted(unknown))}; "
-            "known: [dispatch], [limits], [runtimes], [prices]"
+            "known: [dispatch], [limits], [runtimes], [prices], [notify]"
         )
     dispatch = _section(data, "dispatch", _DISPATCH_KEYS, path)
     limits = _section(data, "limits", _LIMIT_KEYS, path)

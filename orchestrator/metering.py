@@ -66,12 +66,12 @@ class Reading:
         return True
 
     def started_up(self, *, agent: bool) -> bool:
-        """Did it show a sign of life? An agent: activity its meter recognises (a model
-        request, a command, usage), not just any output (an error it keeps repeating is none).
-        Anything else: any output."""
-        if self.meter.activity() is not None or not self.meter.usage().empty:
-            return True
-        return not agent and _size(self.log_path) > self.output_from
+        """Did it get going? An agent: its model answered once (every model API reports usage
+        with each answer); output alone is no proof (an agent with no login keeps printing its
+        retries). Anything else: any output."""
+        if agent:
+            return not self.meter.usage().empty
+        return _size(self.log_path) > self.output_from
 
 
 def _size(path: str | None) -> int:

@@ -146,6 +146,17 @@ def judge(
         if code is not None
         else "no exit status recorded"
     )
+    if (
+        kill_cause is Outcome.STALLED
+        and runtime is not None
+        and runtime.reports
+        and runtime.rate_limited(tail)
+    ):
+        # Stuck waiting out a rate limit (its agent retries with backoff): not its fault.
+        delay = retry.backoff(tries, settings.rate_limit_delay, settings.retry_max_delay)
+        return Verdict(
+            Outcome.RATE_LIMITED, "rate limited (stopped)", retry_at=now + delay, refund=True
+        )
     if kill_cause is not None and kill_reason is not None:
         verdict = (kill_cause, kill_reason)
     elif kill_cause is Outcome.STALLED:
@@ -204,7 +215,7 @@ def _stuck_in_startup(timeout: float, tail: str) -> str:
     """Why an agent that never got going was stopped, with its own error when it left one."""
     from worker import startup
 
-    reason = f"stuck in start-up: no model request and no progress in {timeout:g} s"
+    reason = f"stuck in start-up: no answer from its model in {timeout:g} s"
     error = startup.startup_error(tail)
     return f"{reason}; the agent said: {error}" if error else reason
 

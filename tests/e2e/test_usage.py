@@ -8,6 +8,7 @@ the run and block its task.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -134,3 +135,33 @@ def test_a_budget_crossed_mid_run_stops_the_run_and_blocks_the_task(
     # It stays blocked until a person raises its budget.
     refused = world.kanban("retry", task, check=False)
     assert refused.returncode == 1 and "would stop again at once" in refused.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("runtime", ["codex", "hermes"])
+def test_an_agent_with_no_login_is_caught_by_doctor_and_by_the_start_up_deadline(
+    world: World, runtime: str
+) -> None:
+    # What a new user has: kanban's setup done, but no Codex login and no model provider.
+    world.codex_home.mkdir(parents=True, exist_ok=True)
+    (world.codex_home / "config.toml").write_text(user_config(runtime))
+    world.kanban("setup", "codex", "--codex-home", str(world.codex_home))
+    world.kanban("setup", "hermes", "--hermes-home", str(world.hermes_home))
+    doctor = world.kanban("doctor", "--json", check=False)
+    assert doctor.returncode == 1
+    assert any(
+        check["name"] == "codex login" and not check["ok"]
+        for check in json.loads(doctor.stdout)
+    ), doctor.stdout
+
+    task = world.create("Never gets going", "--max-attempts", "1", runtime=runtime)
+    started = time.monotonic()
+    world.dispatch(KANBAN_STARTUP_TIMEOUT="3")
+    shown = world.show(task)
+    (run,) = shown["runs"]
+    assert run["outcome"] == "stalled", world.logs()
+    assert run["reason"].startswith("stuck in start-up: no answer from its model in 3 s")
+    if runtime == "codex":  # Hermes prints nothing at all meanwhile
+        assert "the agent said: " in run["reason"] and "Reconnecting" in run["reason"]
+    assert shown["status"] == "failed"
+    assert time.monotonic() - started < 60  # not the 15-minute stall timeout
