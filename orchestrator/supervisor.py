@@ -745,6 +745,7 @@ class Supervisor:
         if reason is not None:
             # Its run ends as blocked; the next tick sees an operator's outcome and stops it.
             await self.board.call(tasks.governor_block, watched.task_id, reason)
+            pause.point("dispatcher.over-budget")
             watched.poke.set()
 
     async def _kill(self, watched: Watched, run: records.Run) -> None:

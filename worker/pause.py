@@ -24,6 +24,8 @@ POINTS = {
     "dispatcher.before-settle": "the run's processes are gone and its work committed, "
     "before the run is settled",
     "dispatcher.set-up": "a new worktree's setup commands ran, before it is marked ready",
+    "dispatcher.over-budget": "a run crossed its budget and its task is blocked, before its "
+    "agent is stopped",
     "land.merged": "kanban land merged (and checked) a task onto its base, before moving it",
     "dispatcher.merging": "a resumed parent's worktree has some of its children merged",
     "shim.agent-started": "the agent started, before the shim recorded its pid",

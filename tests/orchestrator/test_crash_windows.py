@@ -25,7 +25,7 @@ from support.processes import gone
 from support.waiting import wait_for
 from support.world import Kanban, read_when_written
 
-from board import connection, runs, tasks
+from board import connection, records, runs, tasks
 from orchestrator import retry
 from worker import scope
 
@@ -582,3 +582,58 @@ def test_spawn_errors_that_pass_are_retried_and_the_rest_fail_at_once(
     error: BaseException, passes: bool
 ) -> None:
     assert retry.transient(error) is passes
+
+
+# A stand-in for Claude Code: it works, reports usage as Claude Code's stream-json does, then
+# waits forever; only its budget can end it.
+SPENDING_CLAUDE = """#!{python}
+import json, os, sys, time, psutil
+open("spent.txt", "w").write("work done before the budget ran out")
+me = psutil.Process()
+open({agent!r} + ".tmp", "w").write(f"{{me.pid}} {{me.create_time()}}")
+os.rename({agent!r} + ".tmp", {agent!r})
+print(json.dumps({{"type": "system", "subtype": "init", "model": "fake-claude"}}), flush=True)
+usage = {{"input_tokens": 1500, "output_tokens": 500}}
+message = {{"id": "m1", "model": "fake-claude", "content": [], "usage": usage}}
+print(json.dumps({{"type": "assistant", "message": message}}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_dispatcher_killed_after_stopping_a_run_over_its_budget_leaves_it_blocked_not_lost(
+    kb: Kanban, repo: Path, tmp_path: Path
+) -> None:
+    pauses, agent = tmp_path / "pauses", tmp_path / "agent"
+    pauses.mkdir()
+    claude = tmp_path / "claude"
+    claude.write_text(SPENDING_CLAUDE.format(python=sys.executable, agent=str(agent)))
+    claude.chmod(0o755)
+    task_id = tasks.create(
+        kb.db,
+        tasks.NewTask(
+            "spends", repo=str(repo), runtime="claude", budget=records.Budget(tokens=1000)
+        ),
+    )
+    env = {"KANBAN_CLAUDE_BIN": str(claude), **arm(pauses, "dispatcher.over-budget")}
+    first = kb.dispatch(**env)
+    marker = paused(pauses, "dispatcher.over-budget")
+    task = kb.task(task_id)
+    assert task.status == "blocked"  # decided and recorded, the agent not stopped yet
+    assert task.block_reason.startswith("budget exceeded: used 2,000 of 1,000 tokens")
+    pid, started = identity_file(agent)
+    assert not gone(pid, started)
+
+    os.kill(pid_of(marker), signal.SIGKILL)
+    first.proc.wait()
+    assert kb.dispatch("--until-idle", KANBAN_CLAUDE_BIN=str(claude)).wait() == 0, kb.logs()
+
+    assert gone(pid, started)
+    task = kb.task(task_id)
+    assert task.status == "blocked" and task.block_reason.startswith("budget exceeded")
+    (run,) = kb.runs(task_id)  # stopped and settled once, never started again
+    assert run.outcome == "blocked" and run.ended_at is not None
+    assert (run.usage.tokens, run.usage.model) == (2000, "fake-claude")
+    assert git(repo, "show", f"{kb.branch(task_id)}:spent.txt") == (
+        "work done before the budget ran out"
+    )
+    assert_intact(kb)
