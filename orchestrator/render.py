@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Group
@@ -22,6 +24,7 @@ STYLE = {
     states.Status.CANCELLED: "dim",
 }
 ENDED_SHOWN = 8  # most recent ended tasks per column unless --all
+NO_BREAK = "\u00a0"
 
 # What a terminal would obey rather than show: C0 controls (ESC starts colour, cursor and
 # title sequences), DEL, C1 controls (CSI, OSC...) and the bidirectional overrides and
@@ -42,6 +45,11 @@ _ONE_LINE = str.maketrans({**_CONTROLS, 0x09: " ", 0x0A: " ", 0x0D: " "})
 _LINES = str.maketrans({k: v for k, v in _CONTROLS.items() if k not in (0x09, 0x0A)})
 
 
+# Terminal sequences as a whole (CSI: colours, cursor; OSC: titles, links), so that a log's
+# colours vanish instead of leaving "[31m" behind once `plain` drops their ESC.
+_SEQUENCES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+
+
 def plain(text: str | None, *, lines: bool = False) -> str:
     """`text` (a title, a summary, a body from people or models) safe to print to a terminal.
 
@@ -51,6 +59,28 @@ def plain(text: str | None, *, lines: bool = False) -> str:
     if not text:
         return ""
     return text.translate(_LINES if lines else _ONE_LINE)
+
+
+def log_line(text: str) -> str:
+    """One line of a run's log, safe to print: terminal sequences and controls dropped."""
+    return plain(_SEQUENCES.sub("", text))
+
+
+def usage_text(used: Mapping[str, Any] | None) -> str:
+    """A task's usage in a few characters: ``12.3k tok $0.04`` ("" when nothing recorded)."""
+    if not used:
+        return ""
+    tokens = int(used.get("tokens") or 0)
+    if tokens >= 999_950:
+        text = f"{tokens / 1_000_000:.1f}M tok"
+    elif tokens >= 1000:
+        text = f"{tokens / 1000:.1f}k tok"
+    else:
+        text = f"{tokens} tok"
+    cost = used.get("cost_usd")
+    if isinstance(cost, int | float):
+        text += f" ${cost:.2f}" if cost >= 0.01 or cost == 0 else " <$0.01"
+    return text
 
 
 def _card(task: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> Text:
@@ -68,6 +98,10 @@ def _card(task: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> Text:
         text.append(f" (subtask of {plain(task['parent'])})", style="dim")
     if task.get("landed"):
         text.append(" landed", style="green")
+    if used := usage_text(task.get("usage")):
+        # On a line of its own, in one piece (no-break spaces) however narrow the column.
+        unbroken = used.replace(" ", NO_BREAK)
+        text.append(f"\n{'  ' * depth}  {unbroken}", style="dim")
     if task["status"] == "running" and task.get("branch"):
         text.append(f"\n{'  ' * depth}  {plain(task['branch'])}", style="dim")
     return text
@@ -95,7 +129,19 @@ def _ordered(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def board(tasks: list[dict[str, Any]], *, show_all: bool = False) -> Table:
+def board(
+    tasks: list[dict[str, Any]],
+    *,
+    show_all: bool = False,
+    notice: str | None = None,
+    activity: Mapping[str, str | None] | None = None,
+) -> Group:
+    """The board: a column per status, each task a card (with its usage, when recorded).
+
+    `notice` is printed above it (why nothing new starts, say). With `activity` (task id ->
+    its last activity, None: none yet), as `kanban watch` gives it, every running task also
+    gets a line of its own below the board, cut to the terminal's width.
+    """
     by_id = {t["id"]: t for t in tasks}
     table = Table(expand=True, show_lines=False, header_style="bold", pad_edge=False)
     cells = []
@@ -111,6 +157,30 @@ def board(tasks: list[dict[str, Any]], *, show_all: bool = False) -> Table:
             cards.append(Text(f"… {hidden} more (--all)", style="dim"))
         cells.append(Group(*cards) if cards else Text(""))
     table.add_row(*cells)
+    parts: list[Any] = []
+    if notice:
+        parts.append(Text(plain(notice), style="bold yellow"))
+    parts.append(table)
+    if activity is not None:
+        running = [t for t in tasks if t["status"] == states.Status.RUNNING]
+        if running:
+            parts.append(_activities(running, activity))
+    return Group(*parts)
+
+
+def _activities(running: list[dict[str, Any]], activity: Mapping[str, str | None]) -> Table:
+    """One line per running task: id, usage, last activity; never wrapped, cut with `…`."""
+    table = Table(box=None, show_header=False, expand=True, pad_edge=False)
+    table.add_column("task", style=STYLE[states.Status.RUNNING], no_wrap=True)
+    table.add_column("usage", style="dim", no_wrap=True)
+    table.add_column("activity", ratio=1, no_wrap=True, overflow="ellipsis")
+    for task in running:
+        last = activity.get(task["id"])
+        table.add_row(
+            task["id"],
+            usage_text(task.get("usage")),
+            Text(log_line(last)) if last else Text("no activity yet", style="dim"),
+        )
     return table
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -13,6 +14,8 @@ import click
 from board import errors, ids, records, runs, states, tasks, views
 from orchestrator import config
 from orchestrator.cli import context
+from worker import usage
+from worker.runtimes import base
 
 
 def settings_from(ctx: click.Context, **overrides) -> config.Settings:
@@ -89,13 +92,19 @@ def _run_for(db, task_id: int, run_id: int | None) -> records.Run:
 @click.argument("task")
 @click.option("--run", "run_id", help="Which run (default: the latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows.")
+@click.option("--raw", is_flag=True, help="The file as it is, not rendered by its runtime.")
 @click.pass_context
-def logs(ctx, task, run_id, follow):
-    """Show a run's log (stdout and stderr of its worker).
+def logs(ctx, task, run_id, follow, raw):
+    """Show a run's log (stdout and stderr of its worker), as its runtime renders it.
+
+    Each line is shown the way the task's runtime reads it (Codex's JSON events as what the
+    agent did, for instance); lines it finds nothing in are left out. --raw prints the file
+    exactly as the worker wrote it.
 
     \b
-    Example:
+    Examples:
       kanban logs t_3 --follow
+      kanban logs t_3 --run 2 --raw > run-2.log
     """
     db = context.existing_board(ctx)
     task_id = context.task_id(task)
@@ -108,16 +117,140 @@ def logs(ctx, task, run_id, follow):
     except OSError as exc:
         raise errors.InvalidInput(f"cannot read the log {path}: {exc.strerror}") from exc
     with handle:
-        out = sys.stdout.buffer
-        while True:
-            chunk = handle.read(65536)
-            if chunk:
+        if raw:
+            out = sys.stdout.buffer
+
+            def show(chunk: bytes) -> None:
                 out.write(chunk)
                 out.flush()
+
+        else:
+            lines = LogLines()
+            render_line = _renderer(tasks.get(db, task_id).runtime)
+
+            def show(chunk: bytes) -> None:
+                for line in lines.split(chunk, final=not chunk):
+                    shown = render_line(line)
+                    if shown is not None:
+                        click.echo(shown)
+
+        while True:
+            chunk = handle.read(LOG_CHUNK)
+            if chunk:
+                show(chunk)
                 continue
             if not follow or runs.get(db, run.id).ended_at is not None:
+                # Written since the last read, before the run ended; then a last partial line.
+                while chunk := handle.read(LOG_CHUNK):
+                    show(chunk)
+                show(b"")
                 return
             time.sleep(0.2)
+
+
+LOG_CHUNK = 65536
+ACTIVITY_TAIL = 65536  # bytes of a running task's log read when `watch` first sees it
+
+
+class LogLines:
+    """Complete lines of a growing log, from chunks of it: a partial last line waits for the
+    rest (or for the end: `final`). Decoded as UTF-8 per line, so a character split between
+    two chunks stays whole."""
+
+    def __init__(self, *, skip_first: bool = False) -> None:
+        self._partial = b""
+        self._skip_first = skip_first  # the log was entered mid-line: its first is a fragment
+
+    def split(self, chunk: bytes, *, final: bool = False) -> list[str]:
+        pieces = (self._partial + chunk).split(b"\n")
+        self._partial = pieces.pop()
+        if self._skip_first and pieces:
+            pieces.pop(0)
+            self._skip_first = False
+        if final and self._partial and not self._skip_first:
+            pieces.append(self._partial)
+            self._partial = b""
+        return [piece.decode("utf-8", "replace").rstrip("\r") for piece in pieces]
+
+
+def _renderer(runtime_name: str) -> Callable[[str], str | None]:
+    """The runtime's `render`, made safe for a terminal; a line as it is for an unknown one."""
+    from orchestrator import render
+    from worker import runtimes
+
+    try:
+        runtime_render = runtimes.get(runtime_name).render
+    except errors.KanbanError:
+        return render.log_line
+
+    def render_line(line: str) -> str | None:
+        shown = runtime_render(line)
+        return None if shown is None else render.log_line(shown)
+
+    return render_line
+
+
+@dataclasses.dataclass
+class _Followed:
+    """A running task's current run, as `Activities` follows it."""
+
+    meter: usage.Meter
+    lines: LogLines
+    path: Path
+    offset: int
+
+
+class Activities:
+    """The last activity of each running task, as its runtime's meter reads it from the log
+    of the task's current run: the last `ACTIVITY_TAIL` bytes at first, then what the log
+    gains (one meter per run, kept from one frame of `watch` to the next)."""
+
+    def __init__(self, db, settings: base.Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self._followed: dict[int, _Followed] = {}  # by run id
+
+    def of(self, running: list[records.Task]) -> dict[str, str | None]:
+        """Task id -> its last activity (None: nothing yet, or no live run)."""
+        found: dict[str, str | None] = {}
+        for task in running:
+            history = runs.for_task(self.db, task.id)
+            run = history[-1] if history else None
+            live = run is not None and run.ended_at is None and run.log_path
+            found[task.label] = self._read(task, run) if run is not None and live else None
+        return found
+
+    def _read(self, task: records.Task, run: records.Run) -> str | None:
+        from worker import runtimes
+
+        followed = self._followed.get(run.id)
+        if followed is None:
+            try:
+                runtime = runtimes.get(task.runtime)
+            except errors.KanbanError:
+                return None
+            path = Path(run.log_path or "")
+            try:
+                start = max(0, path.stat().st_size - ACTIVITY_TAIL)
+            except OSError:
+                start = 0
+            followed = _Followed(
+                meter=runtime.meter(base.Metered(run.worktree, run.started_at, self.settings)),
+                lines=LogLines(skip_first=start > 0),
+                path=path,
+                offset=start,
+            )
+            self._followed[run.id] = followed
+        try:
+            with open(followed.path, "rb") as handle:
+                handle.seek(followed.offset)
+                chunk = handle.read(ACTIVITY_TAIL)
+        except OSError:
+            chunk = b""
+        followed.offset += len(chunk)
+        for line in followed.lines.split(chunk):
+            followed.meter.feed(line)
+        return followed.meter.activity()
 
 
 @click.command()
@@ -125,7 +258,8 @@ def logs(ctx, task, run_id, follow):
 @click.option("--all", "show_all", is_flag=True, help="Include every ended task.")
 @click.pass_context
 def watch(ctx, interval, show_all):
-    """A live view of the board while a dispatcher runs (Ctrl-C to leave).
+    """A live view of the board while a dispatcher runs (Ctrl-C to leave): under the board,
+    each running task's usage and last activity (its last command, tool call or message).
 
     \b
     Example:
@@ -136,10 +270,17 @@ def watch(ctx, interval, show_all):
     from orchestrator import render
 
     db = context.existing_board(ctx)
+    try:
+        runtime_settings = config.load().runtimes
+    except errors.KanbanError:
+        runtime_settings = base.Settings()  # `kanban doctor` says what is wrong with the file
+    activities = Activities(db, runtime_settings)
 
     def frame():
-        objects = views.task_objects(db, tasks.list_tasks(db))
-        return render.board(objects, show_all=show_all)
+        found = tasks.list_tasks(db)
+        objects = views.task_objects(db, found)
+        running = [t for t in found if t.status == states.Status.RUNNING]
+        return render.board(objects, show_all=show_all, activity=activities.of(running))
 
     with Live(frame(), console=context.console(), refresh_per_second=4, screen=False) as live:
         try:
