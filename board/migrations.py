@@ -371,6 +371,50 @@ def m007_usage(conn: sqlite3.Connection) -> None:
     )
 
 
+def m008_notifications(conn: sqlite3.Connection) -> None:
+    """Notifications sent once: an outbox of (event, sink) deliveries.
+
+    A dispatcher that notifies copies the events worth a notification (blocked, failed, done,
+    landed, budget) into ``notifications``, one row per event and sink, in the transaction
+    that advances its cursor (``notify_cursor`` in ``settings``: the last event looked at,
+    starting after the board's history when this migration runs). A row is claimed for a
+    while (``claimed_until``) before it is sent, and marked ``sent_at`` or ``gave_up_at``
+    after, so a restart, or a second dispatcher, never sends one twice. ``sink`` names a
+    webhook by the hash of its URL (a URL may carry a secret), or ``desktop``.
+
+    ``tasks_ended``: the web board's ended columns, most recently ended first, a page at a
+    time without sorting every done task (a page of 50 done tasks of 100,000: 42 ms without
+    it, 1 ms with it). Only ended tasks are in it: claims and heartbeats pay nothing for it.
+    """
+    _run(
+        conn,
+        """
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL REFERENCES events (id),
+            task_id INTEGER NOT NULL REFERENCES tasks (id),
+            sink TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            next_at REAL NOT NULL,
+            claimed_by TEXT,
+            claimed_until REAL,
+            sent_at REAL,
+            gave_up_at REAL,
+            error TEXT,
+            created_at REAL NOT NULL,
+            UNIQUE (event_id, sink)
+        );
+        CREATE INDEX notifications_due ON notifications (next_at)
+            WHERE sent_at IS NULL AND gave_up_at IS NULL;
+        CREATE INDEX tasks_ended ON tasks (status, ended_at DESC, id DESC)
+            WHERE ended_at IS NOT NULL;
+        INSERT OR IGNORE INTO settings (key, value, updated_at)
+            SELECT 'notify_cursor', coalesce(max(id), 0), 0 FROM events
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_batches_and_schedules,
@@ -379,6 +423,7 @@ MIGRATIONS: list[Migration] = [
     m005_workspaces,
     m006_landing,
     m007_usage,
+    m008_notifications,
 ]
 
 

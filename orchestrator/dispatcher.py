@@ -27,7 +27,7 @@ import anyio.abc
 import sqlite_utils
 
 from board import dispatchers, errors, ids, records, runs, spending, tasks, wake
-from orchestrator import boardio, config, processes, schedules, supervisor
+from orchestrator import boardio, config, notify, processes, schedules, supervisor
 from worker import scope
 
 log = logging.getLogger("kanban.dispatcher")
@@ -99,6 +99,7 @@ class Dispatcher:
                     group.start_soon(self._listen, sock)
                 group.start_soon(self._signals, group)
                 group.start_soon(self._reaper, group)
+                group.start_soon(notify.run, self)
                 if self.batch_id is None:  # a one-shot `kanban run` fires no schedules
                     group.start_soon(self._scheduler)
                 for extra in self.extra_tasks:

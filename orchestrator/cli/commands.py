@@ -6,8 +6,19 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from orchestrator.cli import batch, dispatch, init, land, mcp, schedule, setup, tasks, usage
+    from orchestrator.cli import (
+        batch,
+        dispatch,
+        init,
+        land,
+        mcp,
+        schedule,
+        serve,
+        setup,
+        tasks,
+        usage,
+    )
 
-    for module in (tasks, land, dispatch, batch, schedule, init, setup, mcp, usage):
+    for module in (tasks, land, dispatch, batch, schedule, init, setup, mcp, usage, serve):
         for command in module.COMMANDS:
             group.add_command(command)

@@ -14,7 +14,8 @@ M001_TABLES = {"tasks", "runs", "deps", "events", "comments", "dispatchers"}
 M002_TABLES = {"batches", "schedules", "schedule_fires"}
 M003_TABLES = {"settings"}
 M004_TABLES = {"sqlite_sequence"}  # dispatchers' ids are AUTOINCREMENT: never reused
-EXPECTED_TABLES = M001_TABLES | M002_TABLES | M003_TABLES | M004_TABLES
+M008_TABLES = {"notifications"}
+EXPECTED_TABLES = M001_TABLES | M002_TABLES | M003_TABLES | M004_TABLES | M008_TABLES
 EXPECTED_INDEXES = {
     "tasks_ready": "tasks",
     "tasks_retry_at": "tasks",
@@ -29,6 +30,8 @@ EXPECTED_INDEXES = {
     "deps_blocked": "deps",
     "events_task": "events",
     "comments_task": "comments",
+    "notifications_due": "notifications",
+    "tasks_ended": "tasks",
 }
 EXPECTED_TRIGGERS = {"events_no_update", "events_no_delete"}
 

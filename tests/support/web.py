@@ -1,0 +1,191 @@
+"""A web board for tests: `kanban serve` on a board of its own, dispatchers, HTTP requests.
+
+One server per test module (starting one costs about a second): `Served` owns the board, the
+`kanban serve` subprocess on a free port, the `kanban dispatch` subprocesses started on the
+same board, and requests to it as a browser or a script would send them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from board import connection, services, tasks
+from support.cli import KANBAN
+from support.processes import kill_tree
+from support.waiting import wait_for
+from support.world import Dispatcher
+
+PY = sys.executable
+CHROMIUM = "/usr/bin/chromium"
+# What the probe of this machine found Chromium needs here: no sandbox as root, no GPU, and
+# none of its background connections (the network is closed).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class Answer:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _Quiet(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # tests look at redirects themselves
+
+
+def request(
+    url: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> Answer:
+    """One HTTP request; any status is an answer (nothing raised for 4xx or 3xx)."""
+    prepared = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    opener = urllib.request.build_opener(_Quiet)
+    try:
+        with opener.open(prepared, timeout=timeout) as answer:
+            return Answer(answer.status, dict(answer.headers.items()), answer.read())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, dict(exc.headers.items()), exc.read())
+
+
+class Served:
+    """A board served by `kanban serve`, in `root` (a directory of the test module's)."""
+
+    def __init__(self, root: Path, *serve_args: str, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.db_path = root / "board.db"
+        self.env = {
+            k: v
+            for k, v in (env or os.environ).items()
+            if not k.startswith(("GIT_", "HERMES_KANBAN_", "KANBAN_"))
+        }
+        home = root / "home"
+        home.mkdir(exist_ok=True)
+        (home / ".gitconfig").write_text(
+            "[user]\n\tname = Kanban Tests\n\temail = tests@kanban.invalid\n"
+            "[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n"
+        )
+        self.env.update(
+            HOME=str(home),
+            KANBAN_DB=str(self.db_path),
+            KANBAN_CONFIG=str(root / "config.toml"),
+            KANBAN_WORKTREE_ROOT=str(root / "worktrees"),
+            KANBAN_SCRATCH_ROOT=str(root / "scratch"),
+            KANBAN_KILL_GRACE="1",
+            KANBAN_RETRY_DELAY="0.2",
+            KANBAN_STALL_TIMEOUT="30",
+            KANBAN_TOOL_SERVER_IDLE_EXIT="8",
+        )
+        self.db: sqlite_utils.Database = connection.connect(self.db_path)
+        self.dispatchers: list[Dispatcher] = []
+        self.log = root / "serve.log"
+        self.out = root / "serve.out"
+        with open(self.log, "wb") as err, open(self.out, "wb") as out:
+            self.proc = subprocess.Popen(
+                [KANBAN, "serve", "--port", "0", *serve_args],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        first = wait_for(self._first_line, "kanban serve to listen", on_fail=self.output)
+        self.url = first.split()[2].rstrip("/")
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def _first_line(self) -> str | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"kanban serve exited {self.proc.returncode}:\n{self.output()}")
+        lines = self.out.read_text().splitlines()
+        return lines[0] if lines else None
+
+    def output(self) -> str:
+        return self.out.read_text() + self.log.read_text(errors="replace")
+
+    def get(self, path: str, **headers: str) -> Answer:
+        return request(self.url + path, headers=headers)
+
+    def post_json(self, path: str, data: Any = None, **headers: str) -> Answer:
+        body = json.dumps({} if data is None else data).encode()
+        return request(
+            self.url + path,
+            method="POST",
+            body=body,
+            headers={"Content-Type": "application/json", **headers},
+        )
+
+    def dispatch(self, *args: str, **env: str) -> Dispatcher:
+        log = self.root / f"dispatcher-{len(self.dispatchers) + 1}.log"
+        dispatcher = Dispatcher(log, {**self.env, **env}, args)
+        self.dispatchers.append(dispatcher)
+        return dispatcher
+
+    def create(self, title: str, code: str, *args: object, **options: Any) -> int:
+        """A `command` task running ``python -c CODE ARGS...``."""
+        argv = [PY, "-c", code, *(str(a) for a in args)]
+        spec = tasks.NewTask(title, runtime="command", runtime_options={"argv": argv}, **options)
+        return tasks.create(self.db, spec)
+
+    def status(self, task_id: int) -> str:
+        return tasks.get(self.db, task_id).status
+
+    def wait_status(self, task_id: int, *statuses: str) -> None:
+        wait_for(
+            lambda: self.status(task_id) in statuses,
+            f"t_{task_id} to be {' or '.join(statuses)}",
+            on_fail=lambda: "\n".join(d.output() for d in self.dispatchers),
+        )
+
+    def stop_dispatchers(self) -> None:
+        for dispatcher in self.dispatchers:
+            if dispatcher.proc.poll() is None:
+                dispatcher.proc.terminate()
+                try:
+                    dispatcher.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    dispatcher.proc.kill()
+                    dispatcher.proc.wait()
+
+    def close(self) -> None:
+        self.stop_dispatchers()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for run in connection.read(self.db, "SELECT * FROM runs"):
+            kill_tree(run["pid"], run["pid_started_at"])
+            kill_tree(run["shim_pid"], run["shim_started_at"])
+        server = services.tool_server(self.db)
+        if server is not None:
+            kill_tree(server.pid, server.pid_started_at)
+        self.db.conn.close()
