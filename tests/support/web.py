@@ -189,3 +189,45 @@ class Served:
         if server is not None:
             kill_tree(server.pid, server.pid_started_at)
         self.db.conn.close()
+
+
+# Decodes a PNG in the browser (natively: a Python decoder takes seconds per screenshot) and
+# measures it: how many colours, how much the brightness varies.
+_MEASURE = """async (data) => {
+  const image = new Image();
+  image.src = "data:image/png;base64," + data;
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, image.width, image.height).data;
+  const colours = new Set();
+  let sum = 0, squares = 0, count = 0;
+  for (let i = 0; i < pixels.length; i += 4 * 7) {
+    const light = 0.299 * pixels[i] + 0.587 * pixels[i + 1] + 0.114 * pixels[i + 2];
+    colours.add((pixels[i] << 16) | (pixels[i + 1] << 8) | pixels[i + 2]);
+    sum += light; squares += light * light; count += 1;
+  }
+  const mean = sum / count;
+  return {width: image.width, height: image.height, colours: colours.size,
+          deviation: Math.sqrt(squares / count - mean * mean)};
+}"""
+
+
+def screenshot(page: Any, path: Path) -> dict[str, float]:
+    """Save a screenshot of `page` at `path` and measure it in a blank page of its browser."""
+    import base64
+
+    page.screenshot(path=str(path), full_page=True)
+    blank = page.context.new_page()
+    try:
+        return blank.evaluate(_MEASURE, base64.b64encode(path.read_bytes()).decode())
+    finally:
+        blank.close()
+
+
+def not_blank(stats: dict[str, float]) -> bool:
+    """Something is drawn: many colours, and a brightness that varies."""
+    return stats["colours"] > 20 and stats["deviation"] > 10
