@@ -214,7 +214,9 @@ def payload(
     task = views.task_object(db, delivery.task_id)
     base = link or feed.server_url(db)
     reason = delivery.reason
-    if delivery.kind == "landed":
+    if delivery.kind == "done":
+        reason = task["summary"] or reason  # what was done says more than "completed"
+    elif delivery.kind == "landed":
         sha = delivery.data.get("sha")
         reason = f"landed in {sha[:12]}" if isinstance(sha, str) else "landed"
     headline = f"{task['id']} {delivery.kind}"
@@ -312,7 +314,8 @@ class Notifier:
         try:
             if delivery.sink == DESKTOP:
                 title = f"kanban: {body['task']['id']} {delivery.kind}"
-                text = body["task"]["title"] + (f"\n{body['reason']}" if body["reason"] else "")
+                first = (body["reason"] or "").strip().split("\n")[0][:200]
+                text = body["task"]["title"] + (f"\n{first}" if first else "")
                 await anyio.to_thread.run_sync(
                     lambda: desktop(target, title, text, timeout=self.settings.timeout),
                     limiter=self._limiter,
