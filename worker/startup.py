@@ -15,8 +15,10 @@ Code 2.1 (stdout is "out", stderr is "err"):
   /login`` (out) and exits 1 within 2 s.
 - A model server that does not answer: Codex as above (``Reconnecting... waiting for network
   (Connection failed: error sending request)``), forever; Claude Code retries for 180 s, then
-  ``API Error: Unable to connect to API (ConnectionRefused)`` (out), exit 1; Hermes on its
-  own runtime ``API call failed after 3 retries: Connection error.`` (out) after 30 s.
+  ``API Error: Unable to connect to API (ConnectionRefused)`` (out), exit 1 (with
+  ``--output-format stream-json``, as kanban runs it: ``system``/``api_retry`` events with
+  ``"error":"unknown"`` meanwhile, then that text as the ``result``); Hermes on its own
+  runtime ``API call failed after 3 retries: Connection error.`` (out) after 30 s.
 - A configuration that cannot work, each at once: Codex's ``Error loading config.toml: ...``
   (err, the detail on the next line for a TOML error), ``Error: Model provider `x` not
   found``, ``Missing environment variable: `KEY`.`` (a provider's ``env_key``), and ``Error
@@ -64,7 +66,7 @@ _PATTERNS = tuple(
         (_UNREACHABLE, r"Reconnecting\.\.\. waiting for network"),  # Codex
         (_UNREACHABLE, r"failed to lookup address information"),  # Codex
         (_UNREACHABLE, r"stream connection failed; waiting to retry"),  # Codex's log, in Hermes'
-        (_UNREACHABLE, r"Unable to connect to API"),  # Claude Code
+        (_UNREACHABLE, r"Unable to connect to API|^API retry \d+/\d+: "),  # Claude Code
         (_UNREACHABLE, r"API call failed after \d+ retries"),  # Hermes' own runtime
         # Hermes giving up on Codex, when nothing more telling was said.
         (_GENERIC, r"codex app-server startup failed|turn timed out after [\d.]+s"),
@@ -117,9 +119,22 @@ def _event_message(line: str) -> str | None:
         return None
     if not isinstance(event, dict):
         return None
+    if event.get("type") == "system" and event.get("subtype") == "api_retry":  # Claude Code
+        status = event.get("error_status")
+        return f"API retry {event.get('attempt')}/{event.get('max_retries')}: error " + (
+            f"{event.get('error')} (status {status})" if status else f"{event.get('error')}"
+        )
     for holder in (event, event.get("error"), event.get("item")):
         if isinstance(holder, dict):
             for key in ("message", "result"):
                 if isinstance(holder.get(key), str):
                     return holder[key]
+    # Claude Code's assistant message (its errors come as one): the text of its parts.
+    message = event.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):
+        texts = [
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        ]
+        return " ".join(texts) if texts else None
     return None

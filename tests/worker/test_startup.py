@@ -3,6 +3,7 @@
 The logs below were captured from the real programs run offline (Codex 0.169, Hermes 0.19 on
 Codex's app-server as kanban configures it, Claude Code 2.1.197), stdout and stderr together
 as a run's log holds them, shortened where they repeat; the e2e tests run Codex again.
+Claude Code was captured with a scratch install (npm's @anthropic-ai/claude-code 2.1.197).
 """
 
 from __future__ import annotations
@@ -174,6 +175,30 @@ model` to re-authenticate.
 """
 CLAUDE_NO_LOGIN = "Not logged in · Please run /login\n"
 CLAUDE_DEAD_SERVER = "API Error: Unable to connect to API (ConnectionRefused)\n"
+# The same with --output-format stream-json --verbose (events shortened: fewer tools, no usage).
+CLAUDE_NO_LOGIN_STREAM = """\
+{"type":"system","subtype":"init","cwd":"/tmp/repro/ws2","session_id":"56904866-6c12-4aa9-8054-\
+f2a3d72acc98","tools":["Task","Bash"],"mcp_servers":[],"model":"claude-opus-4-8[1m]"}
+{"type":"assistant","message":{"id":"5d79596e-6a26-4326-b469-056abfca2241","model":"<synthetic>",\
+"role":"assistant","stop_reason":"stop_sequence","type":"message","content":[{"type":"text",\
+"text":"Not logged in · Please run /login"}]}}
+{"type":"result","subtype":"success","is_error":true,"api_error_status":null,"duration_ms":187,\
+"num_turns":1,"result":"Not logged in · Please run /login","stop_reason":"stop_sequence"}
+"""
+CLAUDE_RETRYING_STREAM = """\
+{"type":"system","subtype":"init","cwd":"/tmp/repro/ws2","tools":["Task","Bash"]}
+{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":547.5929629\
+362779,"error_status":null,"error":"unknown","session_id":"4e450b86-343d-4aee-9a4a-4b992edcb98e"}
+{"type":"system","subtype":"api_retry","attempt":2,"max_retries":10,"retry_delay_ms":1179.512372\
+517813,"error_status":null,"error":"unknown","session_id":"4e450b86-343d-4aee-9a4a-4b992edcb98e"}
+"""
+CLAUDE_DEAD_SERVER_STREAM = (
+    CLAUDE_RETRYING_STREAM
+    + """\
+{"type":"result","subtype":"success","is_error":true,"api_error_status":null,"duration_ms":176431,\
+"num_turns":1,"result":"API Error: Unable to connect to API (ConnectionRefused)"}
+"""
+)
 
 URL = "url: http://127.0.0.1:43923/v1/responses"
 MISSING_BEARER = f"Missing bearer or basic authentication in header, {URL}"
@@ -238,6 +263,9 @@ MISSING_BEARER = f"Missing bearer or basic authentication in header, {URL}"
         ),
         (CLAUDE_NO_LOGIN, "Not logged in · Please run /login"),
         (CLAUDE_DEAD_SERVER, "API Error: Unable to connect to API (ConnectionRefused)"),
+        (CLAUDE_NO_LOGIN_STREAM, "Not logged in · Please run /login"),
+        (CLAUDE_RETRYING_STREAM, "API retry 2/10: error unknown"),
+        (CLAUDE_DEAD_SERVER_STREAM, "API Error: Unable to connect to API (ConnectionRefused)"),
     ],
 )
 def test_the_agents_own_error_is_found_in_what_it_printed(log: str, expected: str) -> None:
