@@ -26,7 +26,7 @@ export KANBAN_CLAUDE_BIN := $(abspath $(CLAUDE))
 # computes, so two workers on two cores take it from about 5.5 to about 4.3 minutes here.
 # TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
-test: venv tools
+test: venv tools browser
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
 demo: venv tools
@@ -54,6 +54,17 @@ soak: venv
 
 venv: $(VENV)/.installed
 tools: $(HERMES) $(CODEX) $(CLAUDE)
+
+# The web board's browser tests drive Debian's Chromium through Playwright (tests/web/):
+# installed here when it is missing, not on any later run. Playwright itself comes with the
+# test extra; its own browser download is never used (it cannot work on these machines).
+.PHONY: browser
+browser:
+	@[ -x /usr/bin/chromium ] || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	@[ -x /usr/bin/chromium ]
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
