@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from board import errors, ids, records, runs, states, tasks, views
+from board import errors, ids, records, runs, spending, states, tasks, views
 from orchestrator import config
 from orchestrator.cli import context
 from worker import usage
@@ -259,7 +259,8 @@ class Activities:
 @click.pass_context
 def watch(ctx, interval, show_all):
     """A live view of the board while a dispatcher runs (Ctrl-C to leave): under the board,
-    each running task's usage and last activity (its last command, tool call or message).
+    each running task's usage and last activity (its last command, tool call or message);
+    above it, the daily budget's notice when it stops new work.
 
     \b
     Example:
@@ -280,7 +281,12 @@ def watch(ctx, interval, show_all):
         found = tasks.list_tasks(db)
         objects = views.task_objects(db, found)
         running = [t for t in found if t.status == states.Status.RUNNING]
-        return render.board(objects, show_all=show_all, activity=activities.of(running))
+        return render.board(
+            objects,
+            show_all=show_all,
+            notice=spending.daily_notice(db),
+            activity=activities.of(running),
+        )
 
     with Live(frame(), console=context.console(), refresh_per_second=4, screen=False) as live:
         try:

@@ -16,7 +16,7 @@ from support.cli import KANBAN, kanban
 from support.waiting import wait_for
 from support.world import Kanban
 
-from board import runs, tasks
+from board import records, runs, spending, tasks
 from board.states import Outcome
 from orchestrator import render
 from orchestrator.cli import dispatch
@@ -262,8 +262,13 @@ def test_usage_is_a_few_characters(used: dict | None, shown: str) -> None:
     assert render.usage_text(used) == shown
 
 
-def test_watch_shows_a_running_tasks_activity(db: sqlite_utils.Database, tmp_path: Path) -> None:
-    task, _ = _codex_task(db, tmp_path / "run-1.log")
+def test_watch_shows_a_running_tasks_activity_usage_and_the_daily_notice(
+    db: sqlite_utils.Database, tmp_path: Path
+) -> None:
+    task, run_id = _codex_task(db, tmp_path / "run-1.log")
+    # What a dispatcher records: the run's usage, over the board's daily budget.
+    tasks.store_limits(db, tasks.Limits(daily_tokens=1000))
+    spending.record(db, run_id, records.Usage(input_tokens=1500), cost_source=None)
     shown = tmp_path / "watch.txt"
     # A terminal as far as rich can tell, so that it draws frames as they come.
     environ = {**os.environ, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}
@@ -281,7 +286,9 @@ def test_watch_shows_a_running_tasks_activity(db: sqlite_utils.Database, tmp_pat
             "the running task's activity",
             on_fail=lambda: shown.read_text(errors="replace"),
         )
-        assert f"t_{task}" in shown.read_text(errors="replace")
+        drawn = shown.read_text(errors="replace")
+        assert f"t_{task}" in drawn and "1.5k tok" in drawn
+        assert "the board's daily budget is spent (used 1,500 of 1,000 tokens today)" in drawn
         watcher.send_signal(signal.SIGINT)
         assert watcher.wait(timeout=20) == 0
     finally:
