@@ -82,12 +82,19 @@ def serve(ctx, host, port, open_browser, dispatch, new_token):
 
             webbrowser.open(where.url)
 
+    # SIGTERM as Ctrl-C: uvicorn stops serving and passes it on; the dispatcher child is
+    # stopped either way (`finally`), and the exit code says interrupted (130).
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
         server.run(application, where, on_ready=ready)
     finally:
         if child is not None and child.poll() is None:
             child.send_signal(signal.SIGTERM)  # it finishes its running work, then exits
             child.wait()
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _dispatcher(path: str) -> subprocess.Popen:
