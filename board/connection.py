@@ -18,6 +18,7 @@ import os
 import re
 import sqlite3
 import time
+import typing
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import errors, migrations, wake
+from board import errors, migrations, pg_schema, postgres, wake
 
 BUSY_TIMEOUT_MS = 30_000
 BUSY_TIMEOUT_ENV = "KANBAN_BUSY_TIMEOUT"  # seconds; tests and impatient scripts lower it
@@ -58,16 +59,28 @@ def resolve(path: str | os.PathLike[str] | None = None) -> Path:
     if _URL.match(text):
         # The URL is not repeated: it may carry a password.
         scheme = text.split(":", 1)[0].lower()
-        if scheme in ("postgres", "postgresql"):
-            raise errors.BoardError(
-                "PostgreSQL boards are not supported by this version; pass a file path "
-                "(--db or KANBAN_DB), e.g. ~/.kanban/board.db"
-            )
         raise errors.BoardError(
-            f"{scheme}:// locations are not supported: the board is a SQLite file; pass a "
-            "file path (--db or KANBAN_DB), e.g. ~/.kanban/board.db"
+            f"{scheme}:// locations are not supported: a board is a SQLite file or a "
+            "postgresql:// database; pass --db (or KANBAN_DB) e.g. ~/.kanban/board.db"
         )
     return Path(os.path.abspath(Path(text).expanduser()))
+
+
+def location(path: str | os.PathLike[str] | None = None) -> str:
+    """Where the board is, as every process is handed it: a PostgreSQL URL as given, a file
+    as an absolute path (`resolve`); `path` None: ``$KANBAN_DB``, else the default file."""
+    if path is None:
+        path = os.environ.get("KANBAN_DB") or None
+    if path is not None and postgres.is_url(os.fspath(path)):
+        return os.fspath(path)
+    return str(resolve(path))
+
+
+def is_postgres(db_or_location: object) -> bool:
+    """Is this board (a connection, or a location) on PostgreSQL?"""
+    if isinstance(db_or_location, str | os.PathLike):
+        return postgres.is_url(os.fspath(db_or_location))
+    return isinstance(getattr(db_or_location, "conn", None), postgres.Connection)
 
 
 def busy_timeout_ms() -> int:
@@ -102,7 +115,11 @@ def connect(
         db = connection.connect("/tmp/board.db")
         with connection.transaction(db) as tx:
             tx.execute("...")
+
+    `path` may be a ``postgresql://`` URL: the board is then that database (`postgres`).
     """
+    if path is not None and postgres.is_url(os.fspath(path)):
+        return _connect_postgres(os.fspath(path), create=create)
     target = resolve(path)
     if target.is_dir():
         raise errors.BoardError(f"{target} is a directory; pass --db the path of a board file")
@@ -150,6 +167,80 @@ def connect(
     return db
 
 
+class PostgresBoard:
+    """A board on PostgreSQL: what `connect` returns there, in place of a
+    `sqlite_utils.Database` (the board's modules use only its ``conn``)."""
+
+    def __init__(self, conn: postgres.Connection, url: str) -> None:
+        self.conn = conn
+        self.kanban_path = url
+
+
+def _connect_postgres(url: str, *, create: bool) -> sqlite_utils.Database:
+    conn = postgres.Connection(url)
+    try:
+        version = _pg_version(conn)
+        if version is None and not create:
+            raise errors.BoardNotFound(postgres.redacted(url))
+        if version is None or version < pg_schema.latest():
+            conn.execute("BEGIN")
+            try:
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (postgres.WRITE_LOCK,))
+                _pg_migrate(conn)  # re-reads the version under the lock
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            version = _pg_version(conn)
+        assert version is not None
+        if version > pg_schema.latest():
+            raise errors.BoardError(
+                f"{postgres.redacted(url)} was written by a newer kanban (schema {version}, "
+                f"this one knows {pg_schema.latest()}); upgrade kanban"
+            )
+    except BaseException:
+        conn.close()
+        raise
+    # The board's modules take a `sqlite_utils.Database` and use nothing of it but `conn`.
+    return typing.cast(sqlite_utils.Database, PostgresBoard(conn, url))
+
+
+def _pg_version(conn: postgres.Connection) -> int | None:
+    found = conn.execute("SELECT to_regclass('kanban_schema') IS NOT NULL").fetchone()
+    if not found or not found[0]:
+        return None
+    row = conn.execute("SELECT version FROM kanban_schema").fetchone()
+    return None if row is None else int(row[0])
+
+
+def _pg_migrate(conn: postgres.Connection) -> None:
+    version = _pg_version(conn)
+    if version is None:
+        conn.execute("CREATE TABLE kanban_schema (version BIGINT NOT NULL)")
+        for statement in pg_schema.base():
+            conn.execute(statement)
+        conn.execute("INSERT INTO kanban_schema (version) VALUES (?)", (pg_schema.BASE,))
+        version = pg_schema.BASE
+    for number in range(version + 1, pg_schema.latest() + 1):
+        for statement in pg_schema.LATER[number]():
+            conn.execute(statement)
+        conn.execute("UPDATE kanban_schema SET version = ?", (number,))
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    """The board's schema version (its migrations applied)."""
+    if is_postgres(db):
+        return _pg_version(db.conn) or 0  # type: ignore[arg-type]
+    return int(db.conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def local_day(db: sqlite_utils.Database, epoch: str) -> str:
+    """SQL for the local date (``YYYY-MM-DD``) of the epoch seconds `epoch` (a column)."""
+    if is_postgres(db):
+        return f"to_char(to_timestamp({epoch}), 'YYYY-MM-DD')"
+    return f"date({epoch}, 'unixepoch', 'localtime')"
+
+
 def path_of(db: sqlite_utils.Database) -> str:
     return db.kanban_path  # type: ignore[attr-defined]
 
@@ -159,7 +250,10 @@ def check_intact(db: sqlite_utils.Database) -> None:
 
     For the dispatcher, before its first write: on a damaged board it would otherwise fail at
     some later read, having written to the file meanwhile. (About 50 ms for 20,000 tasks.)
+    A PostgreSQL server checks its own pages: there, nothing to do.
     """
+    if is_postgres(db):
+        return
     try:
         verdict = [row[0] for row in db.conn.execute("PRAGMA quick_check(3)")]
     except sqlite3.Error as exc:
@@ -255,17 +349,30 @@ def transaction(db: sqlite_utils.Database, *, now: float | None = None) -> Itera
     commit that changed what dispatchers should do, wakes them (see `wake`).
     """
     conn: sqlite3.Connection = db.conn
+    on_postgres = isinstance(conn, postgres.Connection)
     if conn.in_transaction:
         raise RuntimeError("board transactions do not nest")
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        if on_postgres:
+            conn.execute("BEGIN")
+            # Writers one at a time, as BEGIN IMMEDIATE makes them on SQLite.
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (postgres.WRITE_LOCK,))
+        else:
+            conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
         raise _error(path_of(db), exc) from exc
+    except errors.BoardError:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     tx = Tx(conn, time.time() if now is None else now)
     try:
         yield tx
+        if tx.wake and on_postgres:
+            conn.execute(f"NOTIFY {postgres.CHANNEL}")  # delivered at commit, to every host
     except BaseException as exc:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
             raise _error(path_of(db), exc) from exc
         raise
@@ -275,7 +382,7 @@ def transaction(db: sqlite_utils.Database, *, now: float | None = None) -> Itera
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise _error(path_of(db), exc) from exc
-    if tx.wake:
+    if tx.wake and not on_postgres:
         wake.notify(conn)
 
 

@@ -11,25 +11,29 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from board import actors, errors, fencing, ids, transitions
+from board import actors, connection, errors, fencing, ids, transitions
 from board.connection import Tx, transaction
 
 
 def _reaches(tx: Tx, start: int, goal: int) -> bool:
     """Must `start` end before `goal` can? Following `blocks` edges, and child -> parent
     (a parent finishes only after its subtasks have ended). Visits each task at most once."""
-    return (
-        tx.value(
-            "WITH RECURSIVE reach(id) AS ("
-            "  SELECT ?"
-            "  UNION SELECT d.blocked_id FROM deps d JOIN reach ON d.blocker_id = reach.id"
-            "  UNION SELECT t.parent_id FROM tasks t JOIN reach ON t.id = reach.id"
-            "        WHERE t.parent_id IS NOT NULL"
-            ") SELECT 1 FROM reach WHERE id = ? LIMIT 1",
-            (start, goal),
-        )
-        is not None
+    # PostgreSQL allows one recursive term: the two kinds of step go into one lateral join.
+    steps = (
+        "  UNION SELECT step.id FROM reach, LATERAL ("
+        "    SELECT d.blocked_id AS id FROM deps d WHERE d.blocker_id = reach.id"
+        "    UNION ALL SELECT t.parent_id FROM tasks t"
+        "    WHERE t.id = reach.id AND t.parent_id IS NOT NULL) step"
+        if connection.is_postgres(tx)
+        else "  UNION SELECT d.blocked_id FROM deps d JOIN reach ON d.blocker_id = reach.id"
+        "  UNION SELECT t.parent_id FROM tasks t JOIN reach ON t.id = reach.id"
+        "        WHERE t.parent_id IS NOT NULL"
     )
+    found = tx.value(
+        f"WITH RECURSIVE reach(id) AS (SELECT ?{steps}) SELECT 1 FROM reach WHERE id = ? LIMIT 1",
+        (start, goal),
+    )
+    return found is not None
 
 
 def path_between(tx: Tx, start: int, goal: int) -> list[int] | None:

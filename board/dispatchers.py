@@ -61,7 +61,7 @@ def adopt(db: sqlite_utils.Database, run_id: int, new_owner: int, *, old_owner: 
     with transaction(db) as tx:
         cursor = tx.execute(
             "UPDATE runs SET dispatcher_id = ? WHERE id = ? AND ended_at IS NULL"
-            " AND dispatcher_id IS ?",
+            " AND dispatcher_id IS NOT DISTINCT FROM ?",
             (new_owner, run_id, old_owner),
         )
         return cursor.rowcount == 1

@@ -356,7 +356,7 @@ def settle(
                 reason += f"; last lines: {_last_lines(check.output)}"
         if refund:
             refunded = tx.value(
-                "SELECT count(*) FROM runs WHERE task_id = ? AND refunded", (run["task_id"],)
+                "SELECT count(*) FROM runs WHERE task_id = ? AND refunded = 1", (run["task_id"],)
             )
             if refunded >= MAX_REFUNDS:
                 refund = False
@@ -507,13 +507,14 @@ def _unintegrated_children(tx: Any, run: dict[str, Any]) -> bool:
 
     A resumed run merged every subtask that existed when it started; any other run merged none.
     """
-    created_since = run["started_at"] if run["kind"] == "resume" else None
-    return bool(
-        tx.value(
-            "SELECT 1 FROM tasks WHERE parent_id = ? AND (? IS NULL OR created_at >= ?) LIMIT 1",
-            (run["task_id"], created_since, created_since),
+    if run["kind"] != "resume":
+        found = tx.value("SELECT 1 FROM tasks WHERE parent_id = ? LIMIT 1", (run["task_id"],))
+    else:
+        found = tx.value(
+            "SELECT 1 FROM tasks WHERE parent_id = ? AND created_at >= ? LIMIT 1",
+            (run["task_id"], run["started_at"]),
         )
-    )
+    return bool(found)
 
 
 def next_retry_at(db: sqlite_utils.Database) -> float | None:

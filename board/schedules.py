@@ -97,8 +97,9 @@ def fire(
         if not claimed:
             return batches.Submitted(None, False, {})
         tx.execute(
-            "UPDATE schedules SET last_fire_at = max(coalesce(last_fire_at, 0), ?) WHERE name = ?",
-            (fire_at, name),
+            "UPDATE schedules SET last_fire_at = CASE WHEN coalesce(last_fire_at, 0) > ?"
+            " THEN last_fire_at ELSE ? END WHERE name = ?",
+            (fire_at, fire_at, name),
         )
         if error is not None or not entries:
             return batches.Submitted(None, False, {})

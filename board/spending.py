@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlite_utils
 
-from board import errors, ids
+from board import connection, errors, ids
 from board.connection import Tx, rows
 from board.records import Budget, Usage
 
@@ -233,7 +233,7 @@ GROUPINGS = {
     "batch": "t.batch_id",
     "runtime": "t.runtime",
     "model": "r.model",
-    "day": "date(r.started_at, 'unixepoch', 'localtime')",
+    "day": "r.started_at",  # grouped by its local day (`connection.local_day`)
 }
 
 
@@ -246,7 +246,7 @@ def report(
         raise errors.InvalidInput(
             f"cannot group usage by {by!r}; use one of: {', '.join(GROUPINGS)}"
         )
-    key = GROUPINGS[by]
+    key = connection.local_day(db, GROUPINGS[by]) if by == "day" else GROUPINGS[by]
     sums = SUMS.replace("sum(", "sum(r.").replace("max(model)", "max(r.model)")
     found = rows(
         db.conn,

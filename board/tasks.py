@@ -694,10 +694,10 @@ def record_landed(
             raise errors.InvalidInput(f"{ids.format(task_id)} is {task['status']}, not done")
         tx.execute(
             "UPDATE tasks SET landed_sha = coalesce(?, landed_sha),"
-            " landed_at = CASE WHEN ? IS NULL THEN landed_at ELSE ? END,"
+            " landed_at = coalesce(?, landed_at),"
             " landed_from = coalesce(?, landed_from),"
             " pr_url = coalesce(?, pr_url), updated_at = ? WHERE id = ?",
-            (sha, sha, tx.now, source, pr_url, tx.now, task_id),
+            (sha, tx.now if sha is not None else None, source, pr_url, tx.now, task_id),
         )
         kind = "landed" if sha else "pull_request"
         transitions.event(

@@ -228,7 +228,8 @@ def test_completing_a_blocker_touches_only_its_dependents(tmp_path: Path) -> Non
     assert counts[0] == counts[1]  # the work does not grow with the rest of the board
 
 
-def test_the_dependents_query_looks_edges_up_by_blocker(db: sqlite_utils.Database) -> None:
+def test_the_dependents_query_looks_edges_up_by_blocker(sqlite_db: sqlite_utils.Database) -> None:
+    db = sqlite_db  # SQLite's planner
     plan = [
         row[3]
         for row in db.conn.execute(

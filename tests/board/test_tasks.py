@@ -465,8 +465,9 @@ def test_show_adds_runs_events_comments_and_subtasks(db: sqlite_utils.Database) 
 
 
 def test_listing_the_ready_queue_walks_its_index_instead_of_sorting(
-    db: sqlite_utils.Database,
+    sqlite_db: sqlite_utils.Database,
 ) -> None:
+    db = sqlite_db  # SQLite's planner
     for priority in (0, 2, 1):
         new(db, priority=priority)
     seen: list[str] = []
