@@ -92,7 +92,7 @@ def test_the_schema_refuses_a_second_unended_run_of_a_task(db: sqlite_utils.Data
     task_id = new(db)
     claim(db, task_id)
 
-    with pytest.raises((sqlite3.IntegrityError, errors.BoardError), match="UNIQUE|duplicate key"):
+    with pytest.raises((sqlite3.IntegrityError, errors.BoardError), match=r"UNIQUE|duplicate key"):
         db.conn.execute(
             "INSERT INTO runs (task_id, attempt, kind, token_hash, started_at)"
             " VALUES (?, 2, 'retry', 'x', 0)",
