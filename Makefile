@@ -26,7 +26,7 @@ export KANBAN_CLAUDE_BIN := $(abspath $(CLAUDE))
 # computes, so two workers on two cores take it from about 5.5 to about 4.3 minutes here.
 # TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
-test: venv tools browser
+test: venv tools postgres browser
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
 demo: venv tools
@@ -54,6 +54,19 @@ soak: venv
 
 venv: $(VENV)/.installed
 tools: $(HERMES) $(CODEX) $(CLAUDE)
+
+# The board's tests start a real PostgreSQL server of their own (testing/postgres.py), from
+# Debian's packages: installed here when no initdb is found, not on any later run.
+.PHONY: postgres
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			postgresql-15 || \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			postgresql; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null
 
 # The web board's browser tests drive Debian's Chromium through Playwright (tests/web/):
 # installed here when it is missing, not on any later run. Playwright itself comes with the

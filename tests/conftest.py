@@ -5,12 +5,14 @@ Helpers live in tests/support/ and are imported like any module; never from a co
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlite_utils
+import support.postgres
 
 from board import connection
 
@@ -58,3 +60,22 @@ def db(db_path: Path) -> Iterator[sqlite_utils.Database]:
     database = connection.connect(db_path)
     yield database
     database.conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[support.postgres.Server]:
+    """A real PostgreSQL server for the session (each xdist worker its own), started the first
+    time a test asks for it, stopped at the end. No PostgreSQL fails the test, never skips it."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(support.postgres.server())
+        except support.postgres.PostgresUnavailable as exc:
+            pytest.fail(f"no PostgreSQL for the tests: {exc}", pytrace=False)
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: support.postgres.Server) -> Iterator[str]:
+    """The URL of a new, empty database of the test's own on the session's server."""
+    with support.postgres.database(postgres) as url:
+        yield url
