@@ -84,7 +84,9 @@ def create(db: sqlite_utils.Database, fields: Mapping[str, Any]) -> dict[str, An
         command = None
     runtime, options = command_runtime.task_runtime(runtime, command, option="command")
     repo, base = _text(fields, "repo"), _text(fields, "base")
-    parent = _text(fields, "parent") if isinstance(fields.get("parent"), str) else None
+    parent = fields.get("parent")
+    if isinstance(parent, str) and not parent.strip():
+        parent = None
     base_ref = base_branch = None
     if repo is not None:
         repo = str(git.open_repo(Path(repo).expanduser()).path)
@@ -106,7 +108,7 @@ def create(db: sqlite_utils.Database, fields: Mapping[str, Any]) -> dict[str, An
         max_attempts=_number(fields, "max_attempts", int, 3),
         timeout=_number(fields, "timeout", float, None),
         after=_ids(fields.get("after")),
-        parent=task_id(parent) if parent else None,
+        parent=task_id(parent) if parent is not None else None,
         budget=tasks.NO_BUDGET if budget is None else budget,
     )
     return views.task_object(db, tasks.create(db, spec))

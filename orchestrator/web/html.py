@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from board import states
 from board.states import Status
 
 STATIC = Path(__file__).parent / "static"
@@ -254,12 +253,12 @@ def _dl(items: Iterable[tuple[str, object]]) -> str:
     return f'<dl class="fields">{rows}</dl>'
 
 
-def _duration(run: Mapping[str, Any], started: float | None, ended: float | None) -> str:
+def _duration(started: float | None, ended: float | None) -> str:
     if started is None:
         return ""
-    seconds = (ended or started) - started
     if ended is None:
         return "running"
+    seconds = ended - started
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
@@ -302,7 +301,7 @@ def task_live(obj: Mapping[str, Any], run_times: Mapping[int, tuple[float, float
         "<tr>"
         f"<td>#{run['id']}</td><td>{run['attempt']} ({e(run['kind'])})</td>"
         f"<td>{e(run['outcome'] or 'live')}</td>"
-        f"<td>{e(_duration(run, *run_times.get(run['id'], (None, None))))}</td>"
+        f"<td>{e(_duration(*run_times.get(run['id'], (None, None))))}</td>"
         f"<td>{e(_exit(run))}</td><td>{e(brief_usage(run['usage']))}</td>"
         f"<td>{e(run['reason'] or '')}</td>"
         f'<td><a href="/tasks/{e(obj["id"])}/log?run={run["id"]}">log</a></td>'
@@ -541,7 +540,3 @@ def refusal(status: int, message: str) -> str:
         csrf=None,
         page="error",
     )
-
-
-def ended(status: str) -> bool:
-    return status in states.ENDED
