@@ -268,3 +268,22 @@ def test_a_server_on_another_address_needs_its_token(tmp_path: Path) -> None:
         assert request(local + "/api/board", headers=bearer).status == 200
     finally:
         restarted.close()
+
+
+def test_batches_and_schedules_have_their_pages(served: Served, tmp_path: Path) -> None:
+    batch = tmp_path / "nightly.toml"
+    batch.write_text(
+        'name = "nightly"\n[tasks.check]\ntitle = "Check <it>"\nruntime = "command"\n'
+        'command = "true"\n'
+    )
+    kanban("schedule", "add", "nightly", "--cron", "0 3 * * *", str(batch), env=served.env)
+    kanban("schedule", "run-now", "nightly", env=served.env)
+
+    listed = json.loads(kanban("schedule", "list", "--json", env=served.env).stdout)
+    assert served.get("/api/schedules").json() == listed
+    schedules = served.get("/schedules").text
+    assert "nightly" in schedules and "0 3 * * *" in schedules
+    batches = served.get("/api/batches").json()
+    assert batches[0]["name"] == "nightly (run-now)" and batches[0]["counts"] == {"ready": 1}
+    page = served.get("/batches").text
+    assert "nightly (run-now)" in page and "ready 1" in page
