@@ -51,8 +51,15 @@ class Cursor:
         return cls(events, comments)
 
 
-def data_version(db: sqlite_utils.Database) -> int:
-    """A number that changes whenever another connection commits to the board."""
+def data_version(db: sqlite_utils.Database) -> int | str:
+    """A value that changes whenever another connection commits to the board.
+
+    SQLite answers from its shared memory in microseconds. Another engine gives the newest
+    event and comment ids instead (two index lookups): they move with every change a page
+    shows, if not with a heartbeat.
+    """
+    if not isinstance(db.conn, sqlite3.Connection):
+        return cursor(db).label
     try:
         return int(db.conn.execute("PRAGMA data_version").fetchone()[0])
     except sqlite3.Error:
