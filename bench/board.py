@@ -24,7 +24,16 @@ task itself and also settles the run (a third transaction) after the worker's co
 
 Only SQLite opens our board files (../shared/benchmarking.md, trap 1).
 
-Run on demand: ``.venv/bin/python -m bench.board [--reps 3] [--scale 1.0] [--only a,b]``.
+``--engine postgresql`` runs ours on PostgreSQL instead, ``--engine both`` on both side by
+side (the default, ``sqlite``, only on SQLite). The server is a real one started for the run
+(testing/postgres.py) with its data beside the SQLite files, on the same disk, a fresh
+database for each fresh board file. Its durability is the one ours has on SQLite
+(``synchronous=NORMAL`` in WAL mode: a commit survives the process, not necessarily the
+machine, and nothing is corrupted): PostgreSQL's defaults with ``synchronous_commit=off``.
+Drivers get the board's URL without its password, which they read from ``PGPASSWORD``.
+
+Run on demand: ``.venv/bin/python -m bench.board [--reps 3] [--scale 1.0] [--only a,b]
+[--engine sqlite|postgresql|both]``.
 Needs `make tools` for the Hermes column (left empty when Hermes is not installed).
 """
 
@@ -33,6 +42,7 @@ Needs `make tools` for the Hermes column (left empty when Hermes is not installe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -64,6 +74,14 @@ PUBLISHED = {  # Hermes 0.19 on this machine, ../shared/benchmarking.md
 }
 
 
+# Ours on PostgreSQL: the server's settings beyond PostgreSQL's defaults (see above).
+PG_SETTINGS = {"synchronous_commit": "off"}
+
+
+def on_postgres(path: str) -> bool:
+    return path.startswith(("postgresql://", "postgres://"))
+
+
 # Adapters: the same operations on each board. They run inside driver processes only.
 
 
@@ -84,6 +102,10 @@ class Ours:
         self.db = connection.connect(path)
 
     def fast(self, on: bool) -> None:
+        if on_postgres(self.path):  # commits never wait for the disk there (PG_SETTINGS)
+            if not on:  # the first timed write must not pay for flushing the fill's log
+                pg_execute(self.path, "CHECKPOINT")
+            return
         self.db.conn.execute(f"PRAGMA synchronous = {'OFF' if on else 'NORMAL'}")
         if not on:  # the first timed write must not pay for flushing the fill's log
             self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -190,7 +212,38 @@ class Hermes:
         return (argv[0], int(argv[1]), "", None)
 
 
-ADAPTERS = {"ours": Ours, "hermes": Hermes}
+ADAPTERS = {"ours": Ours, "ours-pg": Ours, "hermes": Hermes}
+
+
+def pg_execute(url: str, *statements: str) -> list[Any]:
+    """Run `statements` on their own connection (autocommit); the last one's rows, if any."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows: list[Any] = []
+        for statement in statements:
+            cursor = conn.execute(statement)
+            rows = cursor.fetchall() if cursor.description else []
+        return rows
+
+
+def pg_integrity(url: str) -> str:
+    """PostgreSQL's counterpart of ``PRAGMA integrity_check``: amcheck on every B-tree index
+    of the board (each index against its table's rows); "ok" or the first error."""
+    import psycopg
+
+    try:
+        pg_execute(
+            url,
+            "CREATE EXTENSION IF NOT EXISTS amcheck",
+            "SELECT bt_index_check(i.indexrelid, true) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE a.amname = 'btree' AND n.nspname = 'public'",
+        )
+    except psycopg.Error as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
 
 
 # Scenarios: each returns one repetition's figures. They run inside driver processes only.
@@ -248,13 +301,16 @@ def s_hb32(board: Any, n: int, kind: str, path: str) -> dict:
     latencies = sorted(x for r in results for x in r["latencies"])
     ok = sum(r["ok"] for r in results)
     span = max(r["end"] for r in results) - min(r["start"] for r in results)
-    check = sqlite3.connect(path)
-    try:
-        integrity = check.execute("PRAGMA integrity_check").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        integrity = f"{type(exc).__name__}: {exc}"
-    finally:
-        check.close()
+    if on_postgres(path):
+        integrity = pg_integrity(path)
+    else:
+        check = sqlite3.connect(path)
+        try:
+            integrity = check.execute("PRAGMA integrity_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            integrity = f"{type(exc).__name__}: {exc}"
+        finally:
+            check.close()
     return {
         "hb32 total": ok / span,
         "hb32 p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
@@ -345,22 +401,35 @@ def driver(kind: str, scenario: str, path: str, params: dict) -> dict:
 # The runner: starts drivers, alternates implementations, prints the table.
 
 
+# Which of ours each --engine measures: "ours" is the board on SQLite, "ours-pg" on PostgreSQL.
+ENGINES = {"sqlite": ["ours"], "postgresql": ["ours-pg"], "both": ["ours", "ours-pg"]}
+
+
 class Runner:
-    def __init__(self, workdir: Path, with_hermes: bool) -> None:
+    def __init__(
+        self, workdir: Path, with_hermes: bool, ours: list[str], pg: Any | None = None
+    ) -> None:
         self.workdir = workdir
-        self.kinds = ["ours", "hermes"] if with_hermes else ["ours"]
+        self.kinds = [*ours, "hermes"] if with_hermes else list(ours)
         self.count = 0
+        self.pg = pg  # a testing.postgres.Server when one of ours is on PostgreSQL
 
     def fresh(self, kind: str) -> str:
         self.count += 1
+        if kind == "ours-pg":
+            name = f"board_{self.count:03d}"
+            self.pg.create_database(name)
+            return self.pg.url(name, password=False)
         folder = self.workdir / f"{self.count:03d}-{kind}"
         folder.mkdir()
         return str(folder / ("board.db" if kind == "ours" else "kanban.db"))
 
     def run(self, kind: str, scenario: str, path: str, params: dict) -> dict:
-        folder = Path(path).parent
         environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if kind == "ours-pg":
+            environment["PGPASSWORD"] = self.pg.password
         if kind == "hermes":
+            folder = Path(path).parent
             environment.update(
                 HERMES_HOME=str(folder / "hermes-home"),
                 HERMES_KANBAN_HOME=str(folder / "kanban-home"),
@@ -405,6 +474,21 @@ def physical_floor(workdir: Path) -> dict[str, float]:
         floor[mode] = (time.perf_counter() - started) / n * 1000
         conn.close()
     return floor
+
+
+def pg_floor(url: str) -> float:
+    """One autocommit insert over TCP on the benchmark's PostgreSQL, in ms."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE floor (x int)")
+        n = 500
+        started = time.perf_counter()
+        for _ in range(n):
+            conn.execute("INSERT INTO floor VALUES (1)")
+        elapsed = (time.perf_counter() - started) / n * 1000
+        conn.execute("DROP TABLE floor")
+    return elapsed
 
 
 ROWS = [  # (key, label, unit, higher is better)
@@ -454,8 +538,17 @@ def main() -> int:
         "--only", default="", help="comma-separated: create,drain,heartbeat,hb32,ready50,chain,show"
     )
     parser.add_argument("--dir", default=None, help="where the temporary boards go")
-    parser.add_argument("--keep", action="store_true", help="keep the boards afterwards")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the board files afterwards (not PostgreSQL's)"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=sorted(ENGINES),
+        default="sqlite",
+        help="which engine ours runs on; both: side by side, a PostgreSQL column beside SQLite's",
+    )
     args = parser.parse_args()
+    ours = ENGINES[args.engine]
     only = set(filter(None, args.only.split(",")))
     wanted = lambda name: not only or name in only  # noqa: E731
     size = lambda n: max(int(n * args.scale), 60)  # noqa: E731
@@ -464,8 +557,20 @@ def main() -> int:
         print("Hermes is not installed (make tools): measuring ours only", file=sys.stderr)
 
     workdir = Path(tempfile.mkdtemp(prefix="kanban-bench-board-", dir=args.dir))
-    runner = Runner(workdir, with_hermes)
-    figures: dict[str, dict[str, list]] = {kind: {} for kind in ("ours", "hermes")}
+    stack = contextlib.ExitStack()
+    pg = None
+    if "ours-pg" in ours:
+        from testing import postgres
+
+        workdir.chmod(0o711)  # the server may run as another user (root's is kanban-pg)
+        try:  # its data beside the SQLite files: the same disk
+            pg = stack.enter_context(postgres.server(settings=PG_SETTINGS, directory=workdir))
+        except postgres.PostgresUnavailable as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"Error: {exc}", file=sys.stderr)
+            return 1
+    runner = Runner(workdir, with_hermes, ours, pg)
+    figures: dict[str, dict[str, list]] = {kind: {} for kind in (*ours, "hermes")}
 
     def collect(found: dict[str, list[dict]]) -> None:
         for kind, reps in found.items():
@@ -475,6 +580,9 @@ def main() -> int:
 
     try:
         floor = physical_floor(workdir)
+        if pg is not None:
+            pg.create_database("floor")
+            floor["PostgreSQL"] = pg_floor(pg.url("floor"))
         plan = [
             ("create", args.reps, {"n": size(10_000)}),
             ("drain", args.reps, {"n": size(10_000)}),
@@ -504,6 +612,7 @@ def main() -> int:
                             params["target"] = built["target"]
                         collect({kind: [runner.run(kind, scenario, path, params)]})
     finally:
+        stack.close()  # stops PostgreSQL, removes its directory
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -513,20 +622,38 @@ def main() -> int:
     )
     print(
         f"SQLite floor here: one WAL autocommit insert {floor['NORMAL']:.3f} ms with "
-        f"synchronous=NORMAL (ours), {floor['FULL']:.3f} ms with FULL (Hermes)\n"
+        f"synchronous=NORMAL (ours), {floor['FULL']:.3f} ms with FULL (Hermes)"
+        + ("\n" if pg is None else "")
     )
-    header = ("scenario", "ours", "Hermes", "ours vs Hermes", "Hermes published")
+    if pg is not None:
+        print(
+            f"PostgreSQL floor here: one autocommit insert over TCP "
+            f"{floor['PostgreSQL']:.3f} ms with synchronous_commit=off (ours)\n"
+        )
+    name = {"ours": "ours", "ours-pg": "ours (PostgreSQL)", "hermes": "Hermes"}
+    if len(ours) > 1:
+        name["ours"] = "ours (SQLite)"
+    # (column title, compared kind, baseline kind): every speed claim is a ratio against a
+    # baseline measured in the same run.
+    ratios = [(f"{name[kind]} vs Hermes", kind, "hermes") for kind in ours]
+    if len(ours) > 1:
+        ratios.append(("PostgreSQL vs SQLite", "ours-pg", "ours"))
+    header = (
+        "scenario",
+        *(name[kind] for kind in (*ours, "hermes")),
+        *(title for title, _, _ in ratios),
+        "Hermes published",
+    )
     table = [header]
     for key, label, unit, higher in ROWS:
-        ours, hermes = figures["ours"].get(key, []), figures["hermes"].get(key, [])
-        if not ours and not hermes:
+        values = {kind: figures[kind].get(key, []) for kind in (*ours, "hermes")}
+        if not any(values.values()):
             continue
         table.append(
             (
                 label,
-                summary(ours, unit),
-                summary(hermes, unit),
-                ratio(ours, hermes, higher) if unit else "",
+                *(summary(found, unit) for found in values.values()),
+                *(ratio(values[a], values[b], higher) if unit else "" for _, a, b in ratios),
                 PUBLISHED.get(key, ""),
             )
         )
@@ -535,10 +662,11 @@ def main() -> int:
         print(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
         if number == 0:
             print("-+-".join("-" * width for width in widths))
-    for kind in ("ours", "hermes"):
+    for kind in (*ours, "hermes"):
         checks = figures[kind].get("hb32 integrity", [])
         if checks:
-            print(f"\n{kind}: integrity_check after the 32-process runs: {checks}")
+            check = "amcheck" if kind == "ours-pg" else "integrity_check"
+            print(f"\n{kind}: {check} after the 32-process runs: {checks}")
         messages = sorted({m for ms in figures[kind].get("hb32 messages", []) for m in ms})
         if messages:
             print(f"{kind}: heartbeat errors: {messages}")
