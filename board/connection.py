@@ -13,9 +13,11 @@ POSIX locks for the whole process (../shared/benchmarking.md, trap 1).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
+import secrets
 import sqlite3
 import time
 import typing
@@ -66,14 +68,33 @@ def resolve(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.path.abspath(Path(text).expanduser()))
 
 
+ENV_REFERENCE = "env:KANBAN_DB"  # `--db` for a process that finds the board in its environment
+
+
 def location(path: str | os.PathLike[str] | None = None) -> str:
-    """Where the board is, as every process is handed it: a PostgreSQL URL as given, a file
-    as an absolute path (`resolve`); `path` None: ``$KANBAN_DB``, else the default file."""
+    """Where the board is: a PostgreSQL URL as given, a file as an absolute path (`resolve`).
+
+    `path` None: ``$KANBAN_DB``, else the default file. ``env:KANBAN_DB`` (`ENV_REFERENCE`):
+    the variable's value, for processes kanban starts on a PostgreSQL board (`handed`).
+    """
+    if path is not None and os.fspath(path) == ENV_REFERENCE:
+        path = os.environ.get("KANBAN_DB") or ""
+        if not path:
+            raise errors.BoardError(f"--db {ENV_REFERENCE} but $KANBAN_DB is not set")
     if path is None:
         path = os.environ.get("KANBAN_DB") or None
     if path is not None and postgres.is_url(os.fspath(path)):
         return os.fspath(path)
     return str(resolve(path))
+
+
+def handed(where: str) -> tuple[str, dict[str, str]]:
+    """How to hand the board at `where` to a process kanban starts: its ``--db`` argument and
+    what to add to its environment. A PostgreSQL URL (it may hold a password) goes in the
+    environment, never on a command line, where every local user could read it."""
+    if postgres.is_url(where):
+        return ENV_REFERENCE, {"KANBAN_DB": where}
+    return where, {}
 
 
 def is_postgres(db_or_location: object) -> bool:
@@ -118,9 +139,10 @@ def connect(
 
     `path` may be a ``postgresql://`` URL: the board is then that database (`postgres`).
     """
-    if path is not None and postgres.is_url(os.fspath(path)):
-        return _connect_postgres(os.fspath(path), create=create)
-    target = resolve(path)
+    where = location(path)
+    if postgres.is_url(where):
+        return _connect_postgres(where, create=create)
+    target = Path(where)
     if target.is_dir():
         raise errors.BoardError(f"{target} is a directory; pass --db the path of a board file")
     if not create and not target.exists():
@@ -220,6 +242,11 @@ def _pg_migrate(conn: postgres.Connection) -> None:
         for statement in pg_schema.base():
             conn.execute(statement)
         conn.execute("INSERT INTO kanban_schema (version) VALUES (?)", (pg_schema.BASE,))
+        # The board's own id, as SQLite's m004 makes it (`identity`).
+        conn.execute(
+            "INSERT INTO settings (key, value, updated_at) VALUES ('board_id', ?, 0)",
+            (json.dumps(secrets.token_hex(4)),),
+        )
         version = pg_schema.BASE
     for number in range(version + 1, pg_schema.latest() + 1):
         for statement in pg_schema.LATER[number]():

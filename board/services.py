@@ -1,4 +1,4 @@
-"""Long-lived processes that serve a board: its MCP tool server (one per board).
+"""Long-lived processes that serve a board: its MCP tool server (one per board and host).
 
 The server records where it listens when it starts; dispatchers read it to hand workers its
 URL, and start (or restart) it when it is gone. Only the board's settings hold it.
@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 
 import sqlite_utils
 
 from board.connection import rows, transaction
 
-_KEY = "tool_server"
+
+def _key() -> str:
+    """One server per board and host: workers reach it on 127.0.0.1 (several hosts may share
+    a PostgreSQL board, each with its own dispatchers, workers and server)."""
+    return f"tool_server@{socket.gethostname()}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -27,7 +32,7 @@ class ToolServer:
 
 def tool_server(db: sqlite_utils.Database) -> ToolServer | None:
     """Where the board's tool server said it listens (it may have died since)."""
-    found = rows(db.conn, "SELECT value FROM settings WHERE key = ?", (_KEY,))
+    found = rows(db.conn, "SELECT value FROM settings WHERE key = ?", (_key(),))
     if not found:
         return None
     try:
@@ -42,5 +47,5 @@ def record_tool_server(db: sqlite_utils.Database, server: ToolServer) -> None:
             "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
             " updated_at = excluded.updated_at",
-            (_KEY, json.dumps(dataclasses.asdict(server)), tx.now),
+            (_key(), json.dumps(dataclasses.asdict(server)), tx.now),
         )

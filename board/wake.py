@@ -45,3 +45,46 @@ def notify(conn: sqlite3.Connection) -> None:
             _sock.sendto(b"!", address(name))
         except OSError:
             pass  # gone, or its queue is full: it will wake up anyway
+
+
+class Listener:
+    """A PostgreSQL board's wake-ups: ``LISTEN`` on a connection of its own.
+
+    `transaction` sends ``NOTIFY`` with every commit that should wake dispatchers; the server
+    delivers it to every listening connection, on every host. Wait for `fileno` to become
+    readable, then `drain`. A lost connection is opened again (`drain` returns True then: a
+    wake-up may have been missed, so look at the board).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._open()
+
+    def _open(self) -> None:
+        import psycopg
+
+        from board import postgres
+
+        self.raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        self.raw.execute(f"LISTEN {postgres.CHANNEL}")
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def drain(self) -> bool:
+        """Read what arrived; True if it holds a wake-up."""
+        import psycopg
+
+        try:
+            return bool(list(self.raw.notifies(timeout=0)))
+        except psycopg.OperationalError:
+            self.raw.close()
+            self._open()
+            return True
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def listener(url: str) -> Listener:
+    return Listener(url)

@@ -34,9 +34,11 @@ class Board:
         connection.check_intact(self.db)  # before the dispatcher writes anything
         self.path = connection.path_of(self.db)
         self.id = identity.board_id(self.db)
+        self.on_postgres = connection.is_postgres(self.db)
         # What the file at `path` was when we opened it: a board replaced or removed under us
-        # must stop the dispatcher, not split the work between two files.
-        self.file = identity.file_identity(self.path)
+        # must stop the dispatcher, not split the work between two files. (A PostgreSQL board
+        # is a database, not a file anyone can replace under us.)
+        self.file = None if self.on_postgres else identity.file_identity(self.path)
         self._limiter = anyio.CapacityLimiter(1)
         self.on_busy: Callable[[str], None] = lambda message: None
 
@@ -59,7 +61,8 @@ class Board:
 
     def check_same_file(self) -> None:
         """Raise `errors.BoardReplaced` if the board's file was removed or replaced."""
-        identity.check_same(self.path, self.file)
+        if not self.on_postgres:
+            identity.check_same(self.path, self.file)
 
     def close(self) -> None:
         """Close the connection, unless the file at our path is no longer our board.
@@ -68,5 +71,5 @@ class Board:
         name*: after a replacement those names may belong to the new board's live files.
         Leaving ours open until the process exits releases our locks and deletes nothing.
         """
-        if identity.file_identity(self.path) == self.file:
+        if self.on_postgres or identity.file_identity(self.path) == self.file:
             self.db.conn.close()

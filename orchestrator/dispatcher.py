@@ -27,6 +27,7 @@ import anyio.abc
 import sqlite_utils
 
 from board import dispatchers, errors, ids, records, runs, spending, tasks, wake
+from board.wake import Listener
 from orchestrator import boardio, config, notify, processes, schedules, supervisor
 from worker import scope
 
@@ -70,7 +71,10 @@ class Dispatcher:
 
     async def run(self) -> int:
         """Run until stopped (or idle with `until_idle`); returns the exit code."""
-        sock, address = _wake_socket()
+        # Woken by a datagram from any process on this host, or (a PostgreSQL board, shared
+        # by hosts) by the database's NOTIFY, from any host.
+        sock, address = (None, None) if self.board.on_postgres else _wake_socket()
+        listener = wake.listener(self.board.path) if self.board.on_postgres else None
         me = os.getpid()
         self.id = await self.board.call(
             dispatchers.register,
@@ -80,7 +84,11 @@ class Dispatcher:
             wake_address=address,
         )
         await self.board.call(tasks.store_limits, self.settings.limits)
-        logs_dir = self.settings.logs_dir or Path(self.board.path).parent / "logs"
+        logs_dir = self.settings.logs_dir or (
+            Path.home() / ".kanban" / "logs"
+            if self.board.on_postgres
+            else Path(self.board.path).parent / "logs"
+        )
         self.supervisor = supervisor.Supervisor(
             self.board,
             self.settings,
@@ -97,6 +105,8 @@ class Dispatcher:
             async with anyio.create_task_group() as group:
                 if sock is not None:
                     group.start_soon(self._listen, sock)
+                if listener is not None:
+                    group.start_soon(self._listen_to_database, listener)
                 group.start_soon(self._signals, group)
                 group.start_soon(self._reaper, group)
                 group.start_soon(notify.run, self)
@@ -114,6 +124,8 @@ class Dispatcher:
                 await anyio.to_thread.run_sync(dispatchers.unregister, self.board.db, self.id)
             if sock is not None:
                 sock.close()
+            if listener is not None:
+                listener.close()
             self.board.close()
         # Interrupted: running work was stopped (and will be retried), not finished.
         return 130 if self.supervisor.stopping_workers else 0
@@ -189,16 +201,25 @@ class Dispatcher:
 
     # -- wake-ups, signals, orphans -------------------------------------------------------
 
+    async def _listen_to_database(self, listener: Listener) -> None:
+        while True:
+            await anyio.wait_readable(listener.fileno())
+            if listener.drain():
+                self._woken()
+
+    def _woken(self) -> None:
+        self.wake()
+        self._board_changed.set()
+        if self.supervisor is not None:
+            self.supervisor.poke_all()  # a cancel or a report may concern a worker
+
     async def _listen(self, sock: socket.socket) -> None:
         while True:
             await anyio.wait_readable(sock)
             with contextlib.suppress(BlockingIOError):
                 while True:
                     sock.recv(64)
-            self.wake()
-            self._board_changed.set()
-            if self.supervisor is not None:
-                self.supervisor.poke_all()  # a cancel or a report may concern a worker
+            self._woken()
 
     async def _signals(self, group: anyio.abc.TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -24,7 +24,19 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from board import actors, errors, fencing, ids, records, runs, services, spending, tasks, views
+from board import (
+    actors,
+    connection,
+    errors,
+    fencing,
+    ids,
+    records,
+    runs,
+    services,
+    spending,
+    tasks,
+    views,
+)
 from board.states import Outcome, Status
 from orchestrator import (
     boardio,
@@ -418,12 +430,14 @@ class Supervisor:
         watched.reading.skip_to_end()  # the setup's output is not the agent's
         assert watched.lock_path is not None
         lock_fd = processes.take_run_lock(watched.lock_path)
+        db_arg, db_env = connection.handed(self.board.path)
+        environ.update(db_env)
         argv = [
             sys.executable,
             "-m",
             "worker.shim",
             "--db",
-            self.board.path,
+            db_arg,
             "--run",
             str(run_id),
             "--cwd",
@@ -803,7 +817,7 @@ class Supervisor:
                 commit_error = str(exc)
         tail = await anyio.to_thread.run_sync(log_tail, watched.log_path)
         last = watched.reading.meter.activity() if watched.reading is not None else None
-        if last:
+        if last and watched.runtime is not None and watched.runtime.reports:
             # What the agent did last, as its meter read it: Hermes prints nothing of a model
             # that refused it after its message, but Codex's record of the turn has the error.
             tail = f"{tail}\n{last}"

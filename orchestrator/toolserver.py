@@ -75,13 +75,14 @@ def _start(
     db: sqlite_utils.Database, db_path: str, *, port: int, log: Path, idle_exit: float
 ) -> services.ToolServer:
     before = services.tool_server(db)
+    db_arg, db_env = connection.handed(db_path)
     argv = [
         sys.executable,
         "-P",  # never the working directory's `worker` package
         "-m",
         "worker.mcp_server.http",
         "--db",
-        db_path,
+        db_arg,
         "--port",
         str(port),
         "--idle-exit",
@@ -96,6 +97,7 @@ def _start(
             stderr=out,
             start_new_session=True,  # not in the dispatcher's process group: it outlives it
             close_fds=True,
+            env={**os.environ, **db_env},
             cwd="/",
         )
     deadline = time.monotonic() + START_TIMEOUT

@@ -20,6 +20,12 @@ LAST_OUTCOME = "KANBAN_LAST_OUTCOME"
 PORT = "KANBAN_PORT"
 PORTS = "KANBAN_PORTS"
 
+
+def on_postgres(db_path: str) -> bool:
+    """Is the board a PostgreSQL URL (which may hold a password: keep it from the model)?"""
+    return db_path.split("://", 1)[0].lower() in ("postgresql", "postgres") and "://" in db_path
+
+
 # Every variable a worker's MCP server needs; Codex must whitelist exactly these.
 ALL = (TASK, RUN_ID, TOKEN, WORKSPACE, BRANCH, DB)
 

@@ -161,8 +161,11 @@ def test_the_daily_budget_starts_nothing_new_and_says_why(kb: Kanban, isolated_h
 
     # Raised in the config: the next dispatcher starts it.
     write_config(isolated_home, "[limits]\ndaily_tokens = 100000\n")
-    assert kb.dispatch("--until-idle").wait() == 0
+    second = kb.dispatch("--until-idle")
+    assert second.wait() == 0
     assert kb.status(waiting) == "done"
+    assert kb.task(waiting).summary == "ran"  # a command's output, once
+    assert f"t_{waiting}: done: ran\n" in second.output()  # each ending is said
     assert "daily budget" not in kb.run("list").stderr
 
 

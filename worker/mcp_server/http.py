@@ -194,13 +194,16 @@ async def _exit_when_idle(served: Any, db_path: str, idle_exit: float) -> None:
     import anyio
     import anyio.to_thread
 
-    from board import connection, runs
+    from board import connection, errors, runs
 
     def busy() -> bool | None:
         """Has the board a live run? None when the board is gone: nothing to serve."""
-        if not os.path.exists(db_path):
+        if not connection.is_postgres(db_path) and not os.path.exists(db_path):
             return None
-        db = connection.connect(db_path, create=False)
+        try:
+            db = connection.connect(db_path, create=False)
+        except errors.BoardNotFound:
+            return None
         try:
             return bool(runs.unended(db))
         finally:
@@ -250,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.detach and os.fork() > 0:
         # The starter (a dispatcher) reaps this parent at once; the server is nobody's child.
         os._exit(0)
-    application = app(os.path.abspath(args.db))
+    from board import connection
+
+    args.db = connection.location(args.db)  # a file's absolute path, or the board's URL
+    application = app(args.db)
     config = uvicorn.Config(
         application, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30
     )

@@ -74,14 +74,16 @@ def write_private(data: dict, directory: str) -> str:
     return path
 
 
-def without_token() -> tuple[str, ...]:
-    """The start of an argv that runs the rest without the run's token in its environment.
+def without_token(db_path: str = "") -> tuple[str, ...]:
+    """The start of an argv that runs the rest without the run's token in its environment
+    (nor a PostgreSQL board's URL, which may hold a password).
 
     The shim that starts the agent needs the token itself, so it cannot be left out of the
     worker's environment; ``env -u`` drops it between the shim and Claude Code.
     """
     program = shutil.which("env") or "/usr/bin/env"
-    return (program, "-u", env.TOKEN)
+    board = ("-u", env.DB) if env.on_postgres(db_path) else ()
+    return (program, "-u", env.TOKEN, *board)
 
 
 class ClaudeRuntime:
@@ -95,7 +97,7 @@ class ClaudeRuntime:
         )
         config_file = write_private(mcp_config(ctx), ctx.private_dir)
         argv = (
-            *without_token(),
+            *without_token(ctx.db_path),
             binary,
             "-p",
             ctx.prompt,

@@ -125,10 +125,13 @@ def protect_board(db_path: str) -> tuple[str, ...]:
 
     The sandbox makes /tmp and $TMPDIR writable; a board there would be writable by the
     model's shell, so for such a board those two roots are taken out of the sandbox. The lease
-    token is hidden from the shell (Codex still sends it to the tool server as the bearer).
+    token is hidden from the shell (Codex still sends it to the tool server as the bearer), and
+    so is a PostgreSQL board's URL (it may hold a password).
     """
-    overrides = ["-c", f'shell_environment_policy.exclude=["{env.TOKEN}"]']
-    if in_temporary_dir(db_path):
+    hidden = [env.TOKEN, *([env.DB] if env.on_postgres(db_path) else [])]
+    listed = ", ".join(f'"{name}"' for name in hidden)
+    overrides = ["-c", f"shell_environment_policy.exclude=[{listed}]"]
+    if not env.on_postgres(db_path) and in_temporary_dir(db_path):
         overrides += [
             "-c",
             "sandbox_workspace_write.exclude_slash_tmp=true",
