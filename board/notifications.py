@@ -176,7 +176,8 @@ def next_due(db: sqlite_utils.Database, sinks: list[str]) -> float | None:
     marks = ", ".join("?" * len(sinks))
     found = rows(
         db.conn,
-        "SELECT min(max(next_at, coalesce(claimed_until, 0))) AS due"
+        "SELECT min(CASE WHEN coalesce(claimed_until, 0) > next_at THEN claimed_until"
+        " ELSE next_at END) AS due"
         " FROM notifications INDEXED BY notifications_due"
         f" WHERE sent_at IS NULL AND gave_up_at IS NULL AND sink IN ({marks})",
         sinks,

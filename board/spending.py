@@ -84,9 +84,9 @@ def since(tx: Tx | sqlite_utils.Database, start: float) -> Usage:
 
 
 def _all(tx: Tx | sqlite_utils.Database, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-    if isinstance(tx, sqlite_utils.Database):
-        return rows(tx.conn, sql, params)
-    return tx.all(sql, params)
+    if isinstance(tx, Tx):
+        return tx.all(sql, params)
+    return rows(tx.conn, sql, params)  # a board, on either engine
 
 
 def start_of_day(now: float) -> float:
@@ -254,7 +254,7 @@ def report(
         " sum(CASE WHEN r.cost_usd IS NULL AND r.input_tokens + r.output_tokens > 0"
         "  THEN 1 ELSE 0 END) AS unpriced"
         " FROM runs r JOIN tasks t ON t.id = r.task_id"
-        " WHERE r.started_at >= ? GROUP BY key ORDER BY key",
+        f" WHERE r.started_at >= ? GROUP BY key ORDER BY ({key}) IS NULL, key",
         (start if start is not None else 0.0,),
     )
     for row in found:

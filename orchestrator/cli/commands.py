@@ -12,6 +12,7 @@ def register(group: click.Group) -> None:
         init,
         land,
         mcp,
+        migrate,
         schedule,
         serve,
         setup,
@@ -19,6 +20,18 @@ def register(group: click.Group) -> None:
         usage,
     )
 
-    for module in (tasks, land, dispatch, batch, schedule, init, setup, mcp, usage, serve):
+    for module in (
+        tasks,
+        land,
+        dispatch,
+        batch,
+        schedule,
+        init,
+        setup,
+        mcp,
+        usage,
+        serve,
+        migrate,
+    ):
         for command in module.COMMANDS:
             group.add_command(command)

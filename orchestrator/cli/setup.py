@@ -349,6 +349,12 @@ def _version(name: str, path: str, hint: str, environ: dict[str, str]) -> Check:
 
 def _board(db_path: str | None) -> Check:
     try:
+        where = connection.location(db_path)
+    except errors.BoardError as exc:
+        return Check("board", False, str(exc), fix="pass --db (or set KANBAN_DB to) a file path")
+    if connection.is_postgres(where):
+        return _postgres_board(where)
+    try:
         path = connection.resolve(db_path)
     except errors.BoardError as exc:
         return Check("board", False, str(exc), fix="pass --db (or set KANBAN_DB to) a file path")
@@ -378,6 +384,38 @@ def _board(db_path: str | None) -> Check:
             fix="upgrade kanban",
         )
     return Check("board", True, f"{path}: integrity ok, schema {version}")
+
+
+def _postgres_board(url: str) -> Check:
+    """A PostgreSQL board: the server answers, the schema is this kanban's."""
+    from board import pg_schema, postgres
+
+    shown = postgres.redacted(url)
+    try:
+        db = connection.connect(url, create=False)
+    except errors.BoardNotFound:
+        return Check("board", True, f"{shown} has no board yet (created on first use)")
+    except errors.BoardError as exc:
+        return Check(
+            "board",
+            False,
+            str(exc),
+            fix="start the server, or fix the URL (--db or KANBAN_DB); the password may come "
+            "from $PGPASSWORD or ~/.pgpass",
+        )
+    try:
+        version = connection.schema_version(db)
+        server = db.conn.execute("SHOW server_version").fetchone()[0]
+    finally:
+        db.conn.close()
+    if version > pg_schema.latest():
+        return Check(
+            "board",
+            False,
+            f"{shown} has schema {version}, newer than this kanban's {pg_schema.latest()}",
+            fix="upgrade kanban",
+        )
+    return Check("board", True, f"{shown}: PostgreSQL {server}, schema {version}")
 
 
 def _workspace_file(repo: str | None) -> Check | None:
