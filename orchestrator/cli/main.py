@@ -130,7 +130,7 @@ def _version() -> str:
     envvar="KANBAN_DB",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Board file. Default: $KANBAN_DB, else ~/.kanban/board.db.",
+    help="Board file, or a postgresql:// URL. Default: $KANBAN_DB, else ~/.kanban/board.db.",
 )
 @click.version_option(package_name="kanban")
 @click.pass_context
