@@ -47,13 +47,15 @@ def test_a_relative_board_path_names_the_same_board_for_the_dispatcher_and_its_w
     assert '"status": "done"' in shown.stdout
 
 
-def test_a_postgresql_url_is_refused_instead_of_becoming_a_directory(tmp_path):
+def test_an_unreachable_postgresql_board_is_an_error_never_a_directory_nor_a_leaked_password(
+    tmp_path,
+):
     work = tmp_path / "work"
     work.mkdir()
-    result = kanban(
-        "--db", "postgresql://kanban:secret@db.example/kanban", "create", "x", cwd=work, check=False
-    )
-    refused(result, "PostgreSQL boards are not supported by this version; pass a file path")
+    # Nothing listens on port 1: the server cannot be reached.
+    url = "postgresql://kanban:secret@127.0.0.1:1/kanban"
+    result = kanban("--db", url, "create", "x", cwd=work, check=False)
+    refused(result, "cannot reach the board postgresql://kanban:***@127.0.0.1:1/kanban")
     assert "secret" not in result.stderr
     assert list(work.iterdir()) == []
 
@@ -64,7 +66,7 @@ def test_any_url_given_as_the_board_is_refused(tmp_path):
     result = kanban(
         "create", "x", env={**os.environ, "KANBAN_DB": "sqlite:///board.db"}, cwd=work, check=False
     )
-    refused(result, "sqlite://", "pass a file path")
+    refused(result, "sqlite://", "a SQLite file or a postgresql:// database")
     assert list(work.iterdir()) == []
 
 
