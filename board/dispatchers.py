@@ -1,16 +1,31 @@
 """Running dispatchers, as the board knows them: who they are, how to wake them, who is alive.
 
-Each run records the dispatcher that supervises it. A run whose dispatcher is gone (its
-process ended, or it stopped beating) is *orphaned*: another dispatcher adopts it with a
-compare-and-set, so exactly one takes it over.
+Each run records the dispatcher that supervises it, and the host it runs on. A run whose
+dispatcher is gone (its process ended, or it stopped beating) is *orphaned*: another
+dispatcher adopts it with a compare-and-set, so exactly one takes it over.
+
+A host is named by `host`: the machine's hostname, or ``$KANBAN_HOST`` where it is set (for
+tests that play several hosts on one machine, and for containers whose hostnames change or
+repeat). Two machines must never share a name: a dispatcher watches the processes of its own
+host's runs by pid, and would take another machine's pids for its own.
 """
 
 from __future__ import annotations
+
+import os
+import socket
 
 import sqlite_utils
 
 from board import records
 from board.connection import rows, transaction
+
+HOST_ENV = "KANBAN_HOST"
+
+
+def host() -> str:
+    """This host's name, as the board records it on dispatchers, runs and tool servers."""
+    return os.environ.get(HOST_ENV, "").strip() or socket.gethostname()
 
 
 def register(
@@ -30,9 +45,23 @@ def register(
         return cursor.lastrowid or 0
 
 
-def beat(db: sqlite_utils.Database, dispatcher_id: int) -> None:
+def beat(db: sqlite_utils.Database, dispatcher_id: int, *, lease: float | None = None) -> bool:
+    """The dispatcher is alive; with `lease`, so are the runs it holds: their leases are
+    extended to at least `lease` seconds from now (a worker's heartbeats extend them too).
+
+    False when the dispatcher's registration is gone: another dispatcher took it for dead.
+    """
     with transaction(db) as tx:
-        tx.execute("UPDATE dispatchers SET heartbeat_at = ? WHERE id = ?", (tx.now, dispatcher_id))
+        cursor = tx.execute(
+            "UPDATE dispatchers SET heartbeat_at = ? WHERE id = ?", (tx.now, dispatcher_id)
+        )
+        if lease is not None:
+            tx.execute(
+                "UPDATE runs SET lease_expires_at = ? WHERE dispatcher_id = ?"
+                " AND ended_at IS NULL AND (lease_expires_at IS NULL OR lease_expires_at < ?)",
+                (tx.now + lease, dispatcher_id, tx.now + lease),
+            )
+        return cursor.rowcount == 1
 
 
 def unregister(db: sqlite_utils.Database, dispatcher_id: int) -> None:

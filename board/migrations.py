@@ -415,6 +415,17 @@ def m008_notifications(conn: sqlite3.Connection) -> None:
     )
 
 
+def m009_hosts(conn: sqlite3.Connection) -> None:
+    """Which host each run ran on (``runs.host``), for dispatchers on several hosts.
+
+    A dispatcher watches and kills only the processes of runs of its own host; a run of
+    another host is adopted only once that host's dispatcher is stale and the run's lease has
+    expired, and then settled as lost there. Runs from before this migration have no host:
+    they are taken as this host's, as every run was then.
+    """
+    conn.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_batches_and_schedules,
@@ -424,6 +435,7 @@ MIGRATIONS: list[Migration] = [
     m006_landing,
     m007_usage,
     m008_notifications,
+    m009_hosts,
 ]
 
 

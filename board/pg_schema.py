@@ -253,8 +253,13 @@ def v8_notifications() -> list[str]:
     ]
 
 
+def v9_hosts() -> list[str]:
+    """`migrations.m009_hosts`: the host each run ran on."""
+    return ["ALTER TABLE runs ADD COLUMN host TEXT"]
+
+
 # Migrations after `BASE`, in their PostgreSQL form: version -> statements.
-LATER: dict[int, Callable[[], list[str]]] = {8: v8_notifications}
+LATER: dict[int, Callable[[], list[str]]] = {8: v8_notifications, 9: v9_hosts}
 
 
 def latest() -> int:

@@ -122,6 +122,7 @@ class Run:
     check_result: CheckResult | None  # the repository's check, run after it completed
     usage: Usage  # what its agent reported using (tokens, cost, model)
     cost_source: str | None  # "agent" (reported), "prices" (the price table), None: unknown
+    host: str | None  # where it ran (`dispatchers.host`); None: before hosts were recorded
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Run:

@@ -55,8 +55,11 @@ def claim(
     task_id: int | None = None,
     batch_id: str | None = None,
     held: list[tuple[int, str]] | None = None,
+    host: str | None = None,
 ) -> list[Claim]:
     """Claim up to `limit` ready tasks (highest priority, then oldest) in one transaction.
+
+    `host` is recorded on each new run: where its processes will live (`dispatchers.host`).
 
     A candidate over its budget or started too often is blocked instead (`spending`), and
     added to `held` with the reason, when given.
@@ -117,8 +120,8 @@ def claim(
             token = secrets.token_urlsafe(24)
             run_id = tx.execute(
                 "INSERT INTO runs (task_id, attempt, kind, token_hash, dispatcher_id, started_at,"
-                " heartbeat_at, lease_expires_at, worktree, branch)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " heartbeat_at, lease_expires_at, worktree, branch, host)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     task["id"],
                     attempt,
@@ -130,6 +133,7 @@ def claim(
                     tx.now + lease,
                     task["worktree"],
                     task["branch"],
+                    host,
                 ),
             ).lastrowid
             assert run_id is not None
@@ -323,6 +327,7 @@ def settle(
     retry_at: float | None = None,
     refund: bool = False,
     check: records.CheckResult | None = None,
+    drop_report: bool = False,
     actor: actors.Actor = actors.DISPATCHER,
     now: float | None = None,
 ) -> Outcome:
@@ -339,7 +344,9 @@ def settle(
     retries forever. `check` is the repository's gated check, run on a completed run's
     work: recorded on the run, and when it failed the run is `check_failed` (whatever the
     worker reported), retried at `retry_at` with the check's output in its next prompt while
-    attempts remain, then `failed`. Settling twice changes nothing.
+    attempts remain, then `failed`. With `drop_report` (the run was lost with its host: its
+    work never reached its branch), a completion its worker reported does not stand: the run
+    ends with `outcome`. Settling twice changes nothing.
     """
     with transaction(db, now=now) as tx:
         run = tx.one("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -349,6 +356,9 @@ def settle(
             return Outcome(run["outcome"])
         final = Outcome(run["outcome"] or outcome)
         settled_by = run["settled_by"]
+        dropped = drop_report and final is Outcome.COMPLETED and settled_by == "worker"
+        if dropped:
+            final, settled_by = outcome, actor.label
         if check is not None and not check.passed and final is Outcome.COMPLETED:
             final, settled_by = Outcome.CHECK_FAILED, actor.label
             reason = f"the check failed: {check.command} {check.detail}"
@@ -361,7 +371,7 @@ def settle(
             if refunded >= MAX_REFUNDS:
                 refund = False
                 reason = f"{reason or final}; not refunded: {refunded} attempts already were"
-        if final is Outcome.CHECK_FAILED:
+        if final is Outcome.CHECK_FAILED or dropped:
             # The worker's own "completed" no longer describes how the run ended.
             tx.execute("UPDATE runs SET reason = NULL WHERE id = ?", (run_id,))
         tx.execute(

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 
 import sqlite_utils
 
+from board import dispatchers
 from board.connection import rows, transaction
 
 
 def _key() -> str:
     """One server per board and host: workers reach it on 127.0.0.1 (several hosts may share
     a PostgreSQL board, each with its own dispatchers, workers and server)."""
-    return f"tool_server@{socket.gethostname()}"
+    return f"tool_server@{dispatchers.host()}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -82,6 +82,12 @@ class Settings:
     tool_server_idle_exit: float = 600.0
     # An agent whose model has not answered once this long after it started is stuck.
     startup_timeout: float = 180.0
+    # Where this host keeps its clone of each remote repository (tasks whose --repo is a URL).
+    clones_root: Path = Path("~/.kanban/clones")
+    # A dispatcher on another host that has not beaten for this long is presumed gone (its
+    # runs are adopted once their leases have expired too). Hosts' clocks must agree well
+    # within it.
+    host_stale_after: float = 60.0
     # Dollars per million tokens, by model: {"gpt-5": Price(...)}; for agents that report
     # tokens but no cost.
     prices: Mapping[str, Price] = dataclasses.field(default_factory=dict)
@@ -111,6 +117,8 @@ _DISPATCH_KEYS: dict[str, type | str] = {
     "ports_dir": Path,
     "tool_server_idle_exit": float,
     "startup_timeout": float,
+    "clones_root": Path,
+    "host_stale_after": float,
 }
 _LIMIT_KEYS: dict[str, type | str] = {
     "max_depth": int,
@@ -270,6 +278,7 @@ def resolve(settings: Settings) -> Settings:
         "poll_interval",
         "lease",
         "startup_timeout",
+        "host_stale_after",
     ):
         if getattr(settings, name) <= 0:
             raise errors.InvalidInput(f"{name} must be a positive number of seconds")
@@ -277,6 +286,7 @@ def resolve(settings: Settings) -> Settings:
         settings,
         worktree_root=Path(settings.worktree_root).expanduser(),
         scratch_root=Path(settings.scratch_root).expanduser(),
+        clones_root=Path(settings.clones_root).expanduser(),
         logs_dir=Path(settings.logs_dir).expanduser() if settings.logs_dir else None,
         ports_dir=Path(settings.ports_dir).expanduser() if settings.ports_dir else None,
     )

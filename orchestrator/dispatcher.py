@@ -7,6 +7,13 @@ fails, the group is cancelled and the dispatcher stops with the error instead of
 It is event-driven: anyone who commits a change a dispatcher cares about sends it a datagram
 (`board.wake`), and the loop claims within milliseconds. Polling (`poll_interval`) is only the
 fallback. A delayed retry is a timer, not a poll.
+
+Several hosts may share a PostgreSQL board, each with its own dispatchers. A dispatcher
+records its host (`dispatchers.host`) on its registration and on every run it claims, and
+judges another's liveness by its pid on its own host, by its heartbeat elsewhere. It adopts a
+run of another host only once that host's dispatcher is stale and the run's lease (renewed by
+its dispatcher's beats and its worker's heartbeats) has expired too, and never watches or
+kills another host's pids: such a run is settled as lost and retried (`Supervisor.adopt`).
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class Dispatcher:
         # For `kanban run`: claim only this batch's tasks (their subtasks inherit it).
         self.batch_id = batch_id
         self.id = 0
+        self.host = dispatchers.host()
         self.stopping = False
         self._wakeup = anyio.Event()
         self._board_changed = anyio.Event()
@@ -80,7 +88,7 @@ class Dispatcher:
             dispatchers.register,
             pid=me,
             pid_started_at=processes.start_time(me),
-            host=socket.gethostname(),
+            host=self.host,
             wake_address=address,
         )
         await self.board.call(tasks.store_limits, self.settings.limits)
@@ -95,10 +103,12 @@ class Dispatcher:
             dispatcher_id=self.id,
             logs_dir=logs_dir,
             on_event=self.on_event,
+            host=self.host,
         )
         self.board.on_busy = self.on_event
         self.on_event(
-            f"dispatcher {self.id} started (pid {me}, board {self.board.path}; "
+            f"dispatcher {self.id} started (pid {me} on host {self.host}, board "
+            f"{self.board.path}; "
             f"every run's processes are contained by {scope.mechanism()})"
         )
         try:
@@ -145,6 +155,7 @@ class Dispatcher:
                         lease=self.settings.lease,
                         batch_id=self.batch_id,
                         held=held,
+                        host=self.host,
                     )
                     for task_id, reason in held:
                         self.on_event(f"{ids.format(task_id)}: blocked: {reason}")
@@ -240,8 +251,17 @@ class Dispatcher:
                 self.wake()
 
     async def _reaper(self, group: anyio.abc.TaskGroup) -> None:
-        """Adopt runs whose dispatcher is gone; keep our own registration fresh."""
+        """Adopt runs whose dispatcher is gone; keep our own registration (and the leases of
+        the runs we hold) fresh.
+
+        A run of this host is adopted as soon as its dispatcher's process is gone (its
+        processes are watched from here). A run of another host only once its dispatcher is
+        stale *and* its lease has expired: its worker may still be beating, on a host that
+        lost only its dispatcher; adopted, it is settled as lost (`Supervisor.adopt`).
+        """
         assert self.supervisor is not None
+        # Beat well within the time after which other hosts take this dispatcher for gone.
+        interval = min(REAP_INTERVAL, self.settings.host_stale_after / 4)
         while True:
             # Runs before dispatchers: a dispatcher that registers after this read owns none
             # of these runs, so its fresh claims are never mistaken for orphans.
@@ -252,11 +272,15 @@ class Dispatcher:
             live, dead = await anyio.to_thread.run_sync(self._partition_dispatchers, registered)
             if dead:
                 await self.board.call(dispatchers.forget, dead)
+            now = time.time()
             for run in unended:
                 if run.dispatcher_id in live or run.id in self.supervisor.watched:
                     continue
                 if self.stopping:
                     break
+                elsewhere = run.host is not None and run.host != self.host
+                if elsewhere and (run.lease_expires_at or 0.0) > now:
+                    continue  # its host may still be working on it: wait out its lease
                 if await self.board.call(
                     dispatchers.adopt, run.id, self.id, old_owner=run.dispatcher_id
                 ):
@@ -269,12 +293,26 @@ class Dispatcher:
                     await self.supervisor.tool_server()
                 except errors.KanbanError as exc:
                     self.on_event(f"the kanban tool server is down: {exc}")
-            await anyio.sleep(REAP_INTERVAL)
+            await anyio.sleep(interval)
             # Never go on with a board that is no longer the file at its path: the CLI and the
             # workers would use the new one, this dispatcher the old (a silent split brain).
             # Every board call checks it too; this one notices it on an idle board.
             self.board.check_same_file()
-            await self.board.call(dispatchers.beat, self.id)
+            registered_still = await self.board.call(
+                dispatchers.beat, self.id, lease=self.settings.lease
+            )
+            if not registered_still and not self.stopping:
+                # A dispatcher on another host took this one for gone (this host was cut off
+                # from the board for longer than host_stale_after) and settled what it held:
+                # claiming more under an id the board has forgotten would only repeat that.
+                self.stopping = True
+                self.on_event(
+                    f"dispatcher {self.id} was taken for gone by another host (no beat for "
+                    f"{self.settings.host_stale_after:g} s): starting no new workers; the runs "
+                    "it held were settled there and are stopped here"
+                )
+                self.supervisor.poke_all()
+                self.wake()
 
     async def _scheduler(self) -> None:
         """Fire due cron schedules; sleeps until the next fire time (or a board change)."""
@@ -302,8 +340,10 @@ class Dispatcher:
     def _partition_dispatchers(
         self, registered: list[records.Dispatcher]
     ) -> tuple[set[int], list[int]]:
-        host = socket.gethostname()
-        stale_after = max(60.0, 12 * REAP_INTERVAL)
+        """(the live dispatchers, the dead ones): on this host by their pid (and its start
+        time), elsewhere by their heartbeat, stale after `host_stale_after`."""
+        host = self.host
+        stale_after = self.settings.host_stale_after
         live, dead = {self.id}, []
         for other in registered:
             if other.id == self.id:

@@ -140,13 +140,29 @@ class Result:
         return text.replace("\n", " / ") if text else f"exit status {self.status}"
 
 
-def run(cwd: Path, *args: str, ok: Sequence[int] = (0,)) -> Result:
-    """``git -C cwd args...``; a status outside `ok` raises `GitError` with git's message."""
+def run(
+    cwd: Path,
+    *args: str,
+    ok: Sequence[int] = (0,),
+    environ: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> Result:
+    """``git -C cwd args...``; a status outside `ok` raises `GitError` with git's message.
+
+    `environ` adds to (or overrides in) git's environment; `timeout` kills a git that takes
+    longer (one talking to a remote that does not answer).
+    """
     # `-C` rather than a working directory: GitPython silently falls back to the process's
     # own cwd when the directory is missing, which could be some other repository.
     command = [_Git.GIT_PYTHON_GIT_EXECUTABLE, "-C", os.fspath(cwd), *args]
     try:
-        code, out, err = _GIT.execute(command, with_extended_output=True, with_exceptions=False)
+        code, out, err = _GIT.execute(
+            command,
+            with_extended_output=True,
+            with_exceptions=False,
+            env=environ,
+            kill_after_timeout=timeout,
+        )
     except git.exc.GitCommandNotFound as exc:
         raise GitError("git was not found; install git and make sure it is on PATH") from exc
     result = Result(code, out, err)

@@ -16,6 +16,12 @@ only there, by a fast-forward (``git merge --ff-only``) in that worktree, and on
 no local changes to tracked files; otherwise nothing moves and the result says what to do.
 No ref's history is ever rewritten.
 
+A task whose repository is a remote (`remotes`) lands from this host's clone of it: fetched
+first (and again after every race), its branch taken where its work is newest (pushed by
+whichever host ran it), merged onto the remote's base branch as fetched, and the result
+pushed there with a compare-and-swap (``--force-with-lease=<base>:<the sha it was merged
+onto>``): a base someone pushed to meanwhile is fetched and merged again, never overwritten.
+
 Blocking throughout (git and the check): call it from a thread or a command.
 """
 
@@ -32,7 +38,7 @@ from pathlib import Path
 import sqlite_utils
 
 from board import errors, identity, records, tasks, views
-from orchestrator import checking, git, ports, preparing, workspace, worktrees
+from orchestrator import checking, config, git, ports, preparing, remotes, workspace, worktrees
 from worker import env, pause
 
 MAX_RACES = 5  # the base moved under a step this many times in a row: give up on it
@@ -85,6 +91,42 @@ class _Race(Exception):
     """The base branch moved between reading it and moving it."""
 
 
+@dataclasses.dataclass(frozen=True)
+class _Repo:
+    """Where a task lands from: its checkout, or this host's clone of its remote."""
+
+    path: Path
+    url: str | None = None  # the remote, when the task's repository is one
+
+    def fetch(self) -> None:
+        if self.url is not None:
+            remotes.fetch(self.path)
+
+    def tip(self, branch: str) -> str | None:
+        """A task's branch: its commit here, or, for a remote, where its work is newest
+        (this host's branch or the one pushed)."""
+        if self.url is None:
+            state = git.branch_states(self.path, [branch]).get(branch)
+            return None if state is None else state.sha
+        return remotes.freshest(self.path, branch)
+
+    def base(self, branch: str) -> str | None:
+        """The branch a task lands into: here, or the remote's as last fetched."""
+        if self.url is None:
+            return self.tip(branch)
+        return remotes.pushed(self.path, branch)
+
+
+def _repo_of(task: records.Task, clones_root: Path | None) -> _Repo:
+    assert task.repo
+    url = remotes.url_of(task.repo)
+    if url is None:
+        return _Repo(Path(task.repo))
+    # Read only for a remote: a board of local checkouts lands as it did, whatever the file.
+    root = config.load().clones_root if clones_root is None else clones_root
+    return _Repo(remotes.ensure_clone(url, root), url)
+
+
 def order(db: sqlite_utils.Database, task_ids: Sequence[int]) -> list[records.Task]:
     """The tasks, each after those of them it depends on (then by id)."""
     chosen = {task_id: tasks.get(db, task_id) for task_id in dict.fromkeys(task_ids)}
@@ -103,8 +145,13 @@ def land(
     options: Options,
     worktree_root: Path,
     say: Callable[[str], None] = lambda _: None,
+    clones_root: Path | None = None,
 ) -> list[Result]:
-    """Land the done tasks `task_ids` in dependency order; one result per task."""
+    """Land the done tasks `task_ids` in dependency order; one result per task.
+
+    `clones_root`: where this host keeps its clones of remote repositories (default: the
+    settings' `clones_root`).
+    """
     results: list[Result] = []
     failed: set[int] = set()
     scratches: dict[Path, Path] = {}  # a repository's landing worktree, made or found once
@@ -116,6 +163,7 @@ def land(
                 options=options,
                 failed=failed,
                 worktree_root=worktree_root,
+                clones_root=clones_root,
                 cache=scratches,
             )
         except errors.KanbanError as exc:  # a broken repository, a full disk: this task only
@@ -134,6 +182,7 @@ def _land_one(
     options: Options,
     failed: set[int],
     worktree_root: Path,
+    clones_root: Path | None,
     cache: dict[Path, Path],
 ) -> Result:
     label = task.label
@@ -144,11 +193,11 @@ def _land_one(
     if problem:
         return Result(label, Status.SKIPPED, problem)
     assert task.repo and task.branch and into
-    repo = Path(task.repo)
-    scratch = _scratch(repo, worktree_root, identity.board_id(db), cache)
+    repo = _repo_of(task, clones_root)
+    scratch = _scratch(repo.path, worktree_root, identity.board_id(db), cache)
     # One lander at a time in a scratch worktree (another `kanban land` waits its turn).
     with _locked(scratch.with_name(f"{scratch.name}.lock")):
-        return _queue_step(db, task, into, scratch=scratch, options=options)
+        return _queue_step(db, task, into, repo=repo, scratch=scratch, options=options)
 
 
 @contextlib.contextmanager
@@ -162,19 +211,24 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _queue_step(
-    db: sqlite_utils.Database, task: records.Task, into: str, *, scratch: Path, options: Options
+    db: sqlite_utils.Database,
+    task: records.Task,
+    into: str,
+    *,
+    repo: _Repo,
+    scratch: Path,
+    options: Options,
 ) -> Result:
     """Land `task` on `into`, merging again while the base moves under it."""
     label = task.label
-    assert task.repo
-    repo = Path(task.repo)
     task = tasks.get(db, task.id)  # as it is now that this lander has the scratch worktree
     if task.landed_sha:
         return Result(label, Status.ALREADY, f"landed in {task.landed_sha[:12]}", task.landed_sha)
     if task.status != "done":
         return Result(label, Status.SKIPPED, f"it is {task.status}: only done tasks land")
     for _ in range(MAX_RACES):
-        base = git.branch_states(repo, [into]).get(into)
+        repo.fetch()
+        base = repo.base(into)
         if base is None:
             return Result(
                 label,
@@ -182,7 +236,7 @@ def _queue_step(
                 f"there is no branch {into} to land into (deleted, or a typo in --into)",
             )
         try:
-            return _attempt(db, task, into, base.sha, scratch=scratch, options=options)
+            return _attempt(db, task, into, base, repo=repo, scratch=scratch, options=options)
         except _Race:
             continue
         except CheckoutBusy as exc:
@@ -227,24 +281,23 @@ def _attempt(
     into: str,
     base_sha: str,
     *,
+    repo: _Repo,
     scratch: Path,
     options: Options,
 ) -> Result:
     """One try at landing `task` on `into` at `base_sha`; raises _Race if `into` moved."""
     label = task.label
     assert task.repo and task.branch
-    repo = Path(task.repo)
-    state = git.branch_states(repo, [task.branch]).get(task.branch)
-    if state is None:
+    branch_sha = repo.tip(task.branch)
+    if branch_sha is None:
         return Result(
             label,
             Status.SKIPPED,
             f"its branch {task.branch} is gone (deleted by `kanban gc --force`?): nothing to land",
         )
-    branch_sha = state.sha
-    if _is_ancestor(repo, branch_sha, base_sha):
+    if _is_ancestor(repo.path, branch_sha, base_sha):
         tasks.record_landed(db, task.id, sha=base_sha, source=branch_sha, data={"into": into})
-        _land_subtasks(db, task, base_sha)
+        _land_subtasks(db, task, base_sha, repo)
         return Result(label, Status.ALREADY, f"its work is already in {into}", base_sha, into)
     landed = [
         b.landed_from
@@ -265,11 +318,11 @@ def _attempt(
         return Result(label, Status.CONFLICT, detail, into=into, reopened=reopened)
     check = None
     if options.check:
-        config = checking.config_for(task.repo, base_sha, task.workspace)
-        if config.check is not None:
+        found = checking.config_for(str(repo.path), base_sha, task.workspace)
+        if found.check is not None:
             try:
                 git.run(scratch, "checkout", "-q", "--detach", "--force", merged)
-                check = _run_check(config, scratch, task)
+                check = _run_check(found, scratch, task, repo.path)
                 git.run(scratch, "clean", "-q", "-fd")  # what the check left (not ignored)
             except (preparing.SetupFailed, ports.NoFreePorts) as exc:
                 return Result(
@@ -295,7 +348,11 @@ def _attempt(
     now = tasks.get(db, task.id)
     if now.status != "done":  # reopened (or cancelled) while it was merged and checked
         return Result(label, Status.SKIPPED, f"it became {now.status} while it was being landed")
-    _move(repo, into, old=base_sha, new=merged)
+    if repo.url is not None:
+        if not remotes.push_onto(repo.path, into, new=merged, expected=base_sha):
+            raise _Race
+    else:
+        _move(repo.path, into, old=base_sha, new=merged)
     tasks.record_landed(
         db,
         task.id,
@@ -303,22 +360,24 @@ def _attempt(
         source=branch_sha,
         data={"into": into, "strategy": options.strategy},
     )
-    _land_subtasks(db, task, merged)
+    _land_subtasks(db, task, merged, repo)
     return Result(label, Status.LANDED, f"{into} is now {merged[:12]}", merged, into, check=check)
 
 
-def _land_subtasks(db: sqlite_utils.Database, task: records.Task, sha: str) -> None:
+def _land_subtasks(db: sqlite_utils.Database, task: records.Task, sha: str, repo: _Repo) -> None:
     """Its done subtasks' work landed with it (their branches were merged into its own)."""
-    assert task.repo
+    mine = repo.tip(task.branch) if task.branch else None
+    if mine is None:
+        return
     for child in views.children(db, task.id):
         if child.status != "done" or child.landed_sha or not child.branch:
             continue
-        state = git.branch_states(Path(task.repo), [child.branch]).get(child.branch)
-        if state is not None and _is_ancestor(Path(task.repo), state.sha, task.branch or ""):
+        theirs = repo.tip(child.branch)
+        if theirs is not None and _is_ancestor(repo.path, theirs, mine):
             tasks.record_landed(
-                db, child.id, sha=sha, source=state.sha, data={"with_parent": task.label}
+                db, child.id, sha=sha, source=theirs, data={"with_parent": task.label}
             )
-            _land_subtasks(db, child, sha)
+            _land_subtasks(db, child, sha, repo)
 
 
 def _merge(
@@ -416,7 +475,7 @@ def _conflicted(scratch: Path) -> list[str]:
 
 
 def _run_check(
-    config: workspace.RepoConfig, scratch: Path, task: records.Task
+    config: workspace.RepoConfig, scratch: Path, task: records.Task, checkout: Path
 ) -> records.CheckResult:
     """The check on the merged result, in the scratch worktree, set up once like a task's,
     with ports of its own when the repository asks for them."""
@@ -426,13 +485,17 @@ def _run_check(
     hold = ports.reserve(config.workspace.ports) if config.workspace.ports else ports.NONE
     try:
         environ.update(hold.env)
-        return _prepared_check(config, scratch, task, environ)
+        return _prepared_check(config, scratch, task, environ, checkout)
     finally:
         hold.release()
 
 
 def _prepared_check(
-    config: workspace.RepoConfig, scratch: Path, task: records.Task, environ: dict[str, str]
+    config: workspace.RepoConfig,
+    scratch: Path,
+    task: records.Task,
+    environ: dict[str, str],
+    checkout: Path,
 ) -> records.CheckResult:
     assert config.check is not None and task.repo
     state = scratch.with_name(f"{scratch.name}.state")
@@ -442,7 +505,7 @@ def _prepared_check(
     if preparing.needed(state, created=False):
         preparing.prepare(
             config.workspace,
-            checkout=task.repo,
+            checkout=checkout,
             worktree=scratch,
             environ=environ,
             log_path=log,

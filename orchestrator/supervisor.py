@@ -27,6 +27,7 @@ import anyio.abc
 from board import (
     actors,
     connection,
+    dispatchers,
     errors,
     fencing,
     ids,
@@ -48,6 +49,7 @@ from orchestrator import (
     ports,
     preparing,
     processes,
+    remotes,
     retry,
     toolserver,
     workspace,
@@ -69,7 +71,7 @@ class Watched:
     run_id: int
     task_id: int
     token_hash: str  # the run's token as the board keeps it
-    repo: str | None
+    repo: str | None  # the checkout its worktree belongs to (this host's clone of a remote)
     started: float
     timeout: float | None
     runtime: base.Runtime | None = None
@@ -85,6 +87,7 @@ class Watched:
     alive: bool = False  # the agent showed a sign of life (output, a model request, usage)
     kill_reason: str | None = None  # why it was stopped, when the cause alone does not say
     poke: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    remote: str | None = None  # its repository's URL, when it is a remote: pushed to
 
     @property
     def lock_path(self) -> str | None:
@@ -105,6 +108,8 @@ class Placement:
     merges: list[prompt.Merge]
     created: bool = False  # a new worktree (not one reused by a retry or a resume)
     repo_config: workspace.RepoConfig = dataclasses.field(default_factory=workspace.RepoConfig)
+    checkout: str | None = None  # the repository's checkout here (a remote's: this host's clone)
+    continued: prompt.Continued | None = None  # it starts from another host's pushed work
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,11 +257,13 @@ class Supervisor:
         dispatcher_id: int,
         logs_dir: Path,
         on_event: Callable[[str], None] | None = None,
+        host: str | None = None,
     ) -> None:
         self.on_event = on_event or (lambda message: None)
         self.board = board
         self.settings = settings
         self.dispatcher_id = dispatcher_id
+        self.host = host or dispatchers.host()
         self.logs_dir = logs_dir
         self.watched: dict[int, Watched] = {}
         self.actor = actors.Dispatcher(dispatcher_id)
@@ -266,13 +273,15 @@ class Supervisor:
 
     async def start(self, claim: runs.Claim) -> None:
         task, run_id = claim.task, claim.run_id
+        url = remotes.url_of(task.repo)
         watched = Watched(
             run_id=run_id,
             task_id=task.id,
             token_hash=fencing.token_hash(claim.token),
-            repo=task.repo,
+            repo=self._checkout(task.repo),
             started=time.time(),
             timeout=task.timeout,
+            remote=url,
         )
         self.watched[run_id] = watched
         try:
@@ -377,6 +386,7 @@ class Supervisor:
             merges=merges,
             ports=hold.ports,
             gate=gate,
+            continued=placed.continued,
         )
         last = await self.board.call(runs.last_ended, task.id)
         tool_url = (await self.tool_server()).url if runtime.uses_tool_server else None
@@ -414,7 +424,7 @@ class Supervisor:
                 functools.partial(
                     preparing.prepare,
                     space,
-                    checkout=task.repo,
+                    checkout=placed.checkout or task.repo,
                     worktree=workspace,
                     environ=environ,
                     log_path=log_file,
@@ -510,6 +520,7 @@ class Supervisor:
         """The task's worktree and branch (created, or reused as they are), and merges.
 
         A malformed ``.kanban.toml`` at the task's base is refused before anything is made.
+        A remote repository's task is placed in this host's clone of it (`_place_remote`).
         """
         tid = ids.format(task.id)
         # The board's id in every name: task ids restart at 1 on every board, and two boards
@@ -519,6 +530,9 @@ class Supervisor:
             scratch = self.settings.scratch_root / board_id / tid
             scratch.mkdir(parents=True, exist_ok=True)
             return Placement(str(scratch), None, [])
+        url = remotes.url_of(task.repo)
+        if url is not None:
+            return await self._place_remote(task, kind, url)
         repo = task.repo
         branch, path = task.branch, task.worktree
         if not (branch and path):  # named once: a retry or a resume keeps what it was given
@@ -558,7 +572,114 @@ class Supervisor:
             base_ref=base_ref,
         )
         merges = await self._merge_into(task, str(tree.path), kind)
-        return Placement(str(tree.path), branch, merges, tree.created, repo_config)
+        return Placement(str(tree.path), branch, merges, tree.created, repo_config, checkout=repo)
+
+    def _checkout(self, repo: str | None) -> str | None:
+        """The checkout a task's worktrees belong to on this host: its repository, or this
+        host's clone of it when it is a remote (where that clone is, not whether it is yet)."""
+        url = remotes.url_of(repo)
+        return repo if url is None else str(remotes.clone_dir(url, self.settings.clones_root))
+
+    async def _place_remote(self, task: records.Task, kind: str, url: str) -> Placement:
+        """`_place` for a remote repository: in this host's clone, fetched first.
+
+        The worktree is where this host puts it (the one recorded on the task may be another
+        host's). The task's branch is this host's local branch brought up to what was pushed
+        (made at the pushed commit, fast-forwarded to it, or merged with it when the two
+        diverged, what was left here committed first), so a task that ran elsewhere goes on
+        from its last pushed commit; its prompt then says so.
+        """
+        tid = ids.format(task.id)
+        clone = await anyio.to_thread.run_sync(remotes.ensure_clone, url, self.settings.clones_root)
+        await anyio.to_thread.run_sync(remotes.fetch, clone)
+        repo = str(clone)
+        named = functools.partial(
+            worktrees.placement,
+            repo,
+            root=self.settings.worktree_root,
+            prefix=self.settings.branch_prefix,
+            board_id=self.board.id,
+            task_id=tid,
+        )
+        new_branch, path = await anyio.to_thread.run_sync(named)
+        branch = task.branch or new_branch
+        base_ref = task.base_ref
+        if task.parent_id and not task.branch:
+            parent = await self.board.call(tasks.get, task.parent_id)
+            if parent.branch and parent.repo == task.repo:
+                base_ref = await self._parent_tip(parent, clone, tid) or parent.base_ref
+        if base_ref is None:
+            base_ref = await anyio.to_thread.run_sync(remotes.default_tip, clone)
+        repo_config = await anyio.to_thread.run_sync(
+            checking.config_for, repo, base_ref, task.workspace
+        )
+        pushed = await anyio.to_thread.run_sync(remotes.pushed, clone, branch)
+        here = branch in await anyio.to_thread.run_sync(git.branch_states, clone, [branch])
+        start = pushed if pushed is not None and not here else base_ref
+        tree = await anyio.to_thread.run_sync(worktrees.ensure_worktree, repo, path, branch, start)
+        taken: str | None = None
+        own: list[prompt.Merge] = []
+        if pushed is not None and not here:
+            taken = pushed
+        elif pushed is not None:
+            caught_up = await anyio.to_thread.run_sync(
+                remotes.catch_up, str(tree.path), branch, pushed, task.label
+            )
+            if caught_up is not None:
+                taken = pushed
+                own = [
+                    prompt.Merge(f"{o.branch} (as pushed)", o.status, o.conflicts, source="pushed")
+                    for o in caught_up
+                ]
+        await self.board.call(
+            tasks.set_placement,
+            task.id,
+            branch=branch,
+            worktree=str(tree.path),
+            base_ref=base_ref,
+        )
+        merges = await self._merge_into(task, str(tree.path), kind)
+        conflicted = {name for merge in own for name in merge.conflicted_files}
+        if conflicted:
+            now = await self.board.call(tasks.get, task.id)
+            await self.board.call(
+                tasks.set_conflicts, task.id, sorted(conflicted | set(now.conflicts))
+            )
+        continued = None if taken is None else await self._continued(task, taken)
+        return Placement(
+            str(tree.path),
+            branch,
+            own + merges,
+            tree.created,
+            repo_config,
+            checkout=repo,
+            continued=continued,
+        )
+
+    async def _parent_tip(self, parent: records.Task, clone: Path, tid: str) -> str | None:
+        """The commit a subtask of a remote repository branches from: its parent's branch as
+        it is newest here, with the parent's work so far committed first when the parent
+        runs on this host (one running elsewhere: as it last pushed it)."""
+        assert parent.branch
+        if parent.worktree and parent.current_run_id is not None:
+            run = await self.board.call(runs.get, parent.current_run_id)
+            if run.host in (None, self.host) and await anyio.to_thread.run_sync(
+                os.path.isdir, parent.worktree
+            ):
+                await anyio.to_thread.run_sync(
+                    _commit_quietly,
+                    parent.worktree,
+                    f"kanban: {ids.format(parent.id)} work so far, before {tid} branched off",
+                )
+        return await anyio.to_thread.run_sync(remotes.freshest, clone, parent.branch)
+
+    async def _continued(self, task: records.Task, sha: str) -> prompt.Continued | None:
+        """Which other host made `sha`, the pushed commit this run starts from (None: this one)."""
+        found = await self.board.call(runs.for_task, task.id)
+        host = next((r.host for r in reversed(found) if r.commit_sha == sha and r.host), None)
+        if host is None:
+            host = next((r.host for r in reversed(found) if r.host and r.host != self.host), None)
+        return None if host is None or host == self.host else prompt.Continued(sha, host)
 
     async def _merge_into(self, task: records.Task, path: str, kind: str) -> list[prompt.Merge]:
         """Bring in what the task builds on: its blockers' branches at every start, then, on a
@@ -573,9 +694,15 @@ class Supervisor:
             for b in await self.board.call(views.blockers_in_dependency_order, task.id)
             if b.status == "done" and b.branch and b.repo == task.repo and b.id != task.parent_id
         ]
+        # A remote repository's branches are wherever a host pushed them (fetched by
+        # `_place_remote` just before): merged from the refs that hold their work.
+        remote = remotes.url_of(task.repo) is not None
         # A landed blocker whose branch `kanban gc` collected: its work is in its base branch.
         gone = await anyio.to_thread.run_sync(
-            _missing_branches, path, [b.branch for b in blockers if b.landed_sha and b.branch]
+            _missing_branches,
+            path,
+            [b.branch for b in blockers if b.landed_sha and b.branch],
+            remote,
         )
         blockers = [b for b in blockers if b.branch not in gone]
         children = []
@@ -598,9 +725,14 @@ class Supervisor:
         await anyio.to_thread.run_sync(
             _commit_quietly, path, f"kanban: {task.label} work so far, before merging"
         )
+        refs = None
+        if remote:
+            named = [b for b in branches if not merging.is_commit(b)]
+            found = await anyio.to_thread.run_sync(remotes.tips, path, named)
+            refs = {b: found.get(b, []) for b in named}
         outcomes = await anyio.to_thread.run_sync(
             lambda: merging.merge_branches(
-                path, branches, lambda b: f"kanban: merge {b} into {task.label}"
+                path, branches, lambda b: f"kanban: merge {b} into {task.label}", refs=refs
             )
         )
         merges = [
@@ -630,8 +762,15 @@ class Supervisor:
         What the run needs was recorded before its shim existed (`runs.prepare`); the run's
         lock says whether a shim may still write its record, even one whose pid was never
         recorded; its scope is derived from the board and the run.
+
+        A run of another host (its dispatcher stale, its lease expired: `Dispatcher._reaper`)
+        is not watched: its pids, its lock and its scope are that host's, and a pid here
+        would be some unrelated process. It is settled as lost at once (`_lost_with_host`).
         """
         task = await self.board.call(tasks.get, run.task_id)
+        if run.host is not None and run.host != self.host:
+            await self._lost_with_host(run, task)
+            return
         try:
             runtime = runtimes.get(task.runtime)
         except errors.KanbanError:
@@ -640,7 +779,8 @@ class Supervisor:
             run_id=run.id,
             task_id=task.id,
             token_hash=run.token_hash,
-            repo=task.repo,
+            repo=self._checkout(task.repo),
+            remote=remotes.url_of(task.repo),
             started=run.started_at,
             timeout=task.timeout,
             runtime=runtime,
@@ -670,6 +810,37 @@ class Supervisor:
             await self._finish(watched)
         finally:
             self.watched.pop(run.id, None)
+
+    async def _lost_with_host(self, run: records.Run, task: records.Task) -> None:
+        """Settle a run whose host is gone: lost (refunded), whatever its worker reported (its
+        work after its last push is on that host's disk only), the task retried from the last
+        pushed commit of its branch (`_place_remote`)."""
+        tries = len(await self.board.call(runs.for_task, task.id))
+        delay = retry.backoff(tries, self.settings.retry_delay, self.settings.retry_max_delay)
+        reason = (
+            f"lost with its host {run.host}: its dispatcher stopped beating and the run's "
+            f"lease expired; its processes there cannot be watched or stopped from "
+            f"{self.host}, so the task is retried from the last pushed commit of its branch"
+        )
+        await self.board.call(
+            runs.settle,
+            run.id,
+            Outcome.LOST,
+            reason=reason,
+            retry_at=time.time() + delay,
+            refund=True,
+            drop_report=True,
+            actor=self.actor,
+        )
+        watched = Watched(
+            run_id=run.id,
+            task_id=task.id,
+            token_hash=run.token_hash,
+            repo=None,
+            started=run.started_at,
+            timeout=None,
+        )
+        await self._say_how_it_ended(watched)
 
     # -- watching -----------------------------------------------------------------------
 
@@ -815,6 +986,7 @@ class Supervisor:
                 commit = await anyio.to_thread.run_sync(git.head, watched.workspace)
             except Exception as exc:  # a full disk, a broken repository: the work stays put
                 commit_error = str(exc)
+        push_error = await self._push(watched, task)
         tail = await anyio.to_thread.run_sync(log_tail, watched.log_path)
         last = watched.reading.meter.activity() if watched.reading is not None else None
         if last and watched.runtime is not None and watched.runtime.reports:
@@ -843,6 +1015,8 @@ class Supervisor:
         if commit_error is not None:
             note = f"could not commit the worktree: {commit_error}"
             reason = f"{reason}; {note}" if reason else note
+        if push_error is not None:
+            reason = f"{reason}; {push_error}" if reason else push_error
         check = None
         completed = verdict.outcome is Outcome.COMPLETED and commit_error is None
         if task.conflicts and workspace_exists:
@@ -868,6 +1042,22 @@ class Supervisor:
             actor=self.actor,
         )
         await self._say_how_it_ended(watched)
+
+    async def _push(self, watched: Watched, task: records.Task) -> str | None:
+        """Push a remote repository's task branch after its run, so that its work is not only
+        on this host's disk; what went wrong, if it failed (the work stays here, and the run's
+        outcome stands: the next run of the task, here or elsewhere, merges the two)."""
+        if watched.remote is None or watched.repo is None or not task.branch:
+            return None
+        try:
+            await anyio.to_thread.run_sync(remotes.push, watched.repo, task.branch)
+        except Exception as exc:  # an unreachable remote, a refused push: said, not raised
+            where = watched.workspace or watched.repo
+            return (
+                f"could not push {task.branch} to {watched.remote} ({exc}); its work is in "
+                f"{where} on host {self.host}"
+            )
+        return None
 
     async def _say_how_it_ended(self, watched: Watched) -> None:
         """One line for the dispatcher's output: the task's new state and why."""
@@ -988,8 +1178,12 @@ class Supervisor:
             watched.poke.set()
 
 
-def _missing_branches(path: str, branches: list[str]) -> set[str]:
-    return set(branches) - git.branch_states(Path(path), branches).keys() if branches else set()
+def _missing_branches(path: str, branches: list[str], remote: bool = False) -> set[str]:
+    if not branches:
+        return set()
+    if remote:  # neither a local branch nor a pushed one
+        return set(branches) - remotes.tips(path, branches).keys()
+    return set(branches) - git.branch_states(Path(path), branches).keys()
 
 
 def commit_message(task: records.Task, run: records.Run) -> str:

@@ -3,8 +3,9 @@
 `placement` is the one place a task's branch and worktree get their names. Creation, removal
 and branch deletion are serialized per repository, across threads and processes, by an
 ``flock`` on ``<git-common-dir>/kanban-worktrees.lock`` (several dispatchers may share one
-repository). A commit runs inside one task's worktree, on its own branch and index, and needs
-no lock. Git itself is run by `git` only; merging branches into a worktree is `merging`.
+repository), and so are the fetches and pushes of a remote's clone (`remotes`). A commit
+runs inside one task's worktree, on its own branch and index, and needs no lock. Git itself
+is run by `git` only; merging branches into a worktree is `merging`.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def _worktree_root(repo_path: Path | str, root: Path | str) -> Path:
 
 
 @contextlib.contextmanager
-def _repo_lock(common_dir: Path) -> Iterator[None]:
+def repo_lock(common_dir: Path) -> Iterator[None]:
+    """Hold the repository's lock: what changes its worktrees or its refs in bulk (creating a
+    worktree, a fetch, a push) waits its turn. Not reentrant: never nest two."""
     # flock, not fcntl record locks: it excludes other open file descriptions in this process
     # too, so it serializes threads as well as processes. os.open's fd is not inherited by
     # the git children, so a hook's stray daemon cannot keep the lock held.
@@ -174,7 +177,7 @@ def ensure_worktree(repo_path: Path | str, path: Path | str, branch: str, base: 
         raise git.GitError(
             f"worktree path {target} is inside the repository {top}; use a worktree root outside it"
         )
-    with _repo_lock(info.common_dir):
+    with repo_lock(info.common_dir):
         state = git.branch_states(info.top, [branch]).get(branch)
         if state is not None and state.worktree is not None:
             if state.worktree == target and (target / ".git").is_file():
@@ -283,7 +286,7 @@ def ensure_detached(repo_path: Path | str, *, root: Path | str, board_id: str, n
     path = _worktree_root(repo_path, root) / _check_part("board id", board_id) / name
     if (path / ".git").is_file():
         return path
-    with _repo_lock(top.common_dir):
+    with repo_lock(top.common_dir):
         if (path / ".git").is_file():  # made meanwhile by another process
             return path
         if os.path.lexists(path):  # half made (a process killed mid-add): made again
@@ -392,7 +395,7 @@ def gc(
     kept_branches: list[str] = []
     problems: list[str] = []
     pairs = [(Path(path).expanduser().resolve(), branch) for path, branch in worktrees]
-    with _repo_lock(info.common_dir):
+    with repo_lock(info.common_dir):
         # One look at the refs for all pairs: what an earlier gc already collected (no
         # directory, no branch) costs nothing, however long the board's history grows.
         existing = git.branch_states(info.top, {branch for _, branch in pairs})

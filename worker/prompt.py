@@ -35,9 +35,18 @@ class Merge:
     branch: str
     status: str  # merged | up_to_date | conflicted | missing
     conflicted_files: Sequence[str] = ()
-    # Whose branch: a "subtask"'s (a resume), a "blocker"'s, or the task's "base" branch (a
-    # landing that conflicted).
+    # Whose branch: a "subtask"'s (a resume), a "blocker"'s, the task's "base" branch (a
+    # landing that conflicted), or the task's own as another host "pushed" it (the two
+    # diverged).
     source: str = "subtask"
+
+
+@dataclasses.dataclass(frozen=True)
+class Continued:
+    """The run starts from its branch as another host last pushed it, not from this host's."""
+
+    sha: str  # the last pushed commit of the task's branch
+    host: str  # the host whose run made it
 
 
 @functools.cache
@@ -77,9 +86,11 @@ def render(
     merges: Sequence[Merge] = (),
     ports: Sequence[int] = (),
     gate: str | None = None,
+    continued: Continued | None = None,
 ) -> str:
     """The prompt of a task's run. `ports` are those the run holds; `gate` is the check
-    command that decides whether the task is done (a repository's gated check), if any.
+    command that decides whether the task is done (a repository's gated check), if any;
+    `continued`, where the run starts from the work another host pushed.
     """
     sections = _sections()
     extra: list[str] = []
@@ -98,6 +109,8 @@ def render(
                 attempt=attempt, max_attempts=task.max_attempts, last_outcome=what
             )
         )
+    if continued is not None:
+        extra.append(sections["continued"].substitute(sha=continued.sha, host=continued.host))
     if last is not None and last.check_result is not None and not last.check_result.passed:
         check = last.check_result
         extra.append(
@@ -108,7 +121,7 @@ def render(
                 output=check.output.replace("```", "` ` `") or "(no output)",
             )
         )
-    blocker_lines = [_merge_line(m) for m in merges if m.source in ("blocker", "base")]
+    blocker_lines = [_merge_line(m) for m in merges if m.source in ("blocker", "base", "pushed")]
     if blocker_lines:
         extra.append(sections["blocker_merges"].substitute(merges=_bullets(blocker_lines)))
     left = conflicts.unresolved(workspace, tasks.get(db, task.id).conflicts)

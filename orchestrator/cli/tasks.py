@@ -27,8 +27,17 @@ def _echo_task(obj: dict, as_json: bool) -> None:
 @click.command()
 @click.argument("title")
 @click.option("--body", default="", help="What to do, in detail (the agent's instructions).")
-@click.option("--repo", type=click.Path(file_okay=False), help="Git repository to work in.")
-@click.option("--base", "base", help="Ref the task's branch starts from (default: current HEAD).")
+@click.option(
+    "--repo",
+    help="Git repository to work in: a checkout's path, or a remote's URL (https://, ssh://, "
+    "file://, user@host:path, a bare repository's path) that every host clones.",
+)
+@click.option(
+    "--base",
+    "base",
+    help="Ref the task's branch starts from (default: the checkout's HEAD, or the remote's "
+    "default branch).",
+)
 @click.option("--after", multiple=True, help="A task that must be done first (repeatable).")
 @click.option("--parent", help="Make this a subtask of PARENT.")
 @click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
@@ -82,19 +91,27 @@ def create(
       kanban create "Add a --verbose flag" --repo . --body "Use click's count option"
       kanban create "Nightly checks" --command "make check" --after t_3
       kanban create "Port the parser" --repo . --budget 2M,$10
+      kanban create "Fix the flaky test" --repo git@github.com:me/app.git --base develop
     """
-    from orchestrator import git
+    from orchestrator import git, remotes
 
     runtime, options = command_runtime.task_runtime(runtime, command, option="--command")
     actor = context.actor()
     base_ref = base_branch = None
     if repo is not None:
-        repo = str(git.open_repo(repo).path)
         # A subtask branches from its parent's branch, so only a top-level task pins HEAD.
         subtask = parent is not None or isinstance(actor, actors.Worker)
-        if base is not None or not subtask:
-            base_ref = git.resolve_base(repo, base)
-            base_branch = git.base_branch(repo, base)
+        url = remotes.classify(repo)
+        if url is not None:
+            # Worked on in each host's clone: the base is the remote's, asked of it now.
+            repo = url
+            if base is not None or not subtask:
+                base_ref, base_branch = remotes.resolve_base(url, base)
+        else:
+            repo = str(git.open_repo(repo).path)
+            if base is not None or not subtask:
+                base_ref = git.resolve_base(repo, base)
+                base_branch = git.base_branch(repo, base)
     elif base is not None:
         raise errors.InvalidInput("--base needs --repo")
     spec = tasks.NewTask(

@@ -7,8 +7,19 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
-from board import connection, dispatchers, errors, identity, migrations, runs, states
+from board import (
+    connection,
+    dispatchers,
+    errors,
+    identity,
+    migrations,
+    pg_schema,
+    runs,
+    states,
+    tasks,
+)
 
 M001_TABLES = {"tasks", "runs", "deps", "events", "comments", "dispatchers"}
 M002_TABLES = {"batches", "schedules", "schedule_fires"}
@@ -276,3 +287,36 @@ def test_m005_keeps_only_the_hash_of_a_run_token(db_path: Path) -> None:
         assert runs.by_token(db, "the-old-token").id == 1  # the live worker keeps working
     finally:
         db.conn.close()
+
+
+def test_m009_gives_every_run_a_host_and_runs_from_before_it_none(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("BEGIN")
+    for number, migration in enumerate(migrations.MIGRATIONS[:8], start=1):
+        migration(conn)
+        conn.execute(f"PRAGMA user_version = {number}")
+    conn.execute(
+        "INSERT INTO tasks (title, status, runtime, created_at, updated_at)"
+        " VALUES ('t', 'ready', 'command', 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO runs (task_id, attempt, kind, token_hash, started_at, ended_at)"
+        " VALUES (1, 1, 'first', 'x', 0, 1)"
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+    db = connection.connect(db_path)
+    try:
+        assert connection.schema_version(db) == 9
+        assert runs.get(db, 1).host is None  # taken as this host's, as every run was then
+    finally:
+        db.conn.close()
+
+
+def test_each_claimed_run_records_its_host_on_both_engines(db: sqlite_utils.Database) -> None:
+    assert connection.schema_version(db) == migrations.latest() == pg_schema.latest() == 9
+    tasks.create(db, tasks.NewTask("t", runtime="command", runtime_options={"argv": ["true"]}))
+    [claim] = runs.claim(db, host="host-a")
+    assert runs.get(db, claim.run_id).host == "host-a"
