@@ -116,22 +116,24 @@ class Cursor:
     """The part of `sqlite3.Cursor` the board uses."""
 
     def __init__(self, cursor: Any, returns_id: bool) -> None:
-        self._cursor = cursor
+        self._cursor = cursor  # None: a statement that had nothing to do
         self.lastrowid: int | None = None
         if returns_id:
             row = cursor.fetchone()
             self.lastrowid = None if row is None else row[0]
-        self.rowcount: int = cursor.rowcount
+        self.rowcount: int = -1 if cursor is None else cursor.rowcount
 
     @property
     def description(self) -> Any:
-        return self._cursor.description
+        return None if self._cursor is None else self._cursor.description
 
     def fetchone(self) -> tuple | None:
-        row = self._cursor.fetchone()
+        row = None if self._cursor is None else self._cursor.fetchone()
         return None if row is None else tuple(_plain(v) for v in row)
 
     def fetchall(self) -> list[tuple]:
+        if self._cursor is None:
+            return []
         return [tuple(_plain(v) for v in row) for row in self._cursor.fetchall()]
 
     def __iter__(self) -> Iterator[tuple]:
@@ -143,15 +145,25 @@ class Connection:
 
     In autocommit mode, as the board's SQLite connections are (``isolation_level=None``): a
     statement outside ``BEGIN`` commits on its own.
+
+    A connection the server dropped (a restart, a network cut) is opened again at the next
+    statement outside a transaction, so a long-lived dispatcher carries on once the server is
+    back. Inside a transaction it is not: what the transaction wrote is gone, so the statement
+    fails as `errors.BoardBusy` (the caller retries the whole transaction) and the ROLLBACK
+    that follows is a no-op.
     """
 
     def __init__(self, url: str) -> None:
+        self.url = url
+        self._transaction = False  # between our BEGIN and its COMMIT or ROLLBACK
+        self._connect()
+
+    def _connect(self) -> None:
         import psycopg
         from psycopg.types.numeric import Int8Dumper
 
-        self.url = url
         try:
-            self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            self.raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             # Every integer as BIGINT, as SQLite has them (psycopg picks the smallest type,
             # which a recursive query's first row would then impose on every later one).
             self.raw.adapters.register_dumper(int, Int8Dumper)
@@ -160,23 +172,46 @@ class Connection:
             self.raw.execute(f"SET TIME ZONE {offset.total_seconds() / 3600:+.4f}")
         except psycopg.Error as exc:
             raise errors.BoardError(
-                f"cannot reach the board {redacted(url)} ({_first_line(exc)}); check that the "
-                "server runs and the URL (--db or KANBAN_DB) is right, then `kanban doctor`"
+                f"cannot reach the board {redacted(self.url)} ({_first_line(exc)}); check that "
+                "the server runs and the URL (--db or KANBAN_DB) is right, then `kanban doctor`"
             ) from exc
 
     def execute(self, sql: str, params: Any = ()) -> Cursor:
         import psycopg
 
+        verb = sql.lstrip()[:8].upper()
+        if self.raw.closed:
+            if self._transaction:
+                self._transaction = verb not in ("ROLLBACK", "COMMIT")
+                if verb == "ROLLBACK":
+                    return Cursor(None, False)
+                raise errors.BoardBusy(
+                    f"the board {redacted(self.url)} went away in the middle of a transaction "
+                    "(nothing of it was written); try again"
+                )
+            try:
+                self._connect()
+            except errors.BoardError as exc:
+                raise errors.BoardBusy(f"{exc}; trying again") from exc
         named = isinstance(params, Mapping)
         text, returns_id = translate(sql, named)
         values = dict(params) if named else (tuple(params) or None)
         try:
-            return Cursor(self.raw.execute(text, values), returns_id)
+            cursor = Cursor(self.raw.execute(text, values), returns_id)
         except psycopg.Error as exc:
+            if self.raw.broken:
+                self.raw.close()  # opened again at the next statement outside a transaction
             raise failure(self.url, exc) from exc
+        if verb.startswith("BEGIN"):
+            self._transaction = True
+        elif verb.startswith(("COMMIT", "ROLLBACK")):
+            self._transaction = False
+        return cursor
 
     @property
     def in_transaction(self) -> bool:
+        if self.raw.closed:
+            return self._transaction
         from psycopg.pq import TransactionStatus
 
         return self.raw.info.transaction_status != TransactionStatus.IDLE

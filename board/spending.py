@@ -40,8 +40,8 @@ class OverBudget(errors.LimitExceeded):
 
 def record(db: sqlite_utils.Database, run_id: int, used: Usage, *, cost_source: str | None) -> None:
     """Record a live run's usage so far (its totals). An ended run keeps what it has."""
-    with db.conn:
-        db.conn.execute(
+    with connection.transaction(db) as tx:
+        tx.execute(
             "UPDATE runs SET model = coalesce(?, model), input_tokens = ?,"
             " cached_input_tokens = ?, output_tokens = ?, reasoning_tokens = ?, cost_usd = ?,"
             " cost_source = ?, usage_at = ? WHERE id = ? AND ended_at IS NULL",
@@ -53,7 +53,7 @@ def record(db: sqlite_utils.Database, run_id: int, used: Usage, *, cost_source: 
                 used.reasoning_tokens,
                 used.cost_usd,
                 cost_source if used.cost_usd is not None else None,
-                time.time(),
+                tx.now,
                 run_id,
             ),
         )
