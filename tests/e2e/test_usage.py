@@ -150,8 +150,7 @@ def test_an_agent_with_no_login_is_caught_by_doctor_and_by_the_start_up_deadline
     doctor = world.kanban("doctor", "--json", check=False)
     assert doctor.returncode == 1
     assert any(
-        check["name"] == "codex login" and not check["ok"]
-        for check in json.loads(doctor.stdout)
+        check["name"] == "codex login" and not check["ok"] for check in json.loads(doctor.stdout)
     ), doctor.stdout
 
     task = world.create("Never gets going", "--max-attempts", "1", runtime=runtime)
