@@ -6,7 +6,7 @@ Example ``nightly.toml``::
     budget = "5M,$20"                # optional; what all its tasks may use together
 
     [defaults]                       # optional; applies to every task
-    repo = "."                       # relative to this file
+    repo = "."                       # relative to this file; or a URL, as `create --repo`
     runtime = "command"
     max_attempts = 2
 
@@ -39,11 +39,14 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from board import batches, errors, records, spending, tasks
 from worker import runtimes
 from worker.runtimes import command as command_runtime
+
+if TYPE_CHECKING:
+    from orchestrator import remotes
 
 TASK_KEYS = {
     "title",
@@ -150,7 +153,7 @@ def load(path: str | Path) -> Loaded:
     if not isinstance(table, dict) or not table:
         raise BatchError(path, None, "the batch has no tasks: add [tasks.KEY] tables")
     entries = []
-    resolved: dict[tuple[str, str | None], tuple[str, str, str | None]] = {}
+    resolved: dict[tuple[str, str | None], remotes.Repository] = {}
     for key, spec in table.items():
         if not isinstance(spec, dict):
             raise BatchError(path, _line_of(text, None, key), f"tasks.{key} must be a table")
@@ -199,9 +202,9 @@ def _entry(
     key: str,
     spec: dict[str, Any],
     table: dict[str, Any],
-    resolved: dict[tuple[str, str | None], tuple[str, str, str | None]],
+    resolved: dict[tuple[str, str | None], remotes.Repository],
 ) -> batches.Entry:
-    from orchestrator import git, workspace
+    from orchestrator import remotes, workspace
 
     unknown = set(spec) - TASK_KEYS
     if unknown:
@@ -231,22 +234,21 @@ def _entry(
     repo, base_ref, base_branch = None, None, None
     if spec.get("repo") is not None:
         if not isinstance(spec["repo"], str):
-            raise _Problem("repo", "repo must be a path")
+            raise _Problem("repo", "repo must be a path or a repository's URL")
         if "\0" in spec["repo"]:
             raise _Problem("repo", "repo contains a NUL byte (\\0), which no path can hold")
-        where = (path.parent / Path(spec["repo"]).expanduser()).resolve()
-        cache_key = (str(where), spec.get("base"))
+        # Asked once per repository and base, however many tasks name them (a remote is
+        # asked over the network).
+        cache_key = (spec["repo"], spec.get("base"))
         if cache_key not in resolved:
             try:
-                top = str(git.open_repo(where).path)
-                resolved[cache_key] = (
-                    top,
-                    git.resolve_base(top, spec.get("base")),
-                    git.base_branch(top, spec.get("base")),
+                resolved[cache_key] = remotes.resolve(
+                    spec["repo"], spec.get("base"), relative_to=path.parent
                 )
             except errors.KanbanError as exc:
                 raise _Problem("repo", str(exc)) from exc
-        repo, base_ref, base_branch = resolved[cache_key]
+        found = resolved[cache_key]
+        repo, base_ref, base_branch = found.repo, found.base_ref, found.base_branch
     elif spec.get("base") is not None:
         raise _Problem("base", "base needs repo")
     for field, kind in (("priority", int), ("max_attempts", int)):

@@ -127,6 +127,79 @@ def _repo_of(task: records.Task, clones_root: Path | None) -> _Repo:
     return _Repo(remotes.ensure_clone(url, root), url)
 
 
+@dataclasses.dataclass(frozen=True)
+class Compared:
+    """What `kanban diff` shows: in `repo`, the changes of `branch` since it forked from `base`
+    (both revisions there)."""
+
+    repo: Path
+    base: str
+    branch: str
+    base_name: str  # the base as the user knows it: a branch's name, or a commit
+
+
+def compared(
+    task: records.Task, *, into: str | None = None, clones_root: Path | None = None
+) -> Compared:
+    """What `task` would land: its branch against `into`, else its base branch, else the
+    commit it started from, as they are now.
+
+    For a remote, in this host's clone of it (cloned if this host has none), fetched first:
+    the task's branch where its work is newest (pushed, or only on this host: what `land`
+    would take) against the remote's base branch.
+    """
+    assert task.repo and task.branch
+    base = into or task.base_branch or task.base_ref
+    if base is None:
+        raise errors.InvalidInput(f"{task.label} has no base to compare with: use --into BRANCH")
+    git.check_rev(base)
+    repo = _repo_of(task, clones_root)
+    if repo.url is None:
+        return Compared(git.open_repo(repo.path).path, base, task.branch, base)
+    repo.fetch()
+    branch = repo.tip(task.branch)
+    if branch is None:
+        raise errors.InvalidInput(
+            f"{task.label}: its branch {task.branch} is neither on {repo.url} nor in this "
+            f"host's clone: it never ran, or the host that ran it could not push it (`kanban "
+            f"show {task.label}` says why)"
+        )
+    named = into or task.base_branch
+    if named is None:
+        return Compared(repo.path, base, branch, base)
+    start = repo.base(named)
+    if start is None:
+        raise errors.InvalidInput(
+            f"{repo.url} has no branch {named} to compare with: name another with --into BRANCH"
+        )
+    return Compared(repo.path, start, branch, named)
+
+
+def push_branch(task: records.Task, *, clones_root: Path | None = None) -> Path:
+    """A remote task's branch on its remote (for a pull request): this host's clone of it
+    (cloned if this host has none), fetched, after pushing this host's branch when it holds
+    work the remote lacks; returns the clone. Raises `errors.KanbanError` when the branch is
+    on neither, when the two diverged, or when the push fails."""
+    assert task.repo and task.branch
+    repo = _repo_of(task, clones_root)
+    assert repo.url is not None
+    repo.fetch()
+    refs = remotes.tips(repo.path, [task.branch]).get(task.branch)
+    if not refs:
+        raise errors.InvalidInput(
+            f"its branch {task.branch} is neither on {repo.url} nor in this host's clone"
+        )
+    if len(refs) > 1:
+        raise errors.InvalidInput(
+            f"its branch {task.branch} here and the one on {repo.url} have diverged (a push "
+            "that failed, then a run on another host): `kanban reopen` it, and its next run "
+            "merges the two"
+        )
+    if remotes.pushed(repo.path, task.branch) != repo.tip(task.branch):
+        remotes.push(repo.path, task.branch)  # this host holds work the remote lacks
+    return repo.path
+
+
 def order(db: sqlite_utils.Database, task_ids: Sequence[int]) -> list[records.Task]:
     """The tasks, each after those of them it depends on (then by id)."""
     chosen = {task_id: tasks.get(db, task_id) for task_id in dict.fromkeys(task_ids)}

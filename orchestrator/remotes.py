@@ -20,12 +20,14 @@ given ``--`` before a URL, never a shell, and never a terminal to prompt on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -37,6 +39,7 @@ REMOTE = "origin"  # the name of the remote in every clone kanban makes
 # Talking to a remote: never prompt (a dispatcher has no one to answer), never hang forever.
 _NETWORK_ENV = {"GIT_TERMINAL_PROMPT": "0"}
 NETWORK_TIMEOUT = 900.0
+PROBE_TIMEOUT = 30.0  # `probe`: a remote that answers at all answers well within it
 
 _FORMS = "https://, ssh://, file://, user@host:path, or a bare repository's path"
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -83,11 +86,48 @@ def classify(repo: str) -> str | None:
     ``file://`` URL), or None for anything else (a checkout: `git.open_repo` checks it)."""
     if repo.startswith("-"):
         raise InvalidURL(repo, "it starts with '-', which git would read as an option")
-    if _looks_like_url(repo) or _HELPER.match(repo):
+    if _names_a_remote(repo):
         return check_url(repo)
     path = Path(repo).expanduser()
     bare = _bare_repository(path) if path.is_dir() else None
     return None if bare is None else bare.as_uri()
+
+
+@dataclasses.dataclass(frozen=True)
+class Repository:
+    """A task's repository as the board stores it, and the base its branch starts from."""
+
+    repo: str  # a remote's URL, or a checkout's top-level directory
+    base_ref: str | None  # a commit sha; None: not pinned (a subtask's is its parent's)
+    base_branch: str | None  # the branch it lands into; None: a tag, a commit, or unpinned
+
+
+def resolve(
+    repo: str, base: str | None, *, pin: bool = True, relative_to: Path | None = None
+) -> Repository:
+    """A task's ``--repo`` and ``--base``, wherever they come from (`kanban create`'s options,
+    a batch file, the web board's form): a remote (`classify`), whose base is asked of it, or
+    a checkout, whose base is read from it. The base is pinned when `pin` (a top-level task)
+    or when `base` is given. A relative path is relative to `relative_to` (a batch file's
+    directory) when given, else to the working directory; a URL is a URL wherever it is.
+    """
+    where = repo
+    if relative_to is not None and not (repo.startswith("-") or _names_a_remote(repo)):
+        where = os.fspath((relative_to / Path(repo).expanduser()).resolve())
+    url = classify(where)
+    pinned = pin or base is not None
+    if url is not None:
+        base_ref, base_branch = resolve_base(url, base) if pinned else (None, None)
+        return Repository(url, base_ref, base_branch)
+    top = str(git.open_repo(Path(where).expanduser()).path)
+    if not pinned:
+        return Repository(top, None, None)
+    return Repository(top, git.resolve_base(top, base), git.base_branch(top, base))
+
+
+def _names_a_remote(repo: str) -> bool:
+    """Whether `repo` is written as a URL (or as git's ``<transport>::`` syntax), not a path."""
+    return _looks_like_url(repo) or _HELPER.match(repo) is not None
 
 
 def _bare_repository(path: Path) -> Path | None:
@@ -353,6 +393,20 @@ def is_ancestor(repo: Path | str, commit: str, of: str) -> bool:
     return result.status == 0
 
 
+def on_remote(clone: Path | str, commit: str) -> bool:
+    """Whether a branch of the remote, as this clone last fetched it, holds `commit`: then the
+    work up to it is not on this host's disk only."""
+    found = git.run(
+        Path(clone),
+        "for-each-ref",
+        "--count=1",
+        "--format=%(refname)",
+        f"--contains={git.check_rev(commit)}",
+        f"refs/remotes/{REMOTE}/",
+    )
+    return bool(found.out.strip())
+
+
 def tips(repo: Path | str, branches: Iterable[str]) -> dict[str, list[str]]:
     """{branch: the refs that hold its work}, for the branches that exist here at all.
 
@@ -482,6 +536,48 @@ def resolve_base(url: str, base: str | None) -> tuple[str, str | None]:
         f"{url} has no branch or tag {base!r}: name one of its branches or tags, or a full "
         "commit sha"
     )
+
+
+def probe(url: str, *, timeout: float = PROBE_TIMEOUT) -> list[str]:
+    """The remote's branches (``git ls-remote --heads``), asked the way a dispatcher asks:
+    with no one to answer a prompt (no terminal prompt; ssh in ``BatchMode``, so a password,
+    a passphrase or an unknown host key fails at once instead of waiting), within `timeout`.
+    Raises `git.GitError` with git's own message when the remote does not answer."""
+    check_url(url)
+    started = time.monotonic()
+    try:
+        result = git.run(
+            Path(os.sep),
+            "ls-remote",
+            "--heads",
+            "--",
+            url,
+            ok=git.ANY_STATUS,
+            environ={**_NETWORK_ENV, **_ssh_batch_mode()},
+            timeout=timeout,
+        )
+    except git.GitError as exc:
+        if time.monotonic() - started < timeout:
+            raise  # git itself could not run
+        raise git.GitError(f"{url} did not answer within {timeout:g} s") from exc
+    if result.status != 0:
+        raise git.GitError(f"cannot read the repository {url}: {result.message()}")
+    return [line.partition("\t")[2].removeprefix("refs/heads/") for line in result.out.splitlines()]
+
+
+def _ssh_batch_mode() -> dict[str, str]:
+    """``GIT_SSH_COMMAND``: the user's own ssh command ($GIT_SSH_COMMAND, else core.sshCommand,
+    else ssh) with ``-o BatchMode=yes`` added; nothing when it is not OpenSSH's ssh (a program
+    in $GIT_SSH, a wrapper), whose options are unknown."""
+    if os.environ.get("GIT_SSH") and not os.environ.get("GIT_SSH_COMMAND"):
+        return {}
+    command = os.environ.get("GIT_SSH_COMMAND") or (
+        git.run(Path(os.sep), "config", "--get", "core.sshCommand", ok=(0, 1)).out.strip()
+    )
+    command = command.strip() or "ssh"
+    if os.path.basename(command.split()[0]) != "ssh":
+        return {}
+    return {"GIT_SSH_COMMAND": f"{command} -o BatchMode=yes"}
 
 
 def _ls_remote(url: str, *args: str) -> str:

@@ -41,6 +41,23 @@ class BranchNotMerged(git.GitError):
         )
 
 
+class NotPushed(git.GitError):
+    """A clone's worktree or branch holds a commit that is on no branch of its remote: this
+    host's disk is the only place its work is (a push that failed), so gc keeps it."""
+
+    def __init__(self, what: str, commit: str, push: str) -> None:
+        self.commit = commit
+        super().__init__(
+            f"{what} kept: its commit {commit[:12]} is on no branch of the remote, so this "
+            f"host holds the only copy of its work; push it ({push}) or pass --force"
+        )
+
+
+# Whether a commit's work is kept somewhere gc does not touch (a remote's branches, a landed
+# task's base): for a clone of a remote, what gc asks in place of "merged into HEAD".
+KeptElsewhere = Callable[[str], bool]
+
+
 @dataclasses.dataclass(frozen=True)
 class Worktree:
     path: Path
@@ -303,7 +320,13 @@ def ensure_detached(repo_path: Path | str, *, root: Path | str, board_id: str, n
 # --- removal and garbage collection ------------------------------------------------------
 
 
-def _remove(top: Path, target: Path, force: bool, before: Callable[[], bool] | None = None) -> bool:
+def _remove(
+    top: Path,
+    target: Path,
+    force: bool,
+    before: Callable[[], bool] | None = None,
+    kept_elsewhere: KeptElsewhere | None = None,
+) -> bool:
     if not os.path.lexists(target):
         git.run(top, "worktree", "prune")
         return False
@@ -313,6 +336,11 @@ def _remove(top: Path, target: Path, force: bool, before: Callable[[], bool] | N
         if state.entries:
             raise git.WorktreeDirty(target, state.entries)
         git.refuse_detached(target, state)
+        if kept_elsewhere is not None:
+            head = git.head(target)
+            if not kept_elsewhere(head):
+                push = f"git -C {target} push origin HEAD"
+                raise NotPushed(f"worktree {target} (and its branch)", head, push)
     # Only now, once the worktree is known to go, does its teardown run. It was clean before
     # it (or forced): what the teardown leaves there (its logs, caches, even edits) is no
     # one's work, so it goes with the worktree instead of keeping it as dirty. The repository
@@ -343,7 +371,9 @@ def _tear_down(
         return True
 
 
-def _delete_branch(top: Path, branch: str, force: bool) -> bool:
+def _delete_branch(
+    top: Path, branch: str, force: bool, kept_elsewhere: KeptElsewhere | None = None
+) -> bool:
     git.check_branch(branch)
     state = git.branch_states(top, [branch]).get(branch)
     if state is None:
@@ -352,7 +382,11 @@ def _delete_branch(top: Path, branch: str, force: bool) -> bool:
         raise git.GitError(
             f"branch {branch} is checked out in {state.worktree}; remove that worktree first"
         )
-    if not force and not _merged_into_head(top, state.sha):
+    if not force and kept_elsewhere is not None:
+        if not kept_elsewhere(state.sha):
+            push = f"git -C {top} push origin refs/heads/{branch}"
+            raise NotPushed(f"branch {branch} of {top}", state.sha, push)
+    elif not force and not _merged_into_head(top, state.sha):
         into = git.run(top, "symbolic-ref", "-q", "--short", "HEAD", ok=(0, 1)).out or "HEAD"
         raise BranchNotMerged(branch, into)
     # Conditional on the sha we checked, so commits added meanwhile are never deleted.
@@ -373,6 +407,7 @@ def gc(
     *,
     force: bool = False,
     teardown: Teardown | None = None,
+    kept_elsewhere: KeptElsewhere | None = None,
 ) -> GcReport:
     """Remove the given (worktree, branch) pairs where nothing can be lost.
 
@@ -381,6 +416,12 @@ def gc(
     repository's HEAD. `force` removes dirty worktrees and unmerged branches too; a branch
     checked out in another worktree is never deleted. Failures of one pair are reported in
     `problems` and do not stop the others. ``git worktree prune`` always runs at the end.
+
+    `kept_elsewhere` is for this host's clone of a remote, whose branches are only a local
+    copy of work that belongs on the remote (and whose HEAD is nobody's branch): a worktree
+    goes only when its HEAD is kept elsewhere too, and a branch when its tip is, in place of
+    being merged into HEAD. What is not (a push that failed) is kept, and is a problem: this
+    host has the only copy of that work.
 
     `teardown` runs in each worktree that is going, just before it goes (never in one kept
     or already gone), under the repository's lock: no dispatcher reuses the worktree
@@ -408,7 +449,9 @@ def gc(
                     _tear_down, teardown, target, branch, force=force, problems=problems
                 )
             try:
-                if os.path.lexists(target) and _remove(info.top, target, force, before):
+                if os.path.lexists(target) and _remove(
+                    info.top, target, force, before, kept_elsewhere
+                ):
                     removed.append(target)
             except (git.GitError, TeardownRefused) as exc:
                 kept.append(target)
@@ -419,7 +462,7 @@ def gc(
             if branch not in existing:
                 continue
             try:
-                if _delete_branch(info.top, branch, force):
+                if _delete_branch(info.top, branch, force, kept_elsewhere):
                     deleted.append(branch)
             except git.GitError as exc:
                 kept_branches.append(branch)

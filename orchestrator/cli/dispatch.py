@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from board import errors, ids, records, runs, spending, states, tasks, views
+from board import dispatchers, errors, identity, ids, records, runs, spending, states, tasks, views
 from orchestrator import config
 from orchestrator.cli import context
 from worker import usage
@@ -301,7 +301,8 @@ def watch(ctx, interval, show_all):
 @click.option(
     "--force",
     is_flag=True,
-    help="Also remove dirty worktrees, unmerged branches, and worktrees whose teardown failed.",
+    help="Also remove dirty worktrees, unmerged (or unpushed) branches, and worktrees whose "
+    "teardown failed.",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -312,39 +313,35 @@ def gc(ctx, force, as_json):
     a failing teardown keeps it (unless --force). Branches are deleted only when merged (into
     the repository's HEAD) or landed (kanban land) and unchanged since, unless --force.
 
+    A task whose repository is a remote is collected on each host in that host's own clone,
+    for the tasks that ran on this host: after a fetch, its worktree and its branch there go
+    once a branch of the remote holds their commit (pushed, or landed); work that is on this
+    host only (a push that failed) is kept and reported.
+
     \b
     Example:
       kanban gc
     """
-    from orchestrator import worktrees
+    from orchestrator import remotes
 
     db = context.existing_board(ctx)
     by_repo: dict[str, list[records.Task]] = {}
     for task in tasks.list_tasks(db, sorted(states.ENDED)):
         if task.repo and task.worktree and task.branch:
             by_repo.setdefault(task.repo, []).append(task)
-    report = {
-        "removed_worktrees": [],
-        "kept_worktrees": [],
-        "deleted_branches": [],
-        "kept_branches": [],
-        "problems": [],
-    }
+    report = {key: [] for key in _GC_KEYS}
+    settings = None
     for repo, ended in by_repo.items():
-        if not Path(repo).is_dir():
-            report["problems"].append(f"{repo}: repository is gone")
-            continue
-        pairs = [(task.worktree, task.branch) for task in ended]
-        teardown = _teardowns(db, repo, ended)
-        result = worktrees.gc(repo, pairs, force=force, teardown=teardown)
-        for key in report:
-            report[key].extend(str(x) for x in getattr(result, key))
-        # A landed task's branch is done with even when git does not see it merged (squash).
-        landed = {t.branch: t.landed_from for t in ended if t.branch and t.landed_from}
-        kept = {b for b in result.kept_branches if b in landed}
-        for branch in worktrees.delete_landed(repo, {b: landed[b] for b in kept}):
-            report["kept_branches"].remove(branch)
-            report["deleted_branches"].append(branch)
+        if remotes.url_of(repo) is not None:
+            settings = settings or settings_from(ctx)
+            found = _gc_remote(db, repo, ended, settings=settings, force=force)
+        elif not Path(repo).is_dir():
+            found = {"problems": [f"{repo}: repository is gone"]}
+        else:
+            pairs = [(task.worktree or "", task.branch or "") for task in ended]
+            found = _collect(db, repo, ended, pairs, force=force)
+        for key, values in found.items():
+            report[key].extend(values)
     if as_json:
         context.print_json(report)
     else:
@@ -355,6 +352,95 @@ def gc(ctx, force, as_json):
             click.echo("nothing to collect")
     if report["problems"]:
         ctx.exit(1)
+
+
+_GC_KEYS = ("removed_worktrees", "kept_worktrees", "deleted_branches", "kept_branches", "problems")
+
+
+def _collect(
+    db,
+    repo: str,
+    ended: list[records.Task],
+    pairs: list[tuple[str, str]],
+    *,
+    force: bool,
+    kept_elsewhere: Callable[[str], bool] | None = None,
+) -> dict[str, list[str]]:
+    """`worktrees.gc` of `pairs` in `repo` (a checkout, or this host's clone of a remote),
+    their teardowns run first; its report as text."""
+    from orchestrator import worktrees
+
+    teardown = _teardowns(db, repo, ended)
+    result = worktrees.gc(
+        repo, pairs, force=force, teardown=teardown, kept_elsewhere=kept_elsewhere
+    )
+    found = {key: [str(x) for x in getattr(result, key)] for key in _GC_KEYS}
+    if kept_elsewhere is None:
+        # A landed task's branch is done with even when git does not see it merged (squash).
+        landed = {t.branch: t.landed_from for t in ended if t.branch and t.landed_from}
+        kept = {b for b in result.kept_branches if b in landed}
+        for branch in worktrees.delete_landed(repo, {b: landed[b] for b in kept}):
+            found["kept_branches"].remove(branch)
+            found["deleted_branches"].append(branch)
+    return found
+
+
+def _gc_remote(
+    db, url: str, ended: list[records.Task], *, settings: config.Settings, force: bool
+) -> dict[str, list[str]]:
+    """gc of a remote's tasks on this host: in its clone here (none: nothing of it is here),
+    for the tasks that ran on this host and left a branch in it, fetched first.
+
+    A task's worktree here is where git says its branch is checked out in the clone (the one
+    on the board may be another host's). A commit is safe to let go of once a branch of the
+    remote holds it, or once its task landed from it (its work is in the base).
+    """
+    from orchestrator import git, remotes, worktrees
+
+    clone = remotes.clone_dir(url, settings.clones_root)
+    if not (clone / ".git").is_dir():
+        return {}
+    here = dispatchers.host()
+    found = git.branch_states(clone, [task.branch for task in ended if task.branch])
+    mine: list[records.Task] = []
+    pairs: list[tuple[str, str]] = []
+    for task in ended:
+        assert task.branch
+        state = found.get(task.branch)
+        if state is None:  # no branch here, so no worktree either: nothing of it on this host
+            continue
+        if not any(run.host == here for run in runs.for_task(db, task.id)):
+            continue
+        path = state.worktree
+        if path is None:  # its branch only: where this host would put its worktree
+            _, path = worktrees.placement(
+                clone,
+                root=settings.worktree_root,
+                prefix=settings.branch_prefix,
+                board_id=identity.board_id(db),
+                task_id=ids.format(task.id),
+            )
+        mine.append(dataclasses.replace(task, worktree=str(path)))
+        pairs.append((str(path), task.branch))
+    if not mine:
+        return {}
+    try:
+        remotes.fetch(clone)
+    except errors.KanbanError as exc:
+        return {
+            "kept_worktrees": [p for p, _ in pairs if os.path.lexists(p)],
+            "kept_branches": [str(task.branch) for task in mine],
+            "problems": [
+                f"{url}: cannot fetch it, so nothing of it was collected on this host (whether "
+                f"its work is on the remote is unknown): {exc}"
+            ],
+        }
+    landed = {task.landed_from for task in mine if task.landed_from}
+
+    def kept_elsewhere(commit: str) -> bool:
+        return commit in landed or remotes.on_remote(clone, commit)
+
+    return _collect(db, str(clone), mine, pairs, force=force, kept_elsewhere=kept_elsewhere)
 
 
 def _teardowns(db, repo: str, ended: list[records.Task]) -> Callable[[Path, str], bool] | None:

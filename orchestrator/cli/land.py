@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 
@@ -33,28 +34,24 @@ def diff(ctx, task, patch, into):
 
     The changes on the task's branch since it forked from the base (``git diff
     BASE...BRANCH``): files and line counts by default, the whole diff with --patch. In colour
-    on a terminal.
+    on a terminal. For a task of a remote repository, this host's clone of it is fetched first
+    (and made, if this host has none): the task's branch as pushed (or as this host has it,
+    when it holds more) against the remote's base branch.
 
     \b
     Examples:
       kanban diff t_3
       kanban diff t_3 --patch | less -R
     """
-    from orchestrator import git
+    from orchestrator import git, landing
 
     db = context.existing_board(ctx)
-    found = _task_with_branch(db, task)
-    assert found.repo and found.branch
-    base = into or found.base_branch or found.base_ref
-    if base is None:
-        raise errors.InvalidInput(f"{found.label} has no base to compare with: use --into BRANCH")
-    git.check_rev(base)
+    chosen = _task_with_branch(db, task)
+    found = landing.compared(chosen, into=into)
     color = "--color=always" if sys.stdout.isatty() else "--color=never"
     what = ["--patch-with-stat"] if patch else ["--stat"]
-    result = git.run(
-        git.open_repo(found.repo).path, "diff", color, *what, f"{base}...{found.branch}", "--"
-    )
-    click.echo(result.out or f"{found.label}: no changes against {base}")
+    result = git.run(found.repo, "diff", color, *what, f"{found.base}...{found.branch}", "--")
+    click.echo(result.out or f"{chosen.label}: no changes against {found.base_name}")
 
 
 @click.command()
@@ -92,7 +89,11 @@ def reopen(ctx, task, comment):
 @click.option(
     "--no-reopen", is_flag=True, help="Leave a task that conflicts or fails its check done."
 )
-@click.option("--push", is_flag=True, help="Push each moved base branch to its remote.")
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Push each moved base branch to its remote (a remote repository's is pushed as it lands).",
+)
 @click.option("--pr", is_flag=True, help="Push each task's branch and open a pull request.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -108,6 +109,10 @@ def land(
     the task with it in its next prompt; the queue goes on with tasks that do not depend on
     it. A base branch checked out with local changes is never moved. Exit 0 when every task
     landed.
+
+    A task whose repository is a remote lands from this host's clone of it, and its base
+    branch is pushed to the remote as it lands (so --push has nothing more to do); --pr
+    pushes its branch there and opens the pull request from the clone.
 
     \b
     Examples:
@@ -145,7 +150,7 @@ def land(
     settings = dispatch.settings_from(ctx)
     say = (lambda _: None) if as_json else click.echo
     if pr:
-        results = [_open_pr(db, task_id, into) for task_id in chosen]
+        results = [_open_pr(db, task_id, into, settings.clones_root) for task_id in chosen]
         for line in results:
             say(line["text"])
         if as_json:
@@ -155,7 +160,12 @@ def land(
         strategy=landing.Strategy(strategy), check=not no_check, reopen=not no_reopen, into=into
     )
     results = landing.land(
-        db, chosen, options=options, worktree_root=settings.worktree_root, say=say
+        db,
+        chosen,
+        options=options,
+        worktree_root=settings.worktree_root,
+        say=say,
+        clones_root=settings.clones_root,
     )
     pushed = _push(db, results) if push else []
     if as_json:
@@ -184,8 +194,9 @@ def _remote(repo: str, branch: str) -> str | None:
 
 
 def _push(db, results) -> list[dict]:
-    """Push each base branch that moved, once, to its remote."""
-    from orchestrator import git
+    """Push each base branch that moved, once, to its remote (a remote repository's was
+    pushed as it landed)."""
+    from orchestrator import git, remotes
 
     done: list[dict] = []
     seen = set()
@@ -198,6 +209,9 @@ def _push(db, results) -> list[dict]:
         if key in seen or not task.repo or not branch:
             continue
         seen.add(key)
+        if remotes.url_of(task.repo) is not None:
+            done.append({"ok": True, "text": f"push: {branch} to {task.repo}: done as it landed"})
+            continue
         remote = _remote(task.repo, branch)
         if remote is None:
             done.append(
@@ -220,9 +234,10 @@ def _push(db, results) -> list[dict]:
     return done
 
 
-def _open_pr(db, task_id: int, into: str | None) -> dict:
-    """Push the task's branch and open a pull request with gh (when it is installed)."""
-    from orchestrator import git
+def _open_pr(db, task_id: int, into: str | None, clones_root: Path) -> dict:
+    """Push the task's branch and open a pull request with gh (when it is installed): from
+    its checkout, or from this host's clone of its remote."""
+    from orchestrator import git, landing, remotes
 
     task = tasks.get(db, task_id)
     base = into or task.base_branch
@@ -239,21 +254,30 @@ def _open_pr(db, task_id: int, into: str | None) -> dict:
             "url": task.pr_url,
             "text": f"{task.label}: already has a pull request: {task.pr_url}",
         }
-    remote = _remote(task.repo, base)
-    if remote is None:
-        return {
-            "ok": False,
-            "task": task.label,
-            "text": f"{task.label}: {task.repo} has no remote: add one (git remote add origin URL)",
-        }
-    top = git.open_repo(task.repo).path
-    pushed = git.run(top, "push", "-q", remote, f"refs/heads/{task.branch}", ok=git.ANY_STATUS)
-    if pushed.status != 0:
-        return {
-            "ok": False,
-            "task": task.label,
-            "text": f"{task.label}: push failed: {pushed.message()}",
-        }
+    if remotes.url_of(task.repo) is not None:
+        remote = task.repo
+        try:
+            top = landing.push_branch(task, clones_root=clones_root)
+        except errors.KanbanError as exc:
+            return {"ok": False, "task": task.label, "text": f"{task.label}: push failed: {exc}"}
+    else:
+        found = _remote(task.repo, base)
+        if found is None:
+            return {
+                "ok": False,
+                "task": task.label,
+                "text": f"{task.label}: {task.repo} has no remote: add one "
+                "(git remote add origin URL)",
+            }
+        remote = found
+        top = git.open_repo(task.repo).path
+        pushed = git.run(top, "push", "-q", remote, f"refs/heads/{task.branch}", ok=git.ANY_STATUS)
+        if pushed.status != 0:
+            return {
+                "ok": False,
+                "task": task.label,
+                "text": f"{task.label}: push failed: {pushed.message()}",
+            }
     gh = shutil.which("gh")
     if gh is None:
         return {

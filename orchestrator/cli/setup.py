@@ -181,9 +181,8 @@ class Check:
 @click.command()
 @click.option(
     "--repo",
-    type=click.Path(file_okay=False),
-    help="The repository whose .kanban.toml to check. Default: the one this command runs in, "
-    "if any.",
+    help="The repository whose .kanban.toml to check (default: the one this command runs in, "
+    "if any), or a remote's URL (or a bare repository's path) to check that it answers.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as a JSON list.")
 @click.pass_context
@@ -195,17 +194,20 @@ def doctor(ctx, repo, as_json):
     it), that the workers' Codex can reach a model (a login, or a model provider with a URL;
     without either a worker waits until its timeout), the workers' Hermes home and whether its
     model settings can work, the board (opened read-only, with an integrity check) and, in a
-    repository, its .kanban.toml.
+    repository, its .kanban.toml. With --repo URL (a remote, as `kanban create --repo` takes
+    it), that the remote answers this user the way it must answer a dispatcher: without a
+    prompt, within a timeout.
 
     \b
     Examples:
       kanban doctor
       kanban doctor --repo ~/src/app --json | jq '.[] | select(.ok | not)'
+      kanban doctor --repo git@git.internal:team/app.git
     """
     checks = _checks((ctx.find_root().obj or {}).get("db_path"))
-    workspace_check = _workspace_file(repo)
-    if workspace_check is not None:
-        checks.append(workspace_check)
+    repo_check = _workspace_file(repo) if repo is None else _repository(repo)
+    if repo_check is not None:
+        checks.append(repo_check)
     if as_json:
         context.print_json([dataclasses.asdict(check) for check in checks])
     else:
@@ -416,6 +418,99 @@ def _postgres_board(url: str) -> Check:
             fix="upgrade kanban",
         )
     return Check("board", True, f"{shown}: PostgreSQL {server}, schema {version}")
+
+
+def _repository(repo: str) -> Check | None:
+    """``--repo``: a remote (it answers), or a checkout (its .kanban.toml)."""
+    from orchestrator import remotes
+
+    try:
+        url = remotes.classify(repo)
+    except errors.KanbanError as exc:
+        return Check("remote", False, str(exc), fix=REMOTE_FORMS)
+    return _workspace_file(repo) if url is None else _remote(url)
+
+
+REMOTE_FORMS = (
+    "give a remote as kanban create --repo takes it: https://host/path, ssh://[user@]host/path, "
+    "user@host:path, file:///path or a bare repository's path"
+)
+
+
+def _remote(url: str) -> Check:
+    """The remote answers ``git ls-remote --heads`` as a dispatcher would ask it: with no
+    terminal to prompt on, ssh in batch mode, within `remotes.PROBE_TIMEOUT`."""
+    from orchestrator import remotes
+
+    try:
+        heads = remotes.probe(url)
+    except errors.KanbanError as exc:
+        return Check("remote", False, str(exc), fix=_remote_fix(str(exc), url))
+    if not heads:
+        return Check(
+            "remote",
+            False,
+            f"{url} answers but has no branch, and a task starts from one",
+            fix=f"push a branch to it first (git push {url} main)",
+        )
+    shown = ", ".join(heads[:5]) + (", ..." if len(heads) > 5 else "")
+    return Check("remote", True, f"{url} answers: {len(heads)} branch(es) ({shown})")
+
+
+def _remote_fix(message: str, url: str) -> str:
+    """What to do about a remote that did not answer, from what git said."""
+    said = message.lower()
+    if "host key verification failed" in said:
+        return (
+            "accept the host's key once for this user (connect with `ssh HOST` and check its "
+            "fingerprint, or add it to ~/.ssh/known_hosts)"
+        )
+    if any(
+        words in said
+        for words in (
+            "permission denied",
+            "authentication failed",
+            "could not read username",
+            "could not read password",
+            "terminal prompts disabled",
+            "access denied",
+            "returned error: 401",
+            "returned error: 403",
+        )
+    ):
+        return (
+            "give the user kanban runs as access that needs no prompt (kanban never asks for a "
+            "password): for ssh, a key that ssh-agent holds or that has no passphrase "
+            "(`ssh -o BatchMode=yes HOST` must work); for https, a credential helper (git "
+            "config --global credential.helper ...). Never put the password in the URL"
+        )
+    if any(
+        words in said
+        for words in (
+            "not found",
+            "does not appear to be a git repository",
+            "no such file",
+            "not a git repository",
+        )
+    ):
+        return f"check the URL: no repository answers at {url} (a typo in its path?)"
+    if any(
+        words in said
+        for words in (
+            "could not resolve",
+            "name or service not known",
+            "connection refused",
+            "timed out",
+            "did not answer",
+            "network is unreachable",
+            "no route to host",
+        )
+    ):
+        return (
+            "check the URL's host and port, and that this machine reaches it (network, VPN, "
+            "proxy, firewall)"
+        )
+    return f"check the URL, and that `git ls-remote -- {url}` works for this user unprompted"
 
 
 def _workspace_file(repo: str | None) -> Check | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import sqlite_utils
@@ -72,8 +71,9 @@ def _budget(fields: Mapping[str, Any]) -> records.Budget | None:
 
 
 def create(db: sqlite_utils.Database, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """``kanban create``: a task from a title and the create form's other fields."""
-    from orchestrator import git
+    """``kanban create``: a task from a title and the create form's other fields; its
+    repository a checkout's path or a remote's URL, as ``--repo`` takes them."""
+    from orchestrator import remotes
 
     title = fields.get("title")
     if not isinstance(title, str):
@@ -89,10 +89,9 @@ def create(db: sqlite_utils.Database, fields: Mapping[str, Any]) -> dict[str, An
         parent = None
     base_ref = base_branch = None
     if repo is not None:
-        repo = str(git.open_repo(Path(repo).expanduser()).path)
-        if base is not None or parent is None:
-            base_ref = git.resolve_base(repo, base)
-            base_branch = git.base_branch(repo, base)
+        # A subtask branches from its parent's branch, so only a top-level task pins a base.
+        found = remotes.resolve(repo.strip(), base, pin=parent is None)
+        repo, base_ref, base_branch = found.repo, found.base_ref, found.base_branch
     elif base is not None:
         raise errors.InvalidInput("--base needs --repo")
     budget = _budget(fields)
