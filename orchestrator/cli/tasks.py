@@ -93,25 +93,17 @@ def create(
       kanban create "Port the parser" --repo . --budget 2M,$10
       kanban create "Fix the flaky test" --repo git@github.com:me/app.git --base develop
     """
-    from orchestrator import git, remotes
+    from orchestrator import remotes
 
     runtime, options = command_runtime.task_runtime(runtime, command, option="--command")
     actor = context.actor()
     base_ref = base_branch = None
     if repo is not None:
-        # A subtask branches from its parent's branch, so only a top-level task pins HEAD.
+        # A subtask branches from its parent's branch, so only a top-level task pins HEAD; a
+        # remote's base is asked of it (each host works in a clone of its own).
         subtask = parent is not None or isinstance(actor, actors.Worker)
-        url = remotes.classify(repo)
-        if url is not None:
-            # Worked on in each host's clone: the base is the remote's, asked of it now.
-            repo = url
-            if base is not None or not subtask:
-                base_ref, base_branch = remotes.resolve_base(url, base)
-        else:
-            repo = str(git.open_repo(repo).path)
-            if base is not None or not subtask:
-                base_ref = git.resolve_base(repo, base)
-                base_branch = git.base_branch(repo, base)
+        found = remotes.resolve(repo, base, pin=not subtask)
+        repo, base_ref, base_branch = found.repo, found.base_ref, found.base_branch
     elif base is not None:
         raise errors.InvalidInput("--base needs --repo")
     spec = tasks.NewTask(

@@ -182,23 +182,19 @@ def land(db_path: str, label: object, fields: Mapping[str, Any]) -> dict:
 
 def diff(db: sqlite_utils.Database, label: object, *, into: str | None = None) -> dict:
     """``kanban diff TASK --patch``: its branch against its base branch as it is now."""
-    from orchestrator import git
+    from orchestrator import git, landing
     from orchestrator.cli import land as land_cli
 
     found = land_cli._task_with_branch(db, ids.format(task_id(label)))
-    assert found.repo and found.branch
-    base = into or found.base_branch or found.base_ref
-    if base is None:
-        raise errors.InvalidInput(f"{found.label} has no base to compare with: use --into BRANCH")
-    git.check_rev(base)
-    top = git.open_repo(found.repo).path
-    spec = f"{base}...{found.branch}"
-    stat = git.run(top, "diff", "--color=never", "--stat", spec, "--").out
-    patch = git.run(top, "diff", "--color=never", spec, "--").out
+    # As `kanban diff` compares it: for a remote, in this host's clone, fetched first.
+    compared = landing.compared(found, into=into)
+    spec = f"{compared.base}...{compared.branch}"
+    stat = git.run(compared.repo, "diff", "--color=never", "--stat", spec, "--").out
+    patch = git.run(compared.repo, "diff", "--color=never", spec, "--").out
     truncated = len(patch) > MAX_DIFF
     return {
         "task": found.label,
-        "base": base,
+        "base": compared.base_name,
         "branch": found.branch,
         "stat": stat,
         "patch": patch[:MAX_DIFF],

@@ -201,7 +201,7 @@ def new_task_form(
         f'<label>Instructions <textarea name="body" rows="4">{e(values.get("body", ""))}'
         "</textarea></label>"
         '<div class="row">'
-        + field("repo", "Repository", hint="/path/to/repo")
+        + field("repo", "Repository", hint="/path/to/repo or a remote's URL")
         + field("base", "Base ref", hint="HEAD")
         + f'<label>Runtime <select name="runtime">{options}</select></label>'
         + field("command", "Command", hint="for the command runtime")
