@@ -27,18 +27,26 @@ Blocking throughout (git and the check): call it from a thread or a command.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
-import fcntl
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import sqlite_utils
 
 from board import errors, identity, records, tasks, views
-from orchestrator import checking, config, git, ports, preparing, remotes, workspace, worktrees
+from orchestrator import (
+    checking,
+    config,
+    git,
+    ports,
+    preparing,
+    processes,
+    remotes,
+    workspace,
+    worktrees,
+)
 from worker import env, pause
 
 MAX_RACES = 5  # the base moved under a step this many times in a row: give up on it
@@ -269,18 +277,8 @@ def _land_one(
     repo = _repo_of(task, clones_root)
     scratch = _scratch(repo.path, worktree_root, identity.board_id(db), cache)
     # One lander at a time in a scratch worktree (another `kanban land` waits its turn).
-    with _locked(scratch.with_name(f"{scratch.name}.lock")):
+    with processes.exclusive(scratch.with_name(f"{scratch.name}.lock")):
         return _queue_step(db, task, into, repo=repo, scratch=scratch, options=options)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _queue_step(

@@ -9,11 +9,14 @@ first (SIGTERM), then with SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 
@@ -133,6 +136,18 @@ def _signal_all(procs: list[psutil.Process], groups: set[int], sig: int) -> None
 # lock is held exactly while a shim of that run may still write the run's record, even a shim
 # whose pid the dispatcher died before recording. flock, not fcntl record locks: those would be
 # dropped by any close() of another descriptor of the file in this process.
+
+
+@contextlib.contextmanager
+def exclusive(path: Path | str) -> Iterator[None]:
+    """Hold an exclusive flock on the file at `path` (made if missing) while in the block:
+    one at a time, across threads and processes. Not inherited by children."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def take_run_lock(path: str) -> int:

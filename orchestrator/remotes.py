@@ -19,9 +19,7 @@ given ``--`` before a URL, never a shell, and never a terminal to prompt on.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import os
 import re
@@ -29,11 +27,11 @@ import secrets
 import shutil
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from board import errors
-from orchestrator import git, merging, worktrees
+from orchestrator import git, merging, processes, worktrees
 
 REMOTE = "origin"  # the name of the remote in every clone kanban makes
 # Talking to a remote: never prompt (a dispatcher has no one to answer), never hang forever.
@@ -227,16 +225,6 @@ def clone_dir(url: str, root: Path | str) -> Path:
     return Path(root).expanduser() / f"{name}-{digest}"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def ensure_clone(url: str, root: Path | str) -> Path:
     """This host's clone of `url`, cloned if it has none yet; returns its path.
 
@@ -250,7 +238,7 @@ def ensure_clone(url: str, root: Path | str) -> Path:
     if (target / ".git").is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / f".{target.name}.lock"):
+    with processes.exclusive(target.parent / f".{target.name}.lock"):
         if (target / ".git").is_dir():  # cloned meanwhile by another process
             return target
         for leftover in target.parent.glob(f".{target.name}.tmp-*"):

@@ -141,3 +141,31 @@ def seconds_until_next(db: sqlite_utils.Database, now: float) -> float | None:
         if _usable(s)
     ]
     return max(0.0, min(upcoming) - now) if upcoming else None
+
+
+def listing(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Every schedule with its last and next fire times (`kanban schedule list --json`, the
+    web board). A schedule an older kanban stored with an unusable expression is listed with
+    its `problem`, not fatal."""
+    from board import views
+
+    now = time.time()
+    items = []
+    for s in schedules.all_(db):
+        trouble = problem(s)
+        items.append(
+            {
+                "name": s["name"],
+                "cron": s["cron"],
+                "batch_file": s["batch_path"],
+                "enabled": bool(s["enabled"]),
+                "last_fire_at": views.when(s["last_fire_at"])
+                if s["last_fire_at"] != s["created_at"]
+                else None,
+                "next_fire_at": None
+                if trouble
+                else views.when(next_after(s["cron"], max(now, s["last_fire_at"] or 0))),
+                "problem": trouble,
+            }
+        )
+    return items

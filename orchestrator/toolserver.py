@@ -12,14 +12,11 @@ Blocking: call it from a thread.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
@@ -58,7 +55,7 @@ def ensure(db_path: str, *, log_dir: Path, idle_exit: float = 600.0) -> services
             assert found is not None
             return found
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with _locked(log_dir / "tool-server.lock"):
+        with processes.exclusive(log_dir / "tool-server.lock"):
             found = services.tool_server(db)  # another dispatcher may have started it
             if alive(found):
                 assert found is not None
@@ -114,13 +111,3 @@ def _start(
             return found
         time.sleep(0.02)
     raise ToolServerError(f"the kanban tool server did not start (exit {code}); its log is {log}")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

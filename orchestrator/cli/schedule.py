@@ -65,27 +65,7 @@ def list_(ctx, as_json):
     """List schedules with their last and next fire times. Example: kanban schedule list."""
     from orchestrator import render
 
-    db = context.existing_board(ctx)
-    now = time.time()
-    items = []
-    for s in schedules.all_(db):
-        # A schedule an older kanban stored with an unusable expression is listed, not fatal.
-        trouble = firing.problem(s)
-        items.append(
-            {
-                "name": s["name"],
-                "cron": s["cron"],
-                "batch_file": s["batch_path"],
-                "enabled": bool(s["enabled"]),
-                "last_fire_at": views.when(s["last_fire_at"])
-                if s["last_fire_at"] != s["created_at"]
-                else None,
-                "next_fire_at": None
-                if trouble
-                else views.when(firing.next_after(s["cron"], max(now, s["last_fire_at"] or 0))),
-                "problem": trouble,
-            }
-        )
+    items = firing.listing(context.existing_board(ctx))
     if as_json:
         context.print_json(items)
         return

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from board import errors, feed, ids, schedules, spending, states, views
+from board import errors, feed, ids, spending, states, views
 from orchestrator.web import actions, html, live, security
 from orchestrator.web.app import PAGE, status_of, web
 from worker import runtimes
@@ -377,26 +377,7 @@ def schedules_data(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     """What `kanban schedule list --json` prints."""
     from orchestrator import schedules as firing
 
-    now = time.time()
-    items = []
-    for s in schedules.all_(db):
-        trouble = firing.problem(s)
-        items.append(
-            {
-                "name": s["name"],
-                "cron": s["cron"],
-                "batch_file": s["batch_path"],
-                "enabled": bool(s["enabled"]),
-                "last_fire_at": views.when(s["last_fire_at"])
-                if s["last_fire_at"] != s["created_at"]
-                else None,
-                "next_fire_at": None
-                if trouble
-                else views.when(firing.next_after(s["cron"], max(now, s["last_fire_at"] or 0))),
-                "problem": trouble,
-            }
-        )
-    return items
+    return firing.listing(db)
 
 
 async def batches_page(request: Request) -> Response:
