@@ -281,17 +281,17 @@ def s_heartbeat(board: Any, n: int) -> dict:
     return {"heartbeat": timed(lambda: [board.heartbeat(handle) for _ in range(n)]) / n * 1000}
 
 
-def s_hb32(board: Any, n: int, kind: str, path: str) -> dict:
-    procs_n = 32
-    handles = [board.claim(board.create(f"long task {i}")) for i in range(procs_n)]
+def together(argvs: list[list[str]]) -> list[dict]:
+    """Start one child of this file per argv, let them all go at once once every one is
+    ready, and return what each printed (one JSON object)."""
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--child", kind, path, str(n), str(h[0]), str(h[1]), h[2]],
+            [sys.executable, __file__, *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        for h in handles
+        for argv in argvs
     ]
     for proc in procs:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
@@ -299,7 +299,15 @@ def s_hb32(board: Any, n: int, kind: str, path: str) -> dict:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
-    results = [json.loads(proc.communicate()[0]) for proc in procs]
+    return [json.loads(proc.communicate()[0]) for proc in procs]
+
+
+def s_hb32(board: Any, n: int, kind: str, path: str) -> dict:
+    procs_n = 32
+    handles = [board.claim(board.create(f"long task {i}")) for i in range(procs_n)]
+    results = together(
+        [["--child", kind, path, str(n), str(h[0]), str(h[1]), h[2]] for h in handles]
+    )
     latencies = sorted(x for r in results for x in r["latencies"])
     ok = sum(r["ok"] for r in results)
     span = max(r["end"] for r in results) - min(r["start"] for r in results)
@@ -335,22 +343,7 @@ def s_drain4(board: Any, n: int, kind: str, path: str) -> dict:
     for i in range(n):
         board.create(f"task {i}")
     board.fast(False)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--drainer", kind, path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(DISPATCHERS)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    results = [json.loads(proc.communicate()[0]) for proc in procs]
+    results = together([["--drainer", kind, path] for _ in range(DISPATCHERS)])
     claimed = sum(r["claimed"] for r in results)
     span = max(r["end"] for r in results) - min(r["start"] for r in results)
     runs_per_task = board.db.conn.execute(
