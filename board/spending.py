@@ -142,10 +142,11 @@ def over_budget(tx: Tx | sqlite_utils.Database, task: Mapping[str, Any]) -> str 
                 f"{ids.format(task['id'])} --budget ...` to let it go on"
             )
     if task["batch_id"] is not None:
-        found = _all(
-            tx,
-            "SELECT budget_tokens, budget_usd FROM batches WHERE ? || id = ?",
-            (batches_prefix(), task["batch_id"]),
+        number = str(task["batch_id"]).removeprefix(batches_prefix())
+        found = (
+            _all(tx, "SELECT budget_tokens, budget_usd FROM batches WHERE id = ?", (int(number),))
+            if number.isdigit()
+            else []
         )
         if found:
             batch = Budget(tokens=found[0]["budget_tokens"], usd=found[0]["budget_usd"])

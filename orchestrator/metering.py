@@ -31,8 +31,8 @@ class Reading:
         self.recorded: tuple[Usage, str | None] | None = None
 
     def skip_to_end(self) -> None:
-        """The log so far is the setup's: output from the agent starts after it."""
-        self.output_from = _size(self.log_path)
+        """The log so far is the setup's: the agent's output, all the meter reads, follows."""
+        self.output_from = self.offset = _size(self.log_path)
 
     def advance(self, *, final: bool = False) -> None:
         """Feed the lines the log gained; `final`: the run is over, feed a last partial line."""
