@@ -131,16 +131,45 @@ def parse_budget(text: str) -> Budget:
 # -- the checks ----------------------------------------------------------------------------
 
 
+def of_subtree(tx: Tx | sqlite_utils.Database, task_id: int) -> Usage:
+    """Everything the runs of the task and of all its subtasks used."""
+    return _usage(
+        _all(
+            tx,
+            "WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL"
+            " SELECT t.id FROM tasks t JOIN sub ON t.parent_id = sub.id)"
+            f" SELECT {SUMS} FROM runs WHERE task_id IN (SELECT id FROM sub)",
+            (task_id,),
+        )
+    )
+
+
 def over_budget(tx: Tx | sqlite_utils.Database, task: Mapping[str, Any]) -> str | None:
-    """Why `task` (a row) may not run on: its own budget, or its batch's, is spent."""
+    """Why `task` (a row) may not run on: its own budget is spent, or an ancestor's (a task's
+    budget covers its subtasks: an orchestrator's fan-out spends from it), or its batch's."""
     budget = Budget(tokens=task["budget_tokens"], usd=task["budget_usd"])
     if not budget.unbounded:
-        spent = budget.exceeded(of_task(tx, task["id"]))
+        spent = budget.exceeded(of_subtree(tx, task["id"]))
         if spent:
             return (
                 f"budget exceeded: {spent}; raise it with `kanban retry "
-                f"{ids.format(task['id'])} --budget ...` to let it go on"
+                f"{ids.format(task['id'])} --budget ...` to let it go on (`none` removes it)"
             )
+    parent_id = task["parent_id"]
+    while parent_id is not None:
+        found = _all(tx, "SELECT * FROM tasks WHERE id = ?", (parent_id,))
+        if not found:
+            break
+        parent = found[0]
+        budget = Budget(tokens=parent["budget_tokens"], usd=parent["budget_usd"])
+        spent = None if budget.unbounded else budget.exceeded(of_subtree(tx, parent["id"]))
+        if spent:
+            return (
+                f"the budget of {ids.format(parent['id'])} (its subtasks included) is "
+                f"exceeded: {spent}; raise it with `kanban budget {ids.format(parent['id'])} "
+                f"...`, then `kanban retry {ids.format(task['id'])}`"
+            )
+        parent_id = parent["parent_id"]
     if task["batch_id"] is not None:
         number = str(task["batch_id"]).removeprefix(batches_prefix())
         found = (

@@ -506,8 +506,32 @@ def unblock(
         return target
 
 
-def _rebudget(tx: Tx, task_id: int, budget: records.Budget | None, *, actor: actors.Actor) -> None:
-    """Set a new budget (None: keep it); refuse to let a task whose budget is spent go on."""
+def set_budget(
+    db: sqlite_utils.Database,
+    task_id: int,
+    budget: records.Budget,
+    actor: actors.Actor = actors.OPERATOR,
+) -> None:
+    """Give a task a new budget (an unbounded one removes it), whatever its status: the way to
+    raise the budget of a parent whose subtasks spent it. People only."""
+    if isinstance(actor, actors.Worker):
+        raise errors.PolicyError("a worker cannot change a budget; ask a person to")
+    with transaction(db) as tx:
+        _require(tx, task_id)
+        _rebudget(tx, task_id, budget, actor=actor, refuse_spent=False)
+        tx.wake = True  # a task held back by it may start now
+
+
+def _rebudget(
+    tx: Tx,
+    task_id: int,
+    budget: records.Budget | None,
+    *,
+    actor: actors.Actor,
+    refuse_spent: bool = True,
+) -> None:
+    """Set a new budget (None: keep it); with `refuse_spent`, refuse to let a task whose
+    budget (or an ancestor's, or its batch's) is spent go on."""
     if budget is not None:
         check_budget(budget)
         tx.execute(
@@ -521,15 +545,13 @@ def _rebudget(tx: Tx, task_id: int, budget: records.Budget | None, *, actor: act
             actor=actor,
             data={"tokens": budget.tokens, "usd": budget.usd},
         )
+    if not refuse_spent:
+        return
     row = tx.one("SELECT * FROM tasks WHERE id = ?", (task_id,))
     assert row is not None
     spent = spending.over_budget(tx, row)
     if spent is not None:
-        raise spending.OverBudget(
-            f"{ids.format(task_id)} would stop again at once: {spent.split(';')[0]}; "
-            f"give it a larger budget: `kanban retry {ids.format(task_id)} --budget ...` "
-            "(`--budget none` removes it)"
-        )
+        raise spending.OverBudget(f"{ids.format(task_id)} would stop again at once: {spent}")
 
 
 def cancel(

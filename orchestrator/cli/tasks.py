@@ -429,6 +429,29 @@ def cancel(ctx, task):
     click.echo("cancelled: " + ", ".join(ids.format(t) for t in changed))
 
 
+@click.command(name="budget")
+@click.argument("task")
+@click.argument("amount")
+@click.pass_context
+def budget_(ctx, task, amount):
+    """Give TASK a new budget, whatever its status: tokens, dollars, both, or "none".
+
+    A task's budget covers its subtasks' runs too; raise a parent's here when its subtasks
+    spent it (they are blocked: `kanban retry` them afterwards).
+
+    
+    Examples:
+      kanban budget t_3 2M
+      kanban budget t_3 200k,$5
+      kanban budget t_3 none
+    """
+    new = _new_budget(amount)
+    assert new is not None
+    tasks.set_budget(context.existing_board(ctx), context.task_id(task), new, context.actor())
+    shown = new.describe() if not new.unbounded else "none"
+    click.echo(f"{task}: budget {shown}")
+
+
 @click.command()
 @click.argument("task")
 @_BUDGET_OPTION
@@ -503,5 +526,6 @@ COMMANDS = [
     complete,
     cancel,
     retry,
+    budget_,
     heartbeat,
 ]

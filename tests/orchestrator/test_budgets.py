@@ -263,3 +263,40 @@ def test_bad_prices_and_limits_are_refused_with_the_key(
     write_config(isolated_home, text)
     with pytest.raises(errors.InvalidInput, match=re.escape(message)):
         config.load()
+
+
+def test_a_tasks_budget_covers_its_subtasks(kb: Kanban) -> None:
+    parent = new(kb.db, "orchestrates", budget=records.Budget(tokens=1000))
+    first, second, third = (new(kb.db, f"part {n}", parent=parent) for n in range(3))
+    use(kb.db, first, (400, 200))
+    assert runs.claim(kb.db, task_id=second)  # 600 of 1,000 spent: it may run
+    spending.record(kb.db, kb.runs(second)[0].id, records.Usage(input_tokens=500), cost_source=None)
+
+    assert runs.claim(kb.db, task_id=third) == []  # 1,100 of 1,000 by its siblings
+    reason = kb.task(third).block_reason
+    assert reason.startswith(
+        f"the budget of t_{parent} (its subtasks included) is exceeded: used 1,100 of 1,000"
+    )
+    live = spending.task_over_budget(kb.db, second)  # its live run would be stopped
+    assert live is not None and live.split(";")[0] == reason.split(";")[0]
+    refused = kb.run("retry", f"t_{third}", check=False)
+    assert refused.returncode == 1
+    assert f"raise it with `kanban budget t_{parent} ...`, then `kanban retry t_{third}`" in (
+        refused.stderr
+    )
+    # The parent is not blocked itself (its subtasks run): `kanban budget` raises it.
+    assert (
+        kb.run("budget", f"t_{parent}", "5k").stdout.strip() == f"t_{parent}: budget 5,000 tokens"
+    )
+    kb.run("retry", f"t_{third}")
+    assert kb.status(third) == "ready"
+    worker_says = kb.run(
+        "budget",
+        f"t_{third}",
+        "1M",
+        check=False,
+        HERMES_KANBAN_TASK=f"t_{second}",
+        HERMES_KANBAN_RUN_ID=str(kb.runs(second)[0].id),
+        HERMES_KANBAN_TOKEN="whatever",
+    )
+    assert worker_says.returncode == 1 and "a worker cannot change a budget" in worker_says.stderr
