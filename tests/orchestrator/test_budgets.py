@@ -187,7 +187,10 @@ def test_the_respawn_governor_blocks_a_task_that_keeps_dying(
 WORKER_CREATES = """
 import subprocess, sys
 for n in range(3):
-    made = subprocess.run([sys.argv[1], "create", f"sub {n}"], capture_output=True, text=True)
+    # Plain subtasks: without --command they would run this very script, and create more.
+    made = subprocess.run(
+        [sys.argv[1], "create", f"sub {n}", "--command", "true"], capture_output=True, text=True
+    )
     print(n, made.returncode, made.stdout.strip(), made.stderr.strip(), flush=True)
 """
 
