@@ -88,6 +88,11 @@ def location(path: str | os.PathLike[str] | None = None) -> str:
     return str(resolve(path))
 
 
+def shown(where: str) -> str:
+    """The board's location for people (messages, logs): a URL without its password."""
+    return postgres.redacted(where) if postgres.is_url(where) else where
+
+
 def handed(where: str) -> tuple[str, dict[str, str]]:
     """How to hand the board at `where` to a process kanban starts: its ``--db`` argument and
     what to add to its environment. A PostgreSQL URL (it may hold a password) goes in the

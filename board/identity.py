@@ -25,7 +25,8 @@ def board_id(db: sqlite_utils.Database) -> str:
     found = json.loads(value[0]["value"]) if value else None
     if not isinstance(found, str) or not _ID.fullmatch(found):
         raise errors.BoardError(
-            f"board {connection.path_of(db)} has no valid id ({found!r}); it may have been "
+            f"board {connection.shown(connection.path_of(db))} has no valid id ({found!r}); it "
+            "may have been "
             "edited by hand: restore it from a backup"
         )
     return found

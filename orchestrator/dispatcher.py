@@ -33,7 +33,7 @@ import anyio
 import anyio.abc
 import sqlite_utils
 
-from board import dispatchers, errors, ids, records, runs, spending, tasks, wake
+from board import connection, dispatchers, errors, ids, records, runs, spending, tasks, wake
 from board.wake import Listener
 from orchestrator import boardio, config, notify, processes, schedules, supervisor
 from worker import scope
@@ -108,7 +108,7 @@ class Dispatcher:
         self.board.on_busy = self.on_event
         self.on_event(
             f"dispatcher {self.id} started (pid {me} on host {self.host}, board "
-            f"{self.board.path}; "
+            f"{connection.shown(self.board.path)}; "
             f"every run's processes are contained by {scope.mechanism()})"
         )
         try:

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from board import errors, feed
+from board import connection, errors, feed
 from orchestrator.cli import context
 
 
@@ -70,7 +70,7 @@ def serve(ctx, host, port, open_browser, dispatch, new_token):
     child = _dispatcher(path) if dispatch else None
 
     def ready() -> None:
-        click.echo(f"kanban serve: {where.url} (board {path})")
+        click.echo(f"kanban serve: {where.url} (board {connection.shown(path)})")
         if token is not None:
             click.echo(f"token: {token}")
             click.echo("  (shown once: the board keeps only its hash; --new-token replaces it)")
@@ -98,17 +98,20 @@ def _interrupted(signum: int, frame: object) -> None:
 
 
 def _dispatcher(path: str) -> subprocess.Popen:
-    """`kanban dispatch` on the same board, as a child process of its own."""
+    """`kanban dispatch` on the same board, as a child process of its own (a PostgreSQL
+    board's URL in its environment, not on its command line)."""
+    db_arg, db_env = connection.handed(path)
     return subprocess.Popen(
         [
             sys.executable,
             "-c",
             "from orchestrator.cli.main import main; main()",
             "--db",
-            path,
+            db_arg,
             "dispatch",
         ],
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **db_env},
     )
 
 

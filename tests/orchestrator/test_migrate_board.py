@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.parse
 from pathlib import Path
 
+import psutil
 from support.board_kit import claim
+from support.cli import KANBAN
+from support.waiting import wait_for
 from support.world import Kanban
 
 from board import connection, identity, pg_schema, records, spending, tasks
@@ -102,3 +106,35 @@ def test_doctor_checks_a_postgresql_board_its_server_and_schema(kb: Kanban, pg_u
     down = board_check(kb, f"{host}:1/{rest.split('/', 1)[1]}")  # nothing listens on port 1
     assert not down["ok"] and "cannot reach the board" in down["detail"]
     assert "start the server" in down["fix"]
+
+
+def test_a_postgresql_boards_password_is_in_no_output_and_no_command_line(
+    kb: Kanban, pg_url: str
+) -> None:
+    password = urllib.parse.urlsplit(pg_url).password
+    assert password
+    on_pg = {"KANBAN_DB": pg_url}
+    kb.run("create", "quick", "--command", "true", **on_pg)
+    dispatcher = kb.dispatch("--until-idle", **on_pg)
+    assert dispatcher.wait() == 0
+    assert ":***@" in dispatcher.output() and password not in dispatcher.output()
+
+    serve = subprocess.Popen(
+        [KANBAN, "serve", "--port", "0", "--dispatch"],
+        env={**kb.env, **on_pg},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        first = serve.stdout.readline()
+        assert first.startswith("kanban serve: http://127.0.0.1:") and password not in first
+        children = wait_for(
+            lambda: psutil.Process(serve.pid).children(), "the web board's dispatcher"
+        )
+        for child in children:
+            assert not [arg for arg in child.cmdline() if password in arg or "postgresql" in arg]
+    finally:
+        serve.terminate()
+        serve.communicate(timeout=20)
