@@ -591,18 +591,20 @@ def explain(demo: Demo, board: list[dict[str, Any]]) -> None:
         written down in advance in testing/demo.py. There was no model, no account, and
         nothing left this machine. Everything else was real: `codex exec` and Hermes (on its
         Codex app-server runtime) worked in their own git worktrees, reported through kanban's
-        MCP server, and the dispatcher committed, merged and settled their work on the board.
+        MCP tool server, and the dispatcher committed, merged and settled their work on the
+        board, recording what each run used.
 
         To run the same against a real model, with your own homes, install the kanban
         command for daily use first (`pipx install .` from this checkout: see the README):
           codex login                 # sign in to Codex (or use an API key)
-          kanban setup codex          # registers kanban's MCP server in ~/.codex/config.toml
+          kanban setup codex          # checks ~/.codex/config.toml (writes nothing of kanban's)
           kanban setup hermes         # a Hermes home of kanban's own, ~/.kanban/hermes
           kanban doctor               # checks all of it
           kanban create "Add a --verbose flag" --repo ~/src/app --runtime codex
           kanban dispatch             # or a batch: kanban run {batch}
           kanban diff t_1             # review; kanban reopen t_1 --comment "..." to send back
-          kanban land --all           # into main, checked, never losing a concurrent update""")
+          kanban land --all           # into main, checked, never losing a concurrent update
+          kanban usage --since today  # what it cost; kanban serve for the board in a browser""")
     )
 
 
