@@ -536,15 +536,7 @@ class Supervisor:
         repo = task.repo
         branch, path = task.branch, task.worktree
         if not (branch and path):  # named once: a retry or a resume keeps what it was given
-            named = functools.partial(
-                worktrees.placement,
-                repo,
-                root=self.settings.worktree_root,
-                prefix=self.settings.branch_prefix,
-                board_id=board_id,
-                task_id=tid,
-            )
-            new_branch, new_path = await anyio.to_thread.run_sync(named)
+            new_branch, new_path = await self._named(repo, tid)
             branch, path = branch or new_branch, path or str(new_path)
         base_ref = task.base_ref
         if task.parent_id and not task.branch:
@@ -564,15 +556,29 @@ class Supervisor:
         tree = await anyio.to_thread.run_sync(
             worktrees.ensure_worktree, repo, Path(path), branch, base_ref
         )
-        await self.board.call(
-            tasks.set_placement,
-            task.id,
-            branch=branch,
-            worktree=str(tree.path),
-            base_ref=base_ref,
-        )
-        merges = await self._merge_into(task, str(tree.path), kind)
+        merges = await self._placed(task, tree.path, branch, base_ref, kind)
         return Placement(str(tree.path), branch, merges, tree.created, repo_config, checkout=repo)
+
+    async def _named(self, repo: str, tid: str) -> tuple[str, Path]:
+        """The branch and worktree path this host gives a task of `repo` (a checkout)."""
+        named = functools.partial(
+            worktrees.placement,
+            repo,
+            root=self.settings.worktree_root,
+            prefix=self.settings.branch_prefix,
+            board_id=self.board.id,
+            task_id=tid,
+        )
+        return await anyio.to_thread.run_sync(named)
+
+    async def _placed(
+        self, task: records.Task, path: Path, branch: str, base_ref: str, kind: str
+    ) -> list[prompt.Merge]:
+        """Record where the task works, then merge in what it builds on (`_merge_into`)."""
+        await self.board.call(
+            tasks.set_placement, task.id, branch=branch, worktree=str(path), base_ref=base_ref
+        )
+        return await self._merge_into(task, str(path), kind)
 
     def _checkout(self, repo: str | None) -> str | None:
         """The checkout a task's worktrees belong to on this host: its repository, or this
@@ -593,15 +599,7 @@ class Supervisor:
         clone = await anyio.to_thread.run_sync(remotes.ensure_clone, url, self.settings.clones_root)
         await anyio.to_thread.run_sync(remotes.fetch, clone)
         repo = str(clone)
-        named = functools.partial(
-            worktrees.placement,
-            repo,
-            root=self.settings.worktree_root,
-            prefix=self.settings.branch_prefix,
-            board_id=self.board.id,
-            task_id=tid,
-        )
-        new_branch, path = await anyio.to_thread.run_sync(named)
+        new_branch, path = await self._named(repo, tid)
         branch = task.branch or new_branch
         base_ref = task.base_ref
         if task.parent_id and not task.branch:
@@ -631,14 +629,7 @@ class Supervisor:
                     prompt.Merge(f"{o.branch} (as pushed)", o.status, o.conflicts, source="pushed")
                     for o in caught_up
                 ]
-        await self.board.call(
-            tasks.set_placement,
-            task.id,
-            branch=branch,
-            worktree=str(tree.path),
-            base_ref=base_ref,
-        )
-        merges = await self._merge_into(task, str(tree.path), kind)
+        merges = await self._placed(task, tree.path, branch, base_ref, kind)
         conflicted = {name for merge in own for name in merge.conflicted_files}
         if conflicted:
             now = await self.board.call(tasks.get, task.id)

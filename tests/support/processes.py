@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import psutil
 
@@ -36,3 +37,16 @@ def kill_tree(pid: int | None, started_at: float | None) -> None:
         for proc in [*root.children(recursive=True), root]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
+
+
+def end_board_processes(db: Any) -> None:
+    """Kill every process a test's board knows of: its runs' agents and shims (they live in
+    sessions of their own and outlive a killed dispatcher) and its tool server."""
+    from board import connection, services
+
+    for run in connection.read(db, "SELECT * FROM runs"):
+        kill_tree(run["pid"], run["pid_started_at"])
+        kill_tree(run["shim_pid"], run["shim_started_at"])
+    server = services.tool_server(db)
+    if server is not None:
+        kill_tree(server.pid, server.pid_started_at)

@@ -18,25 +18,13 @@ from typing import Any
 
 import sqlite_utils
 
-from board import connection, services, tasks
+from board import connection, tasks
 from support.cli import KANBAN
-from support.processes import kill_tree
+from support.processes import end_board_processes
 from support.waiting import wait_for
 from support.world import Dispatcher
 
 PY = sys.executable
-CHROMIUM = "/usr/bin/chromium"
-# What the probe of this machine found Chromium needs here: no sandbox as root, no GPU, and
-# none of its background connections (the network is closed).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class Answer:
@@ -182,12 +170,7 @@ class Served:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for run in connection.read(self.db, "SELECT * FROM runs"):
-            kill_tree(run["pid"], run["pid_started_at"])
-            kill_tree(run["shim_pid"], run["shim_started_at"])
-        server = services.tool_server(self.db)
-        if server is not None:
-            kill_tree(server.pid, server.pid_started_at)
+        end_board_processes(self.db)
         self.db.conn.close()
 
 

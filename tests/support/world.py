@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from board import connection, identity, runs, services, tasks
+from board import connection, identity, runs, tasks
 from support.cli import KANBAN, kanban
 from support.gitrepo import make_repo
-from support.processes import kill_tree
+from support.processes import end_board_processes
 from support.waiting import DEADLINE, wait_for
 
 PY = sys.executable
@@ -142,12 +142,7 @@ class Kanban:
                 dispatcher.proc.wait()
         # Workers live in sessions of their own and outlive a killed dispatcher, and so does
         # the board's tool server.
-        for run in connection.read(self.db, "SELECT * FROM runs"):
-            kill_tree(run["pid"], run["pid_started_at"])
-            kill_tree(run["shim_pid"], run["shim_started_at"])
-        server = services.tool_server(self.db)
-        if server is not None:
-            kill_tree(server.pid, server.pid_started_at)
+        end_board_processes(self.db)
         self.db.conn.close()
 
 

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.web import CHROMIUM, CHROMIUM_ARGS, Served
+from support.web import Served
+
+from testing.browser import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")
